@@ -1,0 +1,87 @@
+/* config.h - the libconfig configuration of ../shared/design.md. */
+#ifndef PS_CONFIG_H
+#define PS_CONFIG_H
+
+#include <stddef.h>
+
+#define PS_DEFAULT_CONFIG SYSCONFDIR "/planetscale/deprovision.conf"
+#define PS_DEFAULT_QUEUE_DIR LOCALSTATEDIR "/spool/planetscale-deprovision"
+#define PS_DEFAULT_API_URL "https://api.planetscale.com/v1"
+
+enum ps_flags_mode { PS_FLAGS_QUERY = 0, PS_FLAGS_BODY = 1 };
+enum ps_unmapped { PS_UNMAPPED_IGNORE = 0, PS_UNMAPPED_ERROR = 1 };
+
+typedef struct ps_user {
+    char *login;
+    char *id;
+    char *organization;          /* NULL: the default organization */
+    int delete_passwords;        /* -1: the default */
+    int delete_service_tokens;   /* -1: the default */
+    char *file;                  /* where it was defined */
+    int line;
+} ps_user_t;
+
+typedef struct ps_config {
+    char *path;                  /* main file */
+    char *organization;          /* default organization, may be NULL */
+
+    /* api */
+    char *api_url;               /* no trailing '/' */
+    char *auth_header;           /* complete "Authorization: ..." line: SECRET */
+    int auth_is_oauth;           /* 1 when it is Bearer */
+    int flags_mode;              /* enum ps_flags_mode */
+    double timeout;              /* seconds, total per request */
+    double connect_timeout;      /* seconds */
+    int retries;                 /* attempts before the request is queued, >= 1 */
+    double rate_limit;           /* requests per second when draining */
+    char *ca_file;               /* may be NULL */
+    char *proxy;                 /* may be NULL: then no proxy at all */
+
+    int def_delete_passwords;
+    int def_delete_service_tokens;
+    int unmapped;                /* enum ps_unmapped */
+
+    ps_user_t *users;            /* sorted by login after load */
+    size_t nusers;
+    char *include_dir;           /* may be NULL */
+
+    char *queue_dir;
+    int max_age_days;
+
+    char **pam_services;
+    size_t npam_services;
+} ps_config_t;
+
+/* What one login resolves to. Strings point into the config. */
+typedef struct ps_mapping {
+    const char *login;
+    const char *organization;
+    const char *id;
+    int delete_passwords;
+    int delete_service_tokens;
+} ps_mapping_t;
+
+/* Load and validate `path` (NULL: PS_DEFAULT_CONFIG) and its include_dir.
+ * Returns 0 and *out on success. On failure returns -1 with a message
+ * naming the file and line ("FILE:LINE: ...") in err; no secret value is
+ * ever copied into err. Rules: unknown keys, wrong types, duplicate logins,
+ * invalid ids/organizations (ps_id_valid), a non-https URL to anything but
+ * a loopback address, a secret in a file that group/others can read, more
+ * than one credential form, no credential at all: all errors. A config with
+ * no users and no credential is valid ("nothing to do") when `require_auth`
+ * is 0. */
+int ps_config_load(ps_config_t **out, const char *path, int require_auth,
+                   char *err, size_t errlen);
+void ps_config_free(ps_config_t *cfg);
+
+/* Resolve a login. Returns 0 with *m filled, 1 when unmapped, -1 when the
+ * mapped user has no organization (none given and no default). */
+int ps_config_map(const ps_config_t *cfg, const char *login, ps_mapping_t *m);
+
+/* 1 when `service` is listed in pam_services. */
+int ps_config_pam_service_allowed(const ps_config_t *cfg, const char *service);
+
+/* 1 when the URL's host is a loopback address (127.0.0.0/8, ::1, localhost). */
+int ps_url_is_loopback_http(const char *url);
+
+#endif

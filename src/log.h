@@ -1,0 +1,30 @@
+/* log.h - one logging function for the whole core.
+ * In the command it writes human messages to stderr and audit lines to
+ * syslog; under the PAM helper, syslog only. Facility is always authpriv.
+ * No global state: a ps_log_t travels with the call. */
+#ifndef PS_LOG_H
+#define PS_LOG_H
+
+#include <syslog.h>
+#include "util.h"
+
+typedef struct ps_log {
+    int to_stderr;   /* write messages to stderr (the command) */
+    int to_syslog;   /* write messages to syslog, LOG_AUTHPRIV */
+    int verbose;     /* LOG_DEBUG/LOG_INFO go to stderr too */
+    int json;        /* --json: stderr messages stay plain text, stdout is JSON */
+} ps_log_t;
+
+/* A message. LOG_DEBUG goes out only when verbose. Callers escape any
+ * user-controlled string with ps_escape() before formatting it in. */
+void ps_logf(const ps_log_t *lg, int prio, const char *fmt, ...) PS_PRINTF(3, 4);
+
+/* The audit line for one outcome: always to syslog (authpriv), and to stderr
+ * when lg->to_stderr && lg->verbose. Every string is escaped here; no secret
+ * is ever passed in. `outcome` is one of removed, absent, unmapped, refused,
+ * queued, failed, dead-letter, dry-run. http_status 0 = no HTTP answer. */
+void ps_audit(const ps_log_t *lg, int prio, const char *outcome, const char *login,
+              const char *organization, const char *id, int delete_passwords,
+              int delete_service_tokens, long http_status, const char *detail);
+
+#endif

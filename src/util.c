@@ -1,0 +1,242 @@
+/* util.c - small helpers shared by the module, the command and the tests.
+ * libc only (see util.h). */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* ------------------------------------------------------------ escaping */
+
+/* 1 when byte c must be written as \xHH. */
+static int needs_escape(unsigned char c)
+{
+    return c < 0x20 || c == 0x7f || c >= 0x80 || c == '\\' || c == '"';
+}
+
+static size_t escaped_len(unsigned char c)
+{
+    return needs_escape(c) ? 4 : 1;
+}
+
+/* Writes the encoding of c at out (room checked by the caller). */
+static size_t put_escaped(unsigned char c, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    if(!needs_escape(c)) {
+        out[0] = (char)c;
+        return 1;
+    }
+    out[0] = '\\';
+    out[1] = 'x';
+    out[2] = hex[c >> 4];
+    out[3] = hex[c & 0x0f];
+    return 4;
+}
+
+char *ps_escape(const char *in, char *out, size_t outsz)
+{
+    const unsigned char *p;
+    size_t total = 0;
+    size_t room;
+    size_t pos = 0;
+    int truncated;
+
+    if(!out || outsz == 0)
+        return out;
+    if(!in)
+        in = "";
+
+    for(p = (const unsigned char *)in; *p; p++)
+        total += escaped_len(*p);
+
+    room = outsz - 1;
+    truncated = total > room;
+    if(truncated)
+        room = room > 3 ? room - 3 : 0;   /* keep space for "..." */
+
+    for(p = (const unsigned char *)in; *p; p++) {
+        size_t len = escaped_len(*p);
+        if(pos + len > room)
+            break;
+        pos += put_escaped(*p, out + pos);
+    }
+    if(truncated) {
+        size_t dots = outsz - 1 - pos;
+        if(dots > 3)
+            dots = 3;
+        memset(out + pos, '.', dots);
+        pos += dots;
+    }
+    out[pos] = '\0';
+    return out;
+}
+
+/* ------------------------------------------------------------ validation */
+
+int ps_login_valid(const char *login)
+{
+    size_t len;
+    const unsigned char *p;
+
+    if(!login || !login[0] || login[0] == '-')
+        return 0;
+    len = strnlen(login, PS_LOGIN_MAX + 1);
+    if(len > PS_LOGIN_MAX)
+        return 0;
+    for(p = (const unsigned char *)login; *p; p++) {
+        if(*p < 0x20 || *p == 0x7f || *p == ' ' || *p == '/' || *p == ':' ||
+           *p == '\\')
+            return 0;
+    }
+    return 1;
+}
+
+static int id_char_ok(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+}
+
+int ps_id_valid(const char *id)
+{
+    size_t len;
+    size_t i;
+
+    if(!id || !id[0] || id[0] == '.' || id[0] == '-')
+        return 0;
+    len = strnlen(id, PS_ID_MAX + 1);
+    if(len > PS_ID_MAX)
+        return 0;
+    for(i = 0; i < len; i++) {
+        if(!id_char_ok((unsigned char)id[i]))
+            return 0;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------ permissions */
+
+/* The shared rules once we hold a struct stat. */
+static int check_stat(const struct stat *st, const char *path, int secret,
+                      char *err, size_t errlen)
+{
+    uid_t euid = geteuid();
+
+    if(!S_ISREG(st->st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file", path);
+        return -1;
+    }
+    if(st->st_uid != 0 && st->st_uid != euid) {
+        if(euid == 0)
+            snprintf(err, errlen, "%s: owned by uid %lu, must be owned by root; "
+                     "fix: chown root %s", path, (unsigned long)st->st_uid, path);
+        else
+            snprintf(err, errlen, "%s: owned by uid %lu, must be owned by root "
+                     "or uid %lu; fix: chown root %s", path,
+                     (unsigned long)st->st_uid, (unsigned long)euid, path);
+        return -1;
+    }
+    if(secret && (st->st_mode & (S_IRWXG | S_IRWXO))) {
+        snprintf(err, errlen, "%s: holds a secret but is accessible by group or "
+                 "others (mode %04o); fix: chmod 600 %s", path,
+                 (unsigned)(st->st_mode & 07777), path);
+        return -1;
+    }
+    if(!secret && (st->st_mode & (S_IWGRP | S_IWOTH))) {
+        snprintf(err, errlen, "%s: writable by group or others (mode %04o); "
+                 "fix: chmod go-w %s", path, (unsigned)(st->st_mode & 07777),
+                 path);
+        return -1;
+    }
+    return 0;
+}
+
+int ps_check_file_perms(const char *path, int secret, char *err, size_t errlen)
+{
+    struct stat st;
+
+    if(lstat(path, &st) != 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    if(S_ISLNK(st.st_mode)) {
+        snprintf(err, errlen, "%s: is a symbolic link; refer to the file itself",
+                 path);
+        return -1;
+    }
+    return check_stat(&st, path, secret, err, errlen);
+}
+
+int ps_check_fd_perms(int fd, const char *path, int secret, char *err,
+                      size_t errlen)
+{
+    struct stat st;
+
+    if(fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    return check_stat(&st, path, secret, err, errlen);
+}
+
+/* ------------------------------------------------------------ time */
+
+double ps_now(void)
+{
+    struct timespec ts;
+
+    if(clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return 0.0;
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* pam_unix 1.5.2, passverify.c check_shadow_expiry():
+ *   curdays = (long int)(time(NULL) / (60 * 60 * 24));
+ *   if ((curdays >= spent->sp_expire) && (spent->sp_expire != -1))
+ *           return PAM_ACCT_EXPIRED; */
+int ps_shadow_expired(long expire_days, time_t now)
+{
+    long curdays = (long)(now / (60 * 60 * 24));
+
+    return curdays >= expire_days && expire_days != -1;
+}
+
+/* ------------------------------------------------------------ keys */
+
+#define FNV64_OFFSET UINT64_C(0xcbf29ce484222325)
+#define FNV64_PRIME UINT64_C(0x100000001b3)
+
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+    const unsigned char *p;
+
+    for(p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        h ^= *p;
+        h *= FNV64_PRIME;
+    }
+    return h;
+}
+
+static uint64_t fnv1a_nul(uint64_t h)
+{
+    /* h ^= 0 is a no-op: only the multiplication remains */
+    return h * FNV64_PRIME;
+}
+
+void ps_key_hex(const char *a, const char *b, const char *c, char out[17])
+{
+    uint64_t h = FNV64_OFFSET;
+
+    h = fnv1a(h, a);
+    h = fnv1a_nul(h);
+    h = fnv1a(h, b);
+    h = fnv1a_nul(h);
+    h = fnv1a(h, c);
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}

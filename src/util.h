@@ -1,0 +1,55 @@
+/* util.h - small helpers shared by the module, the command and the tests.
+ * No dependency beyond libc: the PAM module links this and nothing else of
+ * the core, so that no TLS stack, libconfig or json-c enters a login. */
+#ifndef PS_UTIL_H
+#define PS_UTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define PS_LOGIN_MAX 256        /* LOGIN_NAME_MAX on Linux */
+#define PS_ID_MAX 64            /* PlanetScale ids and organization slugs */
+
+#if defined(__GNUC__)
+#define PS_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define PS_PRINTF(a, b)
+#endif
+
+/* Copy `in` to `out` (size outsz, always NUL-terminated) with every control
+ * character, backslash, quote, DEL and non-ASCII byte written as \xHH, so that
+ * a user-controlled string cannot forge or split a log line. Truncates with
+ * "..." when out is too small. Returns out. */
+char *ps_escape(const char *in, char *out, size_t outsz);
+
+/* A login we accept from argv, stdin, PAM or a queue entry: 1..PS_LOGIN_MAX
+ * bytes, no control character, no space, no '/', ':' or '\\', and not starting
+ * with '-'. Returns 1 when valid, 0 otherwise. */
+int ps_login_valid(const char *login);
+
+/* Strict allowlist for user ids and organization slugs: 1..PS_ID_MAX bytes
+ * of [A-Za-z0-9_.-], not starting with '.' or '-' (so never "." or ".."). */
+int ps_id_valid(const char *id);
+
+/* Checks that `path` is a regular file owned by root or by the caller's
+ * effective uid and, when `secret` is set, not readable or writable by group
+ * or others; when not secret, not writable by group or others. Uses lstat:
+ * a symlink is refused. On failure writes a message that says how to fix it
+ * ("chmod 600 FILE", "chown root FILE") into err and returns -1. */
+int ps_check_file_perms(const char *path, int secret, char *err, size_t errlen);
+
+/* Same check on an already-open descriptor (no TOCTOU). */
+int ps_check_fd_perms(int fd, const char *path, int secret, char *err, size_t errlen);
+
+/* Monotonic clock in seconds. */
+double ps_now(void);
+
+/* 1 when shadow-style `expire_days` (days since the epoch, -1 = never) has
+ * passed at time `now`, exactly as pam_unix decides it. */
+int ps_shadow_expired(long expire_days, time_t now);
+
+/* 64-bit FNV-1a of the NUL-separated fields, as 16 lowercase hex chars in
+ * out[17]. Used for queue entry names. */
+void ps_key_hex(const char *a, const char *b, const char *c, char out[17]);
+
+#endif

@@ -1,0 +1,368 @@
+/* test_util.c - unit tests for src/util.c (cmocka). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define DAY 86400
+
+/* ------------------------------------------------------------ ps_escape */
+
+static void test_escape_plain(void **state)
+{
+    char out[64];
+
+    (void)state;
+    assert_string_equal(ps_escape("alice", out, sizeof(out)), "alice");
+    assert_string_equal(ps_escape("", out, sizeof(out)), "");
+    assert_string_equal(ps_escape(NULL, out, sizeof(out)), "");
+    assert_string_equal(ps_escape("a b-c_d.e@f", out, sizeof(out)), "a b-c_d.e@f");
+}
+
+static void test_escape_control(void **state)
+{
+    char out[64];
+
+    (void)state;
+    assert_string_equal(ps_escape("a\nb", out, sizeof(out)), "a\\x0ab");
+    assert_string_equal(ps_escape("a\rb", out, sizeof(out)), "a\\x0db");
+    assert_string_equal(ps_escape("\x1b[31m", out, sizeof(out)), "\\x1b[31m");
+    assert_string_equal(ps_escape("x\x7fy", out, sizeof(out)), "x\\x7fy");
+    assert_string_equal(ps_escape("t\tt", out, sizeof(out)), "t\\x09t");
+}
+
+static void test_escape_quote_backslash(void **state)
+{
+    char out[64];
+
+    (void)state;
+    assert_string_equal(ps_escape("say \"hi\"", out, sizeof(out)),
+                        "say \\x22hi\\x22");
+    assert_string_equal(ps_escape("a\\b", out, sizeof(out)), "a\\x5cb");
+}
+
+static void test_escape_non_ascii(void **state)
+{
+    char out[64];
+
+    (void)state;
+    /* "é" in UTF-8 */
+    assert_string_equal(ps_escape("caf\xc3\xa9", out, sizeof(out)),
+                        "caf\\xc3\\xa9");
+    assert_string_equal(ps_escape("\xff", out, sizeof(out)), "\\xff");
+}
+
+static void test_escape_truncation(void **state)
+{
+    char out[8];
+    char big[300];
+    char huge[4096];
+
+    (void)state;
+    /* fits exactly: 7 chars + NUL */
+    assert_string_equal(ps_escape("abcdefg", out, sizeof(out)), "abcdefg");
+    /* one too many: truncated with "..." */
+    assert_string_equal(ps_escape("abcdefgh", out, sizeof(out)), "abcd...");
+    /* an escape is never cut in half */
+    assert_string_equal(ps_escape("ab\ncdefgh", out, sizeof(out)), "ab...");
+    assert_string_equal(ps_escape("\n\n\n", out, sizeof(out)), "\\x0a...");
+    /* tiny buffers */
+    assert_string_equal(ps_escape("abc", out, 1), "");
+    assert_string_equal(ps_escape("abc", out, 3), "..");
+    assert_string_equal(ps_escape("ab", out, 3), "ab");
+    assert_null(ps_escape("abc", NULL, 0));
+
+    memset(big, '\n', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    ps_escape(big, huge, sizeof(huge));
+    assert_int_equal(strlen(huge), 4 * (sizeof(big) - 1));
+    ps_escape(big, huge, 100);
+    assert_int_equal(strlen(huge), 99);
+    assert_string_equal(huge + 96, "...");
+    assert_null(strchr(huge, '\n'));
+}
+
+/* ------------------------------------------------------------ logins */
+
+static void test_login_valid(void **state)
+{
+    char big[PS_LOGIN_MAX + 2];
+
+    (void)state;
+    assert_true(ps_login_valid("alice"));
+    assert_true(ps_login_valid("a"));
+    assert_true(ps_login_valid("first.last"));
+    assert_true(ps_login_valid("svc_backup-1"));
+    assert_true(ps_login_valid("machine$"));
+    assert_true(ps_login_valid("a-"));
+
+    assert_false(ps_login_valid(NULL));
+    assert_false(ps_login_valid(""));
+    assert_false(ps_login_valid("alice\n"));
+    assert_false(ps_login_valid("ali\nce"));
+    assert_false(ps_login_valid("alice\r"));
+    assert_false(ps_login_valid("a\x1b"));
+    assert_false(ps_login_valid("a\x7f"));
+    assert_false(ps_login_valid("-alice"));
+    assert_false(ps_login_valid("-"));
+    assert_false(ps_login_valid("a/b"));
+    assert_false(ps_login_valid("../etc"));
+    assert_false(ps_login_valid("a b"));
+    assert_false(ps_login_valid("a:b"));
+    assert_false(ps_login_valid("a\\b"));
+
+    memset(big, 'a', sizeof(big));
+    big[PS_LOGIN_MAX] = '\0';           /* 256 bytes: the maximum */
+    assert_true(ps_login_valid(big));
+    big[PS_LOGIN_MAX] = 'a';
+    big[PS_LOGIN_MAX + 1] = '\0';       /* 257 bytes */
+    assert_false(ps_login_valid(big));
+}
+
+/* ------------------------------------------------------------ ids */
+
+static void test_id_valid(void **state)
+{
+    char big[PS_ID_MAX + 2];
+
+    (void)state;
+    assert_true(ps_id_valid("d4xkq1abc"));
+    assert_true(ps_id_valid("acme"));
+    assert_true(ps_id_valid("acme-eu"));
+    assert_true(ps_id_valid("a.b_c-D9"));
+    assert_true(ps_id_valid("a.."));
+    assert_true(ps_id_valid("_x"));
+
+    assert_false(ps_id_valid(NULL));
+    assert_false(ps_id_valid(""));
+    assert_false(ps_id_valid("."));
+    assert_false(ps_id_valid(".."));
+    assert_false(ps_id_valid(".hidden"));
+    assert_false(ps_id_valid("-x"));
+    assert_false(ps_id_valid("a/b"));
+    assert_false(ps_id_valid("a?b"));
+    assert_false(ps_id_valid("a#b"));
+    assert_false(ps_id_valid("a%2f"));
+    assert_false(ps_id_valid("a b"));
+    assert_false(ps_id_valid("a\n"));
+    assert_false(ps_id_valid("a\t"));
+    assert_false(ps_id_valid("caf\xc3\xa9"));
+    assert_false(ps_id_valid("a:b"));
+    assert_false(ps_id_valid("a@b"));
+
+    memset(big, 'x', sizeof(big));
+    big[PS_ID_MAX] = '\0';
+    assert_true(ps_id_valid(big));
+    big[PS_ID_MAX] = 'x';
+    big[PS_ID_MAX + 1] = '\0';
+    assert_false(ps_id_valid(big));
+}
+
+/* ------------------------------------------------------------ shadow */
+
+static void test_shadow_expired(void **state)
+{
+    time_t now = (time_t)20000 * DAY + 12 * 3600;    /* day 20000, noon */
+
+    (void)state;
+    /* -1: never expires */
+    assert_false(ps_shadow_expired(-1, now));
+    assert_false(ps_shadow_expired(-1, 0));
+    /* 0: 1970-01-01, long gone (pam_unix agrees: curdays >= 0) */
+    assert_true(ps_shadow_expired(0, now));
+    assert_true(ps_shadow_expired(0, 0));
+    /* today: expired (>=) */
+    assert_true(ps_shadow_expired(20000, now));
+    assert_true(ps_shadow_expired(20000, (time_t)20000 * DAY));
+    /* tomorrow: not yet */
+    assert_false(ps_shadow_expired(20001, now));
+    assert_false(ps_shadow_expired(20001, (time_t)20001 * DAY - 1));
+    assert_true(ps_shadow_expired(20001, (time_t)20001 * DAY));
+    /* yesterday */
+    assert_true(ps_shadow_expired(19999, now));
+}
+
+/* ------------------------------------------------------------ key */
+
+static void test_key_hex(void **state)
+{
+    char out[17];
+
+    (void)state;
+    /* FNV-1a 64 of "alice\0acme\0d4xkq1abc" */
+    ps_key_hex("alice", "acme", "d4xkq1abc", out);
+    assert_string_equal(out, "59c28dc05bfef256");
+    /* FNV-1a 64 of "\0\0" */
+    ps_key_hex("", "", "", out);
+    assert_string_equal(out, "08328807b4eb6fed");
+    ps_key_hex(NULL, NULL, NULL, out);
+    assert_string_equal(out, "08328807b4eb6fed");
+    /* fields are separated: moving a byte across changes the key */
+    ps_key_hex("ab", "c", "", out);
+    {
+        char other[17];
+        ps_key_hex("a", "bc", "", other);
+        assert_string_not_equal(out, other);
+    }
+    assert_int_equal(strlen(out), 16);
+}
+
+/* ------------------------------------------------------------ perms */
+
+struct tmp {
+    char dir[64];
+    char file[128];
+};
+
+static int tmp_setup(void **state)
+{
+    struct tmp *t = calloc(1, sizeof(*t));
+
+    if(!t)
+        return -1;
+    strcpy(t->dir, "/tmp/test_util.XXXXXX");
+    if(!mkdtemp(t->dir))
+        return -1;
+    snprintf(t->file, sizeof(t->file), "%s/f", t->dir);
+    *state = t;
+    return 0;
+}
+
+static int tmp_teardown(void **state)
+{
+    struct tmp *t = *state;
+    char link[160];
+
+    snprintf(link, sizeof(link), "%s/link", t->dir);
+    unlink(link);
+    unlink(t->file);
+    rmdir(t->dir);
+    free(t);
+    return 0;
+}
+
+static void make_file(const char *path, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "x\n", 2), 2);
+    assert_int_equal(fchmod(fd, mode), 0);
+    close(fd);
+}
+
+static void test_perms(void **state)
+{
+    struct tmp *t = *state;
+    char err[512];
+    char link[160];
+    int fd;
+
+    make_file(t->file, 0600);
+    assert_int_equal(ps_check_file_perms(t->file, 1, err, sizeof(err)), 0);
+    assert_int_equal(ps_check_file_perms(t->file, 0, err, sizeof(err)), 0);
+
+    make_file(t->file, 0644);
+    assert_int_equal(ps_check_file_perms(t->file, 0, err, sizeof(err)), 0);
+    assert_int_equal(ps_check_file_perms(t->file, 1, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "chmod 600 "));
+    assert_non_null(strstr(err, t->file));
+
+    make_file(t->file, 0640);
+    assert_int_equal(ps_check_file_perms(t->file, 1, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "chmod 600"));
+
+    make_file(t->file, 0620);
+    assert_int_equal(ps_check_file_perms(t->file, 0, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "chmod go-w"));
+    make_file(t->file, 0602);
+    assert_int_equal(ps_check_file_perms(t->file, 0, err, sizeof(err)), -1);
+
+    /* same through a descriptor */
+    make_file(t->file, 0604);
+    fd = open(t->file, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(ps_check_fd_perms(fd, t->file, 0, err, sizeof(err)), 0);
+    assert_int_equal(ps_check_fd_perms(fd, t->file, 1, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "chmod 600"));
+    close(fd);
+
+    /* a symlink is refused by path */
+    make_file(t->file, 0600);
+    snprintf(link, sizeof(link), "%s/link", t->dir);
+    assert_int_equal(symlink(t->file, link), 0);
+    assert_int_equal(ps_check_file_perms(link, 1, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "symbolic link"));
+
+    /* owned by somebody else (needs root to set up) */
+    if(geteuid() == 0) {
+        unlink(link);
+        make_file(t->file, 0600);
+        assert_int_equal(chown(t->file, 65534, 65534), 0);
+        assert_int_equal(ps_check_file_perms(t->file, 1, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "chown root"));
+        assert_int_equal(ps_check_file_perms(t->file, 0, err, sizeof(err)), -1);
+    }
+
+    /* a directory is not a regular file */
+    assert_int_equal(ps_check_file_perms(t->dir, 0, err, sizeof(err)), -1);
+    /* missing */
+    assert_int_equal(ps_check_file_perms("/nonexistent/x", 0, err, sizeof(err)), -1);
+}
+
+static void test_perms_owner(void **state)
+{
+    char err[512];
+
+    (void)state;
+    /* /etc/passwd is root's: fine for everyone, not a secret-grade file */
+    if(access("/etc/passwd", R_OK) == 0) {
+        assert_int_equal(ps_check_file_perms("/etc/passwd", 0, err, sizeof(err)), 0);
+        assert_int_equal(ps_check_file_perms("/etc/passwd", 1, err, sizeof(err)), -1);
+    }
+}
+
+/* ------------------------------------------------------------ clock */
+
+static void test_now(void **state)
+{
+    double a;
+    double b;
+
+    (void)state;
+    a = ps_now();
+    b = ps_now();
+    assert_true(a > 0);
+    assert_true(b >= a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_escape_plain),
+        cmocka_unit_test(test_escape_control),
+        cmocka_unit_test(test_escape_quote_backslash),
+        cmocka_unit_test(test_escape_non_ascii),
+        cmocka_unit_test(test_escape_truncation),
+        cmocka_unit_test(test_login_valid),
+        cmocka_unit_test(test_id_valid),
+        cmocka_unit_test(test_shadow_expired),
+        cmocka_unit_test(test_key_hex),
+        cmocka_unit_test_setup_teardown(test_perms, tmp_setup, tmp_teardown),
+        cmocka_unit_test(test_perms_owner),
+        cmocka_unit_test(test_now),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
