@@ -1,0 +1,692 @@
+/* planetscale-deprovision - remove departing users' PlanetScale memberships.
+ * main() and the subcommands; all the work is in the core (remove.c,
+ * drain.c, config.c, api.c, queue.c). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "drain.h"
+#include "helper.h"
+#include "remove.h"
+
+#ifndef PS_VERSION
+#define PS_VERSION "0.0.0"
+#endif
+
+#define EX_OK_ 0
+#define EX_USAGE_ 64
+#define EX_CONFIG_ 78
+
+static const char usage_text[] =
+    "Usage: planetscale-deprovision [--config FILE] [--verbose] [--json] COMMAND [ARGS]\n"
+    "\n"
+    "Removes departing users' PlanetScale organization memberships.\n"
+    "\n"
+    "Commands:\n"
+    "  remove [--dry-run] [--no-queue] LOGIN...  remove these logins' memberships\n"
+    "                                            (LOGIN \"-\" reads logins from stdin)\n"
+    "  retry [--deadline SECONDS]                drain the queue of removals that could\n"
+    "                                            not complete (run by a systemd timer)\n"
+    "  queue                                     list pending and dead-letter entries\n"
+    "  check                                     validate the configuration and permissions\n"
+    "  lookup LOGIN...                           show what would be sent (no network)\n"
+    "\n"
+    "Options (before or after the command):\n"
+    "  -c, --config FILE   configuration file (default " PS_DEFAULT_CONFIG ")\n"
+    "  -v, --verbose       more detail on stderr, including the audit lines\n"
+    "      --json          machine-readable output on stdout\n"
+    "  -h, --help          this help\n"
+    "  -V, --version       the version\n"
+    "\n"
+    "Exit status: 0 done (removed, already absent, or unmapped and ignored);\n"
+    "75 queued for retry; 77 refused by the API; 78 configuration error;\n"
+    "64 usage error; 1 anything else.\n";
+
+typedef struct opts {
+    const char *config;
+    int verbose;
+    int json;
+    int dry_run;
+    int no_queue;
+    int debug;
+    double deadline;          /* seconds from now, 0 = none */
+    const char *mode;
+    const char *service;
+    const char *command;
+    char **args;              /* positional arguments after the command */
+    int nargs;
+} opts_t;
+
+static int usage_error(const char *fmt, ...) PS_PRINTF(1, 2);
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("planetscale-deprovision: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry 'planetscale-deprovision --help'.\n", stderr);
+    return EX_USAGE_;
+}
+
+static int parse_seconds(const char *s, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end || v <= 0 || v > 86400 * 7)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Global options are accepted anywhere; "--" ends option parsing. */
+static int parse_args(int argc, char **argv, opts_t *o)
+{
+    enum { O_DRY = 256, O_NOQUEUE, O_JSON, O_DEADLINE, O_MODE, O_SERVICE, O_DEBUG };
+    static const struct option longopts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "verbose", no_argument, NULL, 'v' },
+        { "json", no_argument, NULL, O_JSON },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { "dry-run", no_argument, NULL, O_DRY },
+        { "no-queue", no_argument, NULL, O_NOQUEUE },
+        { "deadline", required_argument, NULL, O_DEADLINE },
+        { "mode", required_argument, NULL, O_MODE },
+        { "service", required_argument, NULL, O_SERVICE },
+        { "debug", no_argument, NULL, O_DEBUG },
+        { NULL, 0, NULL, 0 }
+    };
+    int c;
+
+    opterr = 0;
+    /* GNU getopt permutes: options may come before or after the command. */
+    while ((c = getopt_long(argc, argv, ":c:vhV", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': o->config = optarg; break;
+        case 'v': o->verbose = 1; break;
+        case O_JSON: o->json = 1; break;
+        case 'h': fputs(usage_text, stdout); return 1;
+        case 'V': printf("planetscale-deprovision %s\n", PS_VERSION); return 1;
+        case O_DRY: o->dry_run = 1; break;
+        case O_NOQUEUE: o->no_queue = 1; break;
+        case O_DEADLINE:
+            if (parse_seconds(optarg, &o->deadline) != 0)
+                return -usage_error("--deadline: not a number of seconds: %s", optarg);
+            break;
+        case O_MODE: o->mode = optarg; break;
+        case O_SERVICE: o->service = optarg; break;
+        case O_DEBUG: o->debug = 1; break;
+        case ':':
+            return -usage_error("option %s needs an argument", argv[optind - 1]);
+        default:
+            return -usage_error("unknown option: %s", argv[optind - 1]);
+        }
+    }
+    /* arguments after "--" */
+    while (optind < argc) {
+        if (!o->command)
+            o->command = argv[optind];
+        else
+            o->args[o->nargs++] = argv[optind];
+        optind++;
+    }
+    return 0;
+}
+
+static int load_config(const opts_t *o, const ps_log_t *lg, int require_auth,
+                       ps_config_t **cfg)
+{
+    char err[1024];
+
+    if (ps_config_load(cfg, o->config, require_auth, err, sizeof(err)) != 0) {
+        ps_logf(lg, LOG_ERR, "configuration error: %s", err);
+        return EX_CONFIG_;
+    }
+    return EX_OK_;
+}
+
+/* ------------------------------------------------------------ remove */
+
+typedef struct out {
+    const opts_t *o;
+    json_object *arr;
+} out_t;
+
+static void report(out_t *out, const char *login, const ps_report_t *rep)
+{
+    char elogin[PS_LOGIN_MAX * 4 + 8], emsg[2048];
+
+    ps_escape(login, elogin, sizeof(elogin));
+    snprintf(emsg, sizeof(emsg), "%s", rep->message);   /* built printable by the core */
+    if (out->o->json) {
+        json_object *j = json_object_new_object();
+
+        json_object_object_add(j, "login", json_object_new_string(login));
+        json_object_object_add(j, "outcome", json_object_new_string(ps_status_word(rep->status)));
+        json_object_object_add(j, "exit", json_object_new_int(ps_status_exit(rep->status)));
+        if (rep->mapped) {
+            json_object_object_add(j, "organization",
+                                   json_object_new_string(rep->map.organization));
+            json_object_object_add(j, "id", json_object_new_string(rep->map.id));
+            json_object_object_add(j, "delete_passwords",
+                                   json_object_new_boolean(rep->map.delete_passwords));
+            json_object_object_add(j, "delete_service_tokens",
+                                   json_object_new_boolean(rep->map.delete_service_tokens));
+        }
+        if (rep->http_status)
+            json_object_object_add(j, "http_status", json_object_new_int((int)rep->http_status));
+        if (rep->message[0])
+            json_object_object_add(j, "message", json_object_new_string(rep->message));
+        json_object_array_add(out->arr, j);
+        return;
+    }
+    switch (rep->status) {
+    case PS_ST_REMOVED:
+        printf("%s: removed from %s (user %s)%s%s\n", elogin, rep->map.organization, rep->map.id,
+               rep->message[0] && !rep->http_status ? ": " : "",
+               rep->message[0] && !rep->http_status ? emsg : "");
+        break;
+    case PS_ST_ABSENT:
+        printf("%s: already absent from %s (user %s)\n", elogin, rep->map.organization,
+               rep->map.id);
+        break;
+    case PS_ST_UNMAPPED:
+        printf("%s: not mapped to a PlanetScale user, nothing to do\n", elogin);
+        break;
+    case PS_ST_DRYRUN:
+        printf("%s: would remove user %s from %s (delete_passwords=%s, "
+               "delete_service_tokens=%s)\n", elogin, rep->map.id, rep->map.organization,
+               rep->map.delete_passwords ? "true" : "false",
+               rep->map.delete_service_tokens ? "true" : "false");
+        break;
+    case PS_ST_QUEUED:
+        fprintf(stderr, "planetscale-deprovision: %s: queued for retry: %s\n", elogin, emsg);
+        break;
+    case PS_ST_NOT_QUEUED:
+        fprintf(stderr, "planetscale-deprovision: %s: NOT removed and not queued (--no-queue): "
+                "%s\n", elogin, emsg);
+        break;
+    case PS_ST_UNKNOWN:
+        fprintf(stderr, "planetscale-deprovision: %s: %s\n", elogin, emsg);
+        break;
+    case PS_ST_REFUSED:
+        fprintf(stderr, "planetscale-deprovision: %s: refused by the API, not retried: %s\n",
+                elogin, emsg);
+        break;
+    case PS_ST_CONFIG:
+        fprintf(stderr, "planetscale-deprovision: %s: configuration error: %s\n", elogin, emsg);
+        break;
+    case PS_ST_INVALID:
+        fprintf(stderr, "planetscale-deprovision: %s\n", emsg);
+        break;
+    case PS_ST_ERROR:
+        fprintf(stderr, "planetscale-deprovision: %s: NOT removed: %s\n", elogin, emsg);
+        break;
+    }
+}
+
+static ps_status_t remove_one(ps_ctx_t *ctx, out_t *out, const char *login, ps_status_t worst)
+{
+    ps_report_t rep;
+    ps_status_t st = ps_remove_login(ctx, login, &rep);
+
+    report(out, login, &rep);
+    return ps_status_worse(st, worst) ? st : worst;
+}
+
+/* Reads logins from stdin, one per line; a line longer than a login can be
+ * is reported as invalid, not split. */
+static ps_status_t remove_stdin(ps_ctx_t *ctx, out_t *out, ps_status_t worst)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+
+    while ((len = getline(&line, &cap, stdin)) != -1) {
+        if (len > 0 && line[len - 1] == '\n')
+            line[--len] = '\0';
+        if (len > 0 && line[len - 1] == '\r')
+            line[--len] = '\0';
+        if (len == 0)
+            continue;
+        if ((size_t)len != strlen(line))   /* embedded NUL */
+            line[0] = '\n';
+        worst = remove_one(ctx, out, line, worst);
+    }
+    free(line);
+    return worst;
+}
+
+static int cmd_remove(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg)
+{
+    ps_ctx_t ctx;
+    out_t out = { o, NULL };
+    ps_status_t worst = PS_ST_REMOVED;
+    int i;
+
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.cfg = cfg;
+    ctx.log = lg;
+    ctx.dry_run = o->dry_run;
+    ctx.no_queue = o->no_queue;
+    if (o->deadline > 0)
+        ctx.deadline = ps_now() + o->deadline;
+    if (o->json)
+        out.arr = json_object_new_array();
+
+    for (i = 0; i < o->nargs; i++) {
+        if (strcmp(o->args[i], "-") == 0)
+            worst = remove_stdin(&ctx, &out, worst);
+        else
+            worst = remove_one(&ctx, &out, o->args[i], worst);
+    }
+    ps_ctx_release(&ctx);
+    if (out.arr) {
+        puts(json_object_to_json_string_ext(out.arr, JSON_C_TO_STRING_PRETTY |
+                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(out.arr);
+    }
+    return ps_status_exit(worst);
+}
+
+/* ------------------------------------------------------------ pam-helper */
+
+static int cmd_pam_helper(const opts_t *o, ps_log_t *lg)
+{
+    ps_config_t *cfg = NULL;
+    ps_ctx_t ctx;
+    ps_report_t rep;
+    const char *word = PS_HELPER_ERROR;
+    char esvc[256];
+    ps_status_t st;
+
+    lg->to_stderr = 0;
+    lg->verbose = o->debug;
+    if (!o->mode || o->nargs != 1 ||
+        (strcmp(o->mode, PS_MODE_SERVICE) && strcmp(o->mode, PS_MODE_EXPIRED) &&
+         strcmp(o->mode, PS_MODE_CLOSE))) {
+        ps_logf(lg, LOG_ERR, "pam-helper: bad invocation");
+        goto out;
+    }
+    if (load_config(o, lg, 0, &cfg) != EX_OK_) {
+        word = PS_HELPER_CONFIG;
+        goto out;
+    }
+    if (strcmp(o->mode, PS_MODE_SERVICE) == 0 &&
+        !ps_config_pam_service_allowed(cfg, o->service ? o->service : "")) {
+        ps_logf(lg, LOG_NOTICE, "not acting: PAM service \"%s\" is not in pam_services",
+                ps_escape(o->service ? o->service : "", esvc, sizeof(esvc)));
+        word = PS_HELPER_IGNORED;
+        goto out;
+    }
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.cfg = cfg;
+    ctx.log = lg;
+    ctx.deadline = ps_now() + (o->deadline > 0 ? o->deadline : PS_HELPER_DEFAULT_TIMEOUT);
+    st = ps_remove_login(&ctx, o->args[0], &rep);
+    ps_ctx_release(&ctx);
+    word = st == PS_ST_INVALID || st == PS_ST_NOT_QUEUED ? PS_HELPER_ERROR : ps_status_word(st);
+    if (st != PS_ST_REMOVED && st != PS_ST_ABSENT && st != PS_ST_UNMAPPED && rep.message[0]) {
+        char emsg[1024];
+
+        ps_logf(lg, st == PS_ST_QUEUED ? LOG_WARNING : LOG_ERR, "pam-helper (%s): %s: %s",
+                o->mode, ps_status_word(st), ps_escape(rep.message, emsg, sizeof(emsg)));
+    }
+out:
+    printf("%s\n", word);
+    fflush(stdout);
+    ps_config_free(cfg);
+    return 0;
+}
+
+/* ------------------------------------------------------------ lookup */
+
+static int cmd_lookup(const opts_t *o, const ps_config_t *cfg)
+{
+    json_object *arr = o->json ? json_object_new_array() : NULL;
+    ps_status_t worst = PS_ST_REMOVED;
+    int i;
+
+    for (i = 0; i < o->nargs; i++) {
+        const char *login = o->args[i];
+        char elogin[PS_LOGIN_MAX * 4 + 8];
+        ps_mapping_t m;
+        ps_status_t st;
+        char *url = NULL, *body = NULL;
+        int rc;
+
+        ps_escape(login, elogin, sizeof(elogin));
+        if (!ps_login_valid(login)) {
+            st = PS_ST_INVALID;
+            fprintf(stderr, "planetscale-deprovision: invalid login name \"%s\"\n", elogin);
+        } else if ((rc = ps_config_map(cfg, login, &m)) == 1) {
+            st = cfg->unmapped == PS_UNMAPPED_ERROR ? PS_ST_UNKNOWN : PS_ST_UNMAPPED;
+            if (!o->json)
+                printf("%s: not mapped%s\n", elogin,
+                       st == PS_ST_UNKNOWN ? " (unmapped = \"error\")" : ", would be ignored");
+        } else if (rc < 0) {
+            st = PS_ST_CONFIG;
+            fprintf(stderr, "planetscale-deprovision: %s: no organization\n", elogin);
+        } else {
+            st = PS_ST_DRYRUN;
+            url = ps_build_url(cfg->api_url, m.organization, m.id, cfg->flags_mode,
+                               m.delete_passwords, m.delete_service_tokens);
+            if (cfg->flags_mode == PS_FLAGS_BODY)
+                body = ps_build_body(m.delete_passwords, m.delete_service_tokens);
+            if (!o->json) {
+                printf("%s:\n  organization: %s\n  user id: %s\n  delete_passwords: %s\n"
+                       "  delete_service_tokens: %s\n  request: DELETE %s\n", elogin,
+                       m.organization, m.id, m.delete_passwords ? "true" : "false",
+                       m.delete_service_tokens ? "true" : "false", url ? url : "?");
+                if (body)
+                    printf("  body: %s\n", body);
+                printf("  authorization: %s\n", !cfg->auth_header ? "none configured"
+                                                : cfg->auth_is_oauth ? "OAuth token (Bearer)"
+                                                                     : "service token");
+            }
+        }
+        if (arr) {
+            json_object *j = json_object_new_object();
+
+            json_object_object_add(j, "login", json_object_new_string(login));
+            json_object_object_add(j, "outcome", json_object_new_string(
+                                                     st == PS_ST_DRYRUN ? "mapped"
+                                                                        : ps_status_word(st)));
+            if (st == PS_ST_DRYRUN) {
+                json_object_object_add(j, "organization", json_object_new_string(m.organization));
+                json_object_object_add(j, "id", json_object_new_string(m.id));
+                json_object_object_add(j, "delete_passwords",
+                                       json_object_new_boolean(m.delete_passwords));
+                json_object_object_add(j, "delete_service_tokens",
+                                       json_object_new_boolean(m.delete_service_tokens));
+                json_object_object_add(j, "method", json_object_new_string("DELETE"));
+                json_object_object_add(j, "url", json_object_new_string(url ? url : ""));
+                json_object_object_add(j, "body", body ? json_object_new_string(body) : NULL);
+            }
+            json_object_array_add(arr, j);
+        }
+        free(url);
+        free(body);
+        if (ps_status_worse(st, worst))
+            worst = st;
+    }
+    if (arr) {
+        puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
+                                                 JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(arr);
+    }
+    return ps_status_exit(worst);
+}
+
+/* ------------------------------------------------------------ check */
+
+static int cmd_check(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg)
+{
+    char err[1024];
+    ps_queue_t *q = NULL;
+    ps_qentry_t *pend = NULL, *dead = NULL;
+    size_t npend = 0, ndead = 0;
+    int rv = EX_OK_;
+
+    if (ps_queue_open(&q, cfg->queue_dir, err, sizeof(err)) != 0) {
+        ps_logf(lg, LOG_ERR, "queue: %s", err);
+        return EX_CONFIG_;
+    }
+    if (ps_queue_list(q, 0, &pend, &npend, NULL, NULL, err, sizeof(err)) != 0 ||
+        ps_queue_list(q, 1, &dead, &ndead, NULL, NULL, err, sizeof(err)) != 0) {
+        ps_logf(lg, LOG_ERR, "queue: %s", err);
+        rv = EX_CONFIG_;
+        goto out;
+    }
+    if (o->json) {
+        json_object *j = json_object_new_object();
+
+        json_object_object_add(j, "config", json_object_new_string(cfg->path));
+        json_object_object_add(j, "ok", json_object_new_boolean(1));
+        json_object_object_add(j, "users", json_object_new_int64((int64_t)cfg->nusers));
+        json_object_object_add(j, "api_url", json_object_new_string(cfg->api_url));
+        json_object_object_add(j, "auth", json_object_new_string(cfg->auth_is_oauth
+                                                                     ? "oauth" : "service-token"));
+        json_object_object_add(j, "queue_dir", json_object_new_string(cfg->queue_dir));
+        json_object_object_add(j, "pending", json_object_new_int64((int64_t)npend));
+        json_object_object_add(j, "dead", json_object_new_int64((int64_t)ndead));
+        puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
+                                               JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(j);
+    } else {
+        printf("%s: OK\n  users mapped: %zu\n  default organization: %s\n  api: %s (%s, "
+               "cleanup flags as %s)\n  queue: %s (%zu pending, %zu dead letters)\n",
+               cfg->path, cfg->nusers, cfg->organization ? cfg->organization : "(none)",
+               cfg->api_url, cfg->auth_is_oauth ? "OAuth token" : "service token",
+               cfg->flags_mode == PS_FLAGS_BODY ? "a JSON body" : "query parameters",
+               cfg->queue_dir, npend, ndead);
+    }
+out:
+    free(pend);
+    free(dead);
+    ps_queue_close(q);
+    return rv;
+}
+
+/* ------------------------------------------------------------ queue */
+
+static void fmt_time(long long t, char *buf, size_t len)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+
+    if (t <= 0 || !gmtime_r(&tt, &tm))
+        snprintf(buf, len, "-");
+    else
+        strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void list_entries(json_object *arr, const char *state, const ps_qentry_t *e, size_t n)
+{
+    size_t i;
+    time_t now = time(NULL);
+
+    for (i = 0; i < n; i++) {
+        char first[32], last[32], eerr[1024];
+
+        fmt_time(e[i].first_attempt, first, sizeof(first));
+        fmt_time(e[i].last_attempt, last, sizeof(last));
+        if (arr) {
+            json_object *j = json_object_new_object();
+
+            json_object_object_add(j, "state", json_object_new_string(state));
+            json_object_object_add(j, "login", json_object_new_string(e[i].login));
+            json_object_object_add(j, "organization", json_object_new_string(e[i].organization));
+            json_object_object_add(j, "id", json_object_new_string(e[i].id));
+            json_object_object_add(j, "delete_passwords",
+                                   json_object_new_boolean(e[i].delete_passwords));
+            json_object_object_add(j, "delete_service_tokens",
+                                   json_object_new_boolean(e[i].delete_service_tokens));
+            json_object_object_add(j, "attempts", json_object_new_int(e[i].attempts));
+            json_object_object_add(j, "first_attempt", json_object_new_string(first));
+            json_object_object_add(j, "last_attempt", json_object_new_string(last));
+            json_object_object_add(j, "age_seconds",
+                                   json_object_new_int64((int64_t)(now - e[i].first_attempt)));
+            json_object_object_add(j, "last_error", json_object_new_string(e[i].last_error));
+            json_object_array_add(arr, j);
+        } else {
+            printf("%-7s %-16s %-16s %-16s %8d %-20s %-20s %s\n", state, e[i].login,
+                   e[i].organization, e[i].id, e[i].attempts, first, last,
+                   ps_escape(e[i].last_error, eerr, sizeof(eerr)));
+        }
+    }
+}
+
+static void invalid_note(void *arg, const char *name, const char *reason)
+{
+    ps_log_t *lg = arg;
+    char ename[128], ereason[512];
+
+    ps_logf(lg, LOG_ERR, "queue entry %s is not valid (%s): moved to invalid/",
+            ps_escape(name, ename, sizeof(ename)), ps_escape(reason, ereason, sizeof(ereason)));
+}
+
+static int cmd_queue(const opts_t *o, ps_log_t *lg, const ps_config_t *cfg)
+{
+    char err[1024];
+    ps_queue_t *q = NULL;
+    ps_qentry_t *pend = NULL, *dead = NULL;
+    size_t npend = 0, ndead = 0;
+    json_object *arr = NULL;
+    int rv = EX_OK_;
+
+    if (ps_queue_open(&q, cfg->queue_dir, err, sizeof(err)) != 0) {
+        ps_logf(lg, LOG_ERR, "queue: %s", err);
+        return EX_CONFIG_;
+    }
+    if (ps_queue_list(q, 0, &pend, &npend, invalid_note, lg, err, sizeof(err)) != 0 ||
+        ps_queue_list(q, 1, &dead, &ndead, invalid_note, lg, err, sizeof(err)) != 0) {
+        ps_logf(lg, LOG_ERR, "queue: %s", err);
+        rv = 1;
+        goto out;
+    }
+    if (o->json) {
+        arr = json_object_new_array();
+    } else if (npend + ndead == 0) {
+        printf("queue %s is empty\n", cfg->queue_dir);
+        goto out;
+    } else {
+        printf("%-7s %-16s %-16s %-16s %8s %-20s %-20s %s\n", "STATE", "LOGIN", "ORGANIZATION",
+               "ID", "ATTEMPTS", "FIRST", "LAST", "LAST ERROR");
+    }
+    list_entries(arr, "pending", pend, npend);
+    list_entries(arr, "dead", dead, ndead);
+    if (arr) {
+        puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
+                                                 JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(arr);
+    } else {
+        printf("%zu pending, %zu dead letters (%s)\n", npend, ndead, cfg->queue_dir);
+    }
+out:
+    free(pend);
+    free(dead);
+    ps_queue_close(q);
+    return rv;
+}
+
+/* ------------------------------------------------------------ retry */
+
+static int cmd_retry(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg)
+{
+    ps_ctx_t ctx;
+    ps_drain_stats_t st;
+    ps_status_t rv;
+    double rate;
+
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.cfg = cfg;
+    ctx.log = lg;
+    if (o->deadline > 0)
+        ctx.deadline = ps_now() + o->deadline;
+    rv = ps_drain(&ctx, !o->json && isatty(STDERR_FILENO), &st);
+    ps_ctx_release(&ctx);
+    rate = st.elapsed > 0 ? (double)(st.removed + st.absent + st.requeued + st.dead) / st.elapsed
+                          : 0;
+    if (o->json) {
+        json_object *j = json_object_new_object();
+
+        json_object_object_add(j, "total", json_object_new_int64((int64_t)st.total));
+        json_object_object_add(j, "removed", json_object_new_int64((int64_t)st.removed));
+        json_object_object_add(j, "absent", json_object_new_int64((int64_t)st.absent));
+        json_object_object_add(j, "requeued", json_object_new_int64((int64_t)st.requeued));
+        json_object_object_add(j, "dead", json_object_new_int64((int64_t)(st.dead + st.aged)));
+        json_object_object_add(j, "busy", json_object_new_int64((int64_t)st.busy));
+        json_object_object_add(j, "invalid", json_object_new_int64((int64_t)st.invalid));
+        json_object_object_add(j, "left", json_object_new_int64((int64_t)st.left));
+        json_object_object_add(j, "http_429", json_object_new_int64(st.http_429));
+        json_object_object_add(j, "connections", json_object_new_int64(st.connects));
+        json_object_object_add(j, "seconds", json_object_new_double(st.elapsed));
+        json_object_object_add(j, "rate", json_object_new_double(rate));
+        if (st.stopped)
+            json_object_object_add(j, "stopped", json_object_new_string(st.reason));
+        puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+        json_object_put(j);
+    } else if (st.total == 0 && !st.reason[0]) {
+        printf("retry: the queue is empty\n");
+    } else {
+        printf("retry: %zu entries: %zu removed, %zu already absent, %zu still queued, "
+               "%zu dead letters, %zu busy, %zu invalid; %ld 429s, %ld connections, "
+               "%.1f s, %.1f req/s\n", st.total, st.removed, st.absent, st.requeued,
+               st.dead + st.aged, st.busy, st.invalid, st.http_429, st.connects, st.elapsed,
+               rate);
+    }
+    if (st.stopped || (st.reason[0] && rv != PS_ST_REMOVED)) {
+        char er[512];
+
+        ps_logf(lg, rv == PS_ST_QUEUED ? LOG_WARNING : LOG_ERR, "retry stopped: %s; %zu left "
+                "in the queue", ps_escape(st.reason, er, sizeof(er)), st.left);
+    }
+    return ps_status_exit(rv);
+}
+
+/* ------------------------------------------------------------ main */
+
+int main(int argc, char **argv)
+{
+    opts_t o;
+    ps_log_t lg = { 1, 1, 0, 0 };
+    ps_config_t *cfg = NULL;
+    int rv;
+
+    memset(&o, 0, sizeof(o));
+    o.args = calloc((size_t)argc + 1, sizeof(char *));
+    if (!o.args)
+        return 1;
+    rv = parse_args(argc, argv, &o);
+    if (rv != 0) {
+        free(o.args);
+        return rv > 0 ? 0 : -rv;
+    }
+    lg.verbose = o.verbose;
+    lg.json = o.json;
+    openlog("planetscale-deprovision", LOG_PID, LOG_AUTHPRIV);
+
+    if (!o.command) {
+        rv = usage_error("no command given");
+    } else if (strcmp(o.command, PS_HELPER_SUBCOMMAND) == 0) {
+        rv = cmd_pam_helper(&o, &lg);
+    } else if (strcmp(o.command, "remove") == 0 || strcmp(o.command, "lookup") == 0) {
+        if (o.nargs == 0)
+            rv = usage_error("%s: no LOGIN given", o.command);
+        else if ((o.dry_run || o.no_queue) && strcmp(o.command, "remove") != 0)
+            rv = usage_error("--dry-run and --no-queue go with remove");
+        else if ((rv = load_config(&o, &lg, 0, &cfg)) == EX_OK_)
+            rv = o.command[0] == 'r' ? cmd_remove(&o, &lg, cfg) : cmd_lookup(&o, cfg);
+    } else if (strcmp(o.command, "retry") == 0 || strcmp(o.command, "queue") == 0 ||
+               strcmp(o.command, "check") == 0) {
+        if (o.nargs > 0)
+            rv = usage_error("%s takes no argument", o.command);
+        else if (o.dry_run || o.no_queue)
+            rv = usage_error("--dry-run and --no-queue go with remove");
+        else if ((rv = load_config(&o, &lg, o.command[0] != 'q', &cfg)) == EX_OK_)
+            rv = o.command[1] == 'e' ? cmd_retry(&o, &lg, cfg)
+                 : o.command[0] == 'q' ? cmd_queue(&o, &lg, cfg)
+                                       : cmd_check(&o, &lg, cfg);
+    } else {
+        rv = usage_error("unknown command: %s", o.command);
+    }
+    ps_config_free(cfg);
+    free(o.args);
+    closelog();
+    return rv;
+}

@@ -1,0 +1,84 @@
+/* queue.h - the durable queue of removals that could not complete.
+ *
+ * Layout of the queue directory (0700, owned by root or the caller):
+ *   KEY.json          pending entries, KEY = ps_key_hex(login, org, id)
+ *   dead/KEY.json     older than max_age_days (dead letters)
+ *   invalid/NAME      entries that failed validation, moved aside, never sent
+ *   .tmp-*            temp files during an atomic write (never an entry)
+ *   .lock             not used as an entry; see ps_queue_lock_entry
+ * Every write: temp file 0600, write, fsync, rename, fsync(dir). An entry is
+ * removed only by ps_queue_done(), after the API answered 204 or 404.
+ * No secret is ever written into an entry. */
+#ifndef PS_QUEUE_H
+#define PS_QUEUE_H
+
+#include <stddef.h>
+#include <time.h>
+#include "util.h"
+
+#define PS_QENTRY_MAX 4096      /* an entry file larger than this is invalid */
+
+typedef struct ps_qentry {
+    char name[32];                      /* file name "KEY.json" */
+    char login[PS_LOGIN_MAX + 1];
+    char organization[PS_ID_MAX + 1];
+    char id[PS_ID_MAX + 1];
+    int delete_passwords;
+    int delete_service_tokens;
+    long long first_attempt;            /* unix time */
+    long long last_attempt;             /* unix time, 0 = never tried */
+    int attempts;
+    char last_error[256];
+} ps_qentry_t;
+
+typedef struct ps_queue ps_queue_t;
+
+/* Opens (creating 0700 when missing, with dead/ and invalid/) the queue
+ * directory and checks its owner and mode. */
+int ps_queue_open(ps_queue_t **q, const char *dir, char *err, size_t errlen);
+void ps_queue_close(ps_queue_t *q);
+const char *ps_queue_dir(const ps_queue_t *q);
+
+/* Writes (or rewrites) the entry for e->login/organization/id atomically.
+ * When an entry with the same key exists, first_attempt is kept (the older
+ * of the two) and attempts are taken from e. Fills e->name.
+ * Returns 0, or -1 with err (ENOSPC, EIO ...: the caller must fail loudly). */
+int ps_queue_put(ps_queue_t *q, ps_qentry_t *e, char *err, size_t errlen);
+
+/* Parses and validates an entry's bytes (strict JSON object, known fields
+ * only, right types, ps_login_valid/ps_id_valid). Fuzzed. */
+int ps_queue_parse(const char *buf, size_t len, ps_qentry_t *e, char *err, size_t errlen);
+
+/* Serializes an entry as JSON into a malloc'd string. */
+char *ps_queue_format(const ps_qentry_t *e);
+
+/* Lists pending (dead = 0) or dead-letter (dead = 1) entries, oldest
+ * first_attempt first. Invalid entries (bad JSON, wrong field, not a regular
+ * file, a symlink, mode not 0600, wrong owner, too big, name not matching
+ * its key) are moved into invalid/ and reported through `on_invalid` (may be
+ * NULL) with a reason; they are never returned. *entries is malloc'd. */
+typedef void (*ps_queue_invalid_cb)(void *arg, const char *name, const char *reason);
+int ps_queue_list(ps_queue_t *q, int dead, ps_qentry_t **entries, size_t *n,
+                  ps_queue_invalid_cb on_invalid, void *arg, char *err, size_t errlen);
+
+/* Takes the per-entry lock (flock LOCK_EX on the entry file itself, non
+ * blocking, or waiting up to `wait` seconds). Returns 0 with *fd locked and
+ * the entry re-read into e (it still exists and is the same file), 1 when
+ * another process holds it (busy: being sent right now), 2 when it is gone
+ * (completed by someone else), -1 on error. */
+int ps_queue_lock(ps_queue_t *q, const char *name, double wait, int *fd, ps_qentry_t *e,
+                  char *err, size_t errlen);
+/* Releases the lock (closes fd). */
+void ps_queue_unlock(int fd);
+
+/* The API answered 204/404: unlink the (locked) entry and fsync the dir. */
+int ps_queue_done(ps_queue_t *q, const char *name, char *err, size_t errlen);
+
+/* Moves a (locked) entry to dead/ and fsyncs both directories. */
+int ps_queue_dead_letter(ps_queue_t *q, const char *name, char *err, size_t errlen);
+
+/* Entry name for a key triple: "KEY.json". */
+void ps_queue_name(const char *login, const char *organization, const char *id,
+                   char out[32]);
+
+#endif
