@@ -1,0 +1,1165 @@
+/* queue.c - the durable queue of removals that could not complete.
+ *
+ * Every file operation is relative to a directory descriptor opened once
+ * (O_NOFOLLOW, O_CLOEXEC): the queue directory, dead/ and invalid/. Nothing
+ * is ever resolved through a path string after ps_queue_open(), so a
+ * directory swapped for a symlink later cannot redirect a write. See
+ * queue.h for the layout and ../shared/design.md "The durable queue". */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE     /* renameat2, RENAME_NOREPLACE */
+#endif
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "queue.h"
+
+#define QDIR_DEAD "dead"
+#define QDIR_INVALID "invalid"
+#define QTMP_PREFIX ".tmp-"
+#define QSUFFIX ".json"
+#define QLOCK_POLL_NS 20000000L         /* 20 ms between lock attempts */
+#define QJSON_DEPTH 4                   /* an entry is one flat object */
+
+struct ps_queue {
+    char *dir;              /* path, for messages only */
+    int dfd;                /* the queue directory */
+    int dead_fd;            /* dead/ */
+    int invalid_fd;         /* invalid/ */
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+    PS_PRINTF(3, 4);
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if(!err || !errlen)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static void close_keep_errno(int fd)
+{
+    int saved = errno;
+
+    if(fd >= 0)
+        close(fd);
+    errno = saved;
+}
+
+static int has_suffix(const char *s, const char *suffix)
+{
+    size_t ls = strlen(s);
+    size_t lx = strlen(suffix);
+
+    return ls >= lx && !strcmp(s + ls - lx, suffix);
+}
+
+/* A name we accept from a caller: "KEY.json" shaped, a single component,
+ * never a dot-file. Keeps ps_queue_lock/done/dead_letter inside the dir. */
+static int entry_name_ok(const char *name)
+{
+    size_t len;
+
+    if(!name || !name[0] || name[0] == '.')
+        return 0;
+    len = strnlen(name, 32);
+    if(len >= 32 || !has_suffix(name, QSUFFIX) || len == strlen(QSUFFIX))
+        return 0;
+    return strchr(name, '/') == NULL;
+}
+
+/* 1 when the NUL-terminated string fits in an array of `size` bytes. */
+static int fits(const char *s, size_t size)
+{
+    return memchr(s, '\0', size) != NULL;
+}
+
+static int owner_ok(const struct stat *st)
+{
+    return st->st_uid == 0 || st->st_uid == geteuid();
+}
+
+/* Opens subdirectory `name` of dfd (creating it 0700) and checks it. */
+static int open_subdir(int dfd, const char *dir, const char *name, char *err,
+                       size_t errlen)
+{
+    struct stat st;
+    int fd;
+
+    if(mkdirat(dfd, name, 0700) != 0 && errno != EEXIST) {
+        seterr(err, errlen, "%s/%s: cannot create directory: %s", dir, name,
+               strerror(errno));
+        return -1;
+    }
+    fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if(fd < 0) {
+        if(errno == ELOOP || errno == ENOTDIR)
+            seterr(err, errlen, "%s/%s: not a directory (a symbolic link?); "
+                   "remove it and run again", dir, name);
+        else
+            seterr(err, errlen, "%s/%s: %s", dir, name, strerror(errno));
+        return -1;
+    }
+    if(fstat(fd, &st) != 0) {
+        seterr(err, errlen, "%s/%s: %s", dir, name, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if(!owner_ok(&st)) {
+        seterr(err, errlen, "%s/%s: owned by uid %lu, must be owned by root; "
+               "fix: chown root %s/%s", dir, name, (unsigned long)st.st_uid,
+               dir, name);
+        close(fd);
+        return -1;
+    }
+    if(st.st_mode & (S_IRWXG | S_IRWXO)) {
+        seterr(err, errlen, "%s/%s: accessible by group or others (mode %04o); "
+               "fix: chmod 700 %s/%s", dir, name, (unsigned)(st.st_mode & 07777),
+               dir, name);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* fsync a directory; EINVAL/EROFS-style "not supported" is not an error. */
+static int sync_dir(int fd)
+{
+    if(fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
+        return -1;
+    return 0;
+}
+
+/* Reads at most max + 1 bytes from the start of fd into buf (max + 1 big).
+ * Returns the length, or -1 with errno. */
+static ssize_t read_all(int fd, char *buf, size_t max)
+{
+    size_t got = 0;
+
+    while(got <= max) {
+        ssize_t r = pread(fd, buf + got, max + 1 - got, (off_t)got);
+        if(r < 0) {
+            if(errno == EINTR)
+                continue;
+            return -1;
+        }
+        if(r == 0)
+            break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+    while(len) {
+        ssize_t w = write(fd, buf, len);
+        if(w < 0) {
+            if(errno == EINTR)
+                continue;
+            return -1;
+        }
+        if(w == 0) {
+            errno = EIO;
+            return -1;
+        }
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ open/close */
+
+/* Strips trailing slashes ("/var/spool/q/" -> "/var/spool/q"): a trailing
+ * slash would make the kernel follow a symlink despite O_NOFOLLOW. */
+static char *clean_dir(const char *dir)
+{
+    char *d = strdup(dir);
+    size_t len;
+
+    if(!d)
+        return NULL;
+    len = strlen(d);
+    while(len > 1 && d[len - 1] == '/')
+        d[--len] = '\0';
+    return d;
+}
+
+int ps_queue_open(ps_queue_t **qp, const char *dir, char *err, size_t errlen)
+{
+    ps_queue_t *q = NULL;
+    struct stat st;
+    int rv = -1;
+
+    *qp = NULL;
+    if(!dir || !dir[0]) {
+        seterr(err, errlen, "queue directory: empty path");
+        return -1;
+    }
+    q = calloc(1, sizeof(*q));
+    if(!q) {
+        seterr(err, errlen, "queue: out of memory");
+        return -1;
+    }
+    q->dfd = q->dead_fd = q->invalid_fd = -1;
+    q->dir = clean_dir(dir);
+    if(!q->dir) {
+        seterr(err, errlen, "queue: out of memory");
+        goto out;
+    }
+
+    /* only the last component: the parent must exist */
+    if(mkdir(q->dir, 0700) != 0 && errno != EEXIST) {
+        seterr(err, errlen, "%s: cannot create queue directory: %s", q->dir,
+               strerror(errno));
+        goto out;
+    }
+    q->dfd = open(q->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if(q->dfd < 0) {
+        if(errno == ELOOP ||
+           (errno == ENOTDIR && lstat(q->dir, &st) == 0 && S_ISLNK(st.st_mode)))
+            seterr(err, errlen, "%s: is a symbolic link; point queue.dir at "
+                   "the directory itself", q->dir);
+        else
+            seterr(err, errlen, "%s: %s", q->dir, strerror(errno));
+        goto out;
+    }
+    if(fstat(q->dfd, &st) != 0) {
+        seterr(err, errlen, "%s: %s", q->dir, strerror(errno));
+        goto out;
+    }
+    if(!owner_ok(&st)) {
+        seterr(err, errlen, "%s: owned by uid %lu, must be owned by root; "
+               "fix: chown root %s", q->dir, (unsigned long)st.st_uid, q->dir);
+        goto out;
+    }
+    if(st.st_mode & (S_IRWXG | S_IRWXO)) {
+        seterr(err, errlen, "%s: queue directory is accessible by group or "
+               "others (mode %04o); fix: chmod 700 %s", q->dir,
+               (unsigned)(st.st_mode & 07777), q->dir);
+        goto out;
+    }
+    q->dead_fd = open_subdir(q->dfd, q->dir, QDIR_DEAD, err, errlen);
+    if(q->dead_fd < 0)
+        goto out;
+    q->invalid_fd = open_subdir(q->dfd, q->dir, QDIR_INVALID, err, errlen);
+    if(q->invalid_fd < 0)
+        goto out;
+
+    *qp = q;
+    q = NULL;
+    rv = 0;
+out:
+    ps_queue_close(q);
+    return rv;
+}
+
+void ps_queue_close(ps_queue_t *q)
+{
+    if(!q)
+        return;
+    if(q->dfd >= 0)
+        close(q->dfd);
+    if(q->dead_fd >= 0)
+        close(q->dead_fd);
+    if(q->invalid_fd >= 0)
+        close(q->invalid_fd);
+    free(q->dir);
+    free(q);
+}
+
+const char *ps_queue_dir(const ps_queue_t *q)
+{
+    return q ? q->dir : NULL;
+}
+
+void ps_queue_name(const char *login, const char *organization, const char *id,
+                   char out[32])
+{
+    char key[17];
+
+    ps_key_hex(login, organization, id, key);
+    snprintf(out, 32, "%s" QSUFFIX, key);
+}
+
+/* ------------------------------------------------------------ format/parse */
+
+char *ps_queue_format(const ps_qentry_t *e)
+{
+    json_object *o = NULL;
+    const char *s;
+    char *out = NULL;
+    size_t len;
+    int bad = 0;
+
+    if(!e || !fits(e->login, sizeof(e->login)) ||
+       !fits(e->organization, sizeof(e->organization)) ||
+       !fits(e->id, sizeof(e->id)))
+        return NULL;
+    o = json_object_new_object();
+    if(!o)
+        return NULL;
+
+#define ADD(k, v) bad |= json_object_object_add(o, k, v)
+    ADD("version", json_object_new_int(1));
+    ADD("login", json_object_new_string(e->login));
+    ADD("organization", json_object_new_string(e->organization));
+    ADD("id", json_object_new_string(e->id));
+    ADD("delete_passwords", json_object_new_boolean(!!e->delete_passwords));
+    ADD("delete_service_tokens",
+        json_object_new_boolean(!!e->delete_service_tokens));
+    ADD("first_attempt", json_object_new_int64(e->first_attempt));
+    ADD("last_attempt", json_object_new_int64(e->last_attempt));
+    ADD("attempts", json_object_new_int(e->attempts));
+    ADD("last_error", json_object_new_string_len(
+            e->last_error, (int)strnlen(e->last_error, sizeof(e->last_error) - 1)));
+#undef ADD
+    if(bad)
+        goto out;
+
+    s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                       JSON_C_TO_STRING_NOSLASHESCAPE);
+    if(!s)
+        goto out;
+    len = strlen(s);
+    out = malloc(len + 2);
+    if(!out)
+        goto out;
+    memcpy(out, s, len);
+    out[len] = '\n';
+    out[len + 1] = '\0';
+out:
+    json_object_put(o);
+    return out;
+}
+
+/* Copies a JSON string that must be non-empty, hold no NUL and fit. */
+static int get_str(json_object *v, const char *key, char *dst, size_t dstsz,
+                   char *err, size_t errlen)
+{
+    const char *s;
+    size_t len;
+
+    if(!json_object_is_type(v, json_type_string)) {
+        seterr(err, errlen, "\"%s\" is not a string", key);
+        return -1;
+    }
+    s = json_object_get_string(v);
+    len = (size_t)json_object_get_string_len(v);
+    if(!s || strlen(s) != len) {
+        seterr(err, errlen, "\"%s\" holds a NUL character", key);
+        return -1;
+    }
+    if(len >= dstsz) {
+        seterr(err, errlen, "\"%s\" is too long", key);
+        return -1;
+    }
+    memcpy(dst, s, len + 1);
+    return 0;
+}
+
+static int get_time(json_object *v, const char *key, long long *dst, char *err,
+                    size_t errlen)
+{
+    int64_t t;
+
+    if(!json_object_is_type(v, json_type_int)) {
+        seterr(err, errlen, "\"%s\" is not an integer", key);
+        return -1;
+    }
+    t = json_object_get_int64(v);
+    if(t < 0 || t == INT64_MAX) {
+        seterr(err, errlen, "\"%s\" is out of range", key);
+        return -1;
+    }
+    *dst = (long long)t;
+    return 0;
+}
+
+/* last_error: any string, cut to fit without splitting a UTF-8 sequence. */
+static int get_last_error(json_object *v, char *dst, size_t dstsz, char *err,
+                          size_t errlen)
+{
+    const char *s;
+    size_t len;
+
+    if(!json_object_is_type(v, json_type_string)) {
+        seterr(err, errlen, "\"last_error\" is not a string");
+        return -1;
+    }
+    s = json_object_get_string(v);
+    len = s ? strlen(s) : 0;
+    if(len >= dstsz) {
+        len = dstsz - 1;
+        while(len && ((unsigned char)s[len] & 0xc0) == 0x80)
+            len--;
+    }
+    if(len)
+        memcpy(dst, s, len);
+    dst[len] = '\0';
+    return 0;
+}
+
+enum {
+    F_VERSION = 1 << 0,
+    F_LOGIN = 1 << 1,
+    F_ORG = 1 << 2,
+    F_ID = 1 << 3,
+    F_DELPW = 1 << 4,
+    F_DELTOK = 1 << 5,
+    F_FIRST = 1 << 6,
+    F_LAST = 1 << 7,
+    F_ATTEMPTS = 1 << 8,
+    F_LASTERR = 1 << 9,
+    F_ALL = (1 << 10) - 1
+};
+
+static int get_bool(json_object *v, const char *key, int *dst, char *err,
+                    size_t errlen)
+{
+    if(!json_object_is_type(v, json_type_boolean)) {
+        seterr(err, errlen, "\"%s\" is not a boolean", key);
+        return -1;
+    }
+    *dst = json_object_get_boolean(v) ? 1 : 0;
+    return 0;
+}
+
+/* Applies one key/value; returns its F_ bit, 0 for an unknown key, or -1. */
+static int parse_field(const char *key, json_object *v, ps_qentry_t *e,
+                       char *err, size_t errlen)
+{
+    int64_t n;
+
+    if(!strcmp(key, "version")) {
+        if(!json_object_is_type(v, json_type_int) ||
+           json_object_get_int64(v) != 1) {
+            seterr(err, errlen, "unsupported \"version\" (expected 1)");
+            return -1;
+        }
+        return F_VERSION;
+    }
+    if(!strcmp(key, "login")) {
+        if(get_str(v, key, e->login, sizeof(e->login), err, errlen))
+            return -1;
+        if(!ps_login_valid(e->login)) {
+            seterr(err, errlen, "\"login\" is not a valid login");
+            return -1;
+        }
+        return F_LOGIN;
+    }
+    if(!strcmp(key, "organization") || !strcmp(key, "id")) {
+        int is_id = key[0] == 'i';
+        char *dst = is_id ? e->id : e->organization;
+        size_t sz = is_id ? sizeof(e->id) : sizeof(e->organization);
+        if(get_str(v, key, dst, sz, err, errlen))
+            return -1;
+        if(!ps_id_valid(dst)) {
+            seterr(err, errlen, "\"%s\" is not a valid %s", key,
+                   is_id ? "user id" : "organization");
+            return -1;
+        }
+        return is_id ? F_ID : F_ORG;
+    }
+    if(!strcmp(key, "delete_passwords"))
+        return get_bool(v, key, &e->delete_passwords, err, errlen) ? -1 : F_DELPW;
+    if(!strcmp(key, "delete_service_tokens"))
+        return get_bool(v, key, &e->delete_service_tokens, err, errlen) ?
+               -1 : F_DELTOK;
+    if(!strcmp(key, "first_attempt"))
+        return get_time(v, key, &e->first_attempt, err, errlen) ? -1 : F_FIRST;
+    if(!strcmp(key, "last_attempt"))
+        return get_time(v, key, &e->last_attempt, err, errlen) ? -1 : F_LAST;
+    if(!strcmp(key, "attempts")) {
+        if(!json_object_is_type(v, json_type_int)) {
+            seterr(err, errlen, "\"attempts\" is not an integer");
+            return -1;
+        }
+        n = json_object_get_int64(v);
+        if(n < 0 || n > INT_MAX) {
+            seterr(err, errlen, "\"attempts\" is out of range");
+            return -1;
+        }
+        e->attempts = (int)n;
+        return F_ATTEMPTS;
+    }
+    if(!strcmp(key, "last_error"))
+        return get_last_error(v, e->last_error, sizeof(e->last_error), err,
+                              errlen) ? -1 : F_LASTERR;
+    return 0;
+}
+
+int ps_queue_parse(const char *buf, size_t len, ps_qentry_t *out, char *err,
+                   size_t errlen)
+{
+    struct json_tokener *tok = NULL;
+    json_object *root = NULL;
+    ps_qentry_t e;
+    enum json_tokener_error jerr;
+    size_t end;
+    int seen = 0;
+    int rv = -1;
+
+    memset(&e, 0, sizeof(e));
+    if(!buf || !out) {
+        seterr(err, errlen, "no data");
+        return -1;
+    }
+    if(len > PS_QENTRY_MAX) {
+        seterr(err, errlen, "larger than %d bytes", PS_QENTRY_MAX);
+        return -1;
+    }
+    if(memchr(buf, '\0', len)) {
+        seterr(err, errlen, "holds a NUL byte");
+        return -1;
+    }
+    tok = json_tokener_new_ex(QJSON_DEPTH);
+    if(!tok) {
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    root = json_tokener_parse_ex(tok, buf, (int)len);
+    jerr = json_tokener_get_error(tok);
+    if(!root) {
+        if(jerr == json_tokener_continue)
+            seterr(err, errlen, "not JSON: unexpected end of data");
+        else
+            seterr(err, errlen, "not JSON: %s at byte %zu",
+                   json_tokener_error_desc(jerr), json_tokener_get_parse_end(tok));
+        goto out;
+    }
+    /* json_tokener_parse() would accept trailing garbage: everything after
+     * the object must be white space */
+    for(end = json_tokener_get_parse_end(tok); end < len; end++) {
+        if(!strchr(" \t\r\n", buf[end])) {
+            seterr(err, errlen, "not JSON: trailing data at byte %zu", end);
+            goto out;
+        }
+    }
+    if(!json_object_is_type(root, json_type_object)) {
+        seterr(err, errlen, "not a JSON object");
+        goto out;
+    }
+    {
+        json_object_object_foreach(root, key, val) {
+            int bit = parse_field(key, val, &e, err, errlen);
+            if(bit < 0)
+                goto out;
+            if(bit == 0) {
+                char esc[64];
+                seterr(err, errlen, "unknown field \"%s\"",
+                       ps_escape(key, esc, sizeof(esc)));
+                goto out;
+            }
+            seen |= bit;
+        }
+    }
+    if((seen & F_ALL) != F_ALL) {
+        static const char *const names[] = {
+            "version", "login", "organization", "id", "delete_passwords",
+            "delete_service_tokens", "first_attempt", "last_attempt",
+            "attempts", "last_error"
+        };
+        size_t i;
+        for(i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+            if(!(seen & (1 << i))) {
+                seterr(err, errlen, "missing field \"%s\"", names[i]);
+                break;
+            }
+        }
+        goto out;
+    }
+    ps_queue_name(e.login, e.organization, e.id, e.name);
+    *out = e;
+    rv = 0;
+out:
+    json_object_put(root);
+    json_tokener_free(tok);
+    return rv;
+}
+
+/* ------------------------------------------------------------ put */
+
+/* Creates ".tmp-KEY-XXXXXX" 0600 with O_EXCL; fills tmp. */
+static int open_temp(int dfd, const char *key, char *tmp, size_t tmpsz)
+{
+    static const char chars[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    unsigned char rnd[6];
+    int tries;
+    int fd;
+    size_t i;
+
+    for(tries = 0; tries < 100; tries++) {
+        char sfx[sizeof(rnd) + 1];
+        if(getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd)) {
+            /* no entropy yet (early boot): uniqueness is all we need */
+            struct timespec ts;
+            unsigned long long v;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            v = (unsigned long long)ts.tv_nsec ^
+                ((unsigned long long)getpid() << 20) ^
+                ((unsigned long long)tries << 40);
+            for(i = 0; i < sizeof(rnd); i++)
+                rnd[i] = (unsigned char)(v >> (i * 8));
+        }
+        for(i = 0; i < sizeof(rnd); i++)
+            sfx[i] = chars[rnd[i] % (sizeof(chars) - 1)];
+        sfx[sizeof(rnd)] = '\0';
+        snprintf(tmp, tmpsz, QTMP_PREFIX "%s-%s", key, sfx);
+        fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+                    O_CLOEXEC, 0600);
+        if(fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
+/* Reads the current entry `name`, if any and valid, into old.
+ * Returns 1 when found, 0 when absent or unreadable/invalid. */
+static int read_existing(int dfd, const char *name, ps_qentry_t *old)
+{
+    char buf[PS_QENTRY_MAX + 1];
+    char perr[128];
+    struct stat st;
+    ssize_t len;
+    int fd;
+    int rv = 0;
+
+    fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+                O_NOCTTY);
+    if(fd < 0)
+        return 0;
+    if(fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+       st.st_size > PS_QENTRY_MAX)
+        goto out;
+    len = read_all(fd, buf, PS_QENTRY_MAX);
+    if(len < 0 || len > PS_QENTRY_MAX)
+        goto out;
+    if(ps_queue_parse(buf, (size_t)len, old, perr, sizeof(perr)) == 0)
+        rv = 1;
+out:
+    close(fd);
+    return rv;
+}
+
+int ps_queue_put(ps_queue_t *q, ps_qentry_t *e, char *err, size_t errlen)
+{
+    ps_qentry_t old;
+    char key[17];
+    char tmp[64];
+    char *data = NULL;
+    int fd = -1;
+    int have_tmp = 0;
+    int rv = -1;
+
+    if(!q || !e) {
+        seterr(err, errlen, "queue: invalid argument");
+        return -1;
+    }
+    if(!fits(e->login, sizeof(e->login)) || !ps_login_valid(e->login) ||
+       !fits(e->organization, sizeof(e->organization)) ||
+       !ps_id_valid(e->organization) ||
+       !fits(e->id, sizeof(e->id)) || !ps_id_valid(e->id)) {
+        seterr(err, errlen, "%s: refusing to queue an entry with an invalid "
+               "login, organization or id", q->dir);
+        return -1;
+    }
+    if(e->first_attempt < 0 || e->last_attempt < 0 || e->attempts < 0 ||
+       e->first_attempt == LLONG_MAX || e->last_attempt == LLONG_MAX) {
+        seterr(err, errlen, "%s: refusing to queue an entry with an "
+               "out-of-range time or attempt count", q->dir);
+        return -1;
+    }
+    if(e->first_attempt == 0)
+        e->first_attempt = (long long)time(NULL);
+    ps_key_hex(e->login, e->organization, e->id, key);
+    ps_queue_name(e->login, e->organization, e->id, e->name);
+
+    if(read_existing(q->dfd, e->name, &old)) {
+        if(strcmp(old.login, e->login) || strcmp(old.organization,
+                                                   e->organization) ||
+           strcmp(old.id, e->id)) {
+            seterr(err, errlen, "%s/%s: holds another request with the same "
+                   "key; not overwritten", q->dir, e->name);
+            return -1;
+        }
+        if(old.first_attempt < e->first_attempt)
+            e->first_attempt = old.first_attempt;
+    }
+
+    data = ps_queue_format(e);
+    if(!data) {
+        seterr(err, errlen, "%s/%s: out of memory", q->dir, e->name);
+        goto out;
+    }
+    fd = open_temp(q->dfd, key, tmp, sizeof(tmp));
+    if(fd < 0) {
+        seterr(err, errlen, "%s/" QTMP_PREFIX "%s-*: %s", q->dir, key,
+               strerror(errno));
+        goto out;
+    }
+    have_tmp = 1;
+    /* exactly 0600 whatever the umask */
+    if(fchmod(fd, 0600) != 0) {
+        seterr(err, errlen, "%s/%s: chmod: %s", q->dir, tmp, strerror(errno));
+        goto out;
+    }
+    if(write_all(fd, data, strlen(data)) != 0) {
+        seterr(err, errlen, "%s/%s: write: %s", q->dir, tmp, strerror(errno));
+        goto out;
+    }
+    if(fsync(fd) != 0) {
+        seterr(err, errlen, "%s/%s: fsync: %s", q->dir, tmp, strerror(errno));
+        goto out;
+    }
+    if(close(fd) != 0) {
+        fd = -1;
+        seterr(err, errlen, "%s/%s: close: %s", q->dir, tmp, strerror(errno));
+        goto out;
+    }
+    fd = -1;
+    if(renameat(q->dfd, tmp, q->dfd, e->name) != 0) {
+        seterr(err, errlen, "%s/%s: rename to %s: %s", q->dir, tmp, e->name,
+               strerror(errno));
+        goto out;
+    }
+    have_tmp = 0;
+    if(sync_dir(q->dfd) != 0) {
+        /* the entry is in place but may not survive a crash: fail loudly */
+        seterr(err, errlen, "%s: fsync: %s", q->dir, strerror(errno));
+        goto out;
+    }
+    rv = 0;
+out:
+    close_keep_errno(fd);
+    if(have_tmp)
+        unlinkat(q->dfd, tmp, 0);
+    free(data);
+    return rv;
+}
+
+/* ------------------------------------------------------------ list */
+
+/* Moves `name` from dir fd `from` into invalid/, never replacing a file
+ * already there (adds ".1", ".2", ...). Returns 0 or -1 with errno. */
+static int move_invalid(ps_queue_t *q, int from, const char *name)
+{
+    char dst[NAME_MAX + 1];
+    int i;
+
+    for(i = 0; i < 1000; i++) {
+        if(i == 0)
+            snprintf(dst, sizeof(dst), "%s", name);
+        else if(snprintf(dst, sizeof(dst), "%.240s.%d", name, i) < 0)
+            return -1;
+        if(renameat2(from, name, q->invalid_fd, dst, RENAME_NOREPLACE) == 0)
+            goto done;
+        if(errno == EINVAL || errno == ENOSYS) {
+            /* file system without RENAME_NOREPLACE: check, then rename */
+            struct stat st;
+            if(fstatat(q->invalid_fd, dst, &st, AT_SYMLINK_NOFOLLOW) == 0)
+                continue;
+            if(renameat(from, name, q->invalid_fd, dst) == 0)
+                goto done;
+            return -1;
+        }
+        if(errno != EEXIST)
+            return -1;
+    }
+    errno = EEXIST;
+    return -1;
+done:
+    sync_dir(q->invalid_fd);
+    sync_dir(from);
+    return 0;
+}
+
+static void report_invalid(ps_queue_t *q, int from, const char *name,
+                           const char *reason, ps_queue_invalid_cb cb,
+                           void *arg)
+{
+    char msg[512];
+
+    if(move_invalid(q, from, name) != 0) {
+        if(errno == ENOENT)
+            return;     /* gone meanwhile: nothing to report */
+        snprintf(msg, sizeof(msg), "%s (could not move it to %s/: %s)", reason,
+                 QDIR_INVALID, strerror(errno));
+        reason = msg;
+    }
+    if(cb)
+        cb(arg, name, reason);
+}
+
+/* Checks and reads one entry. Returns 0 with e filled, 1 when invalid (reason
+ * in why), 2 when it vanished, -1 on a resource error (err). */
+static int check_entry(int dirfd, const char *name, ps_qentry_t *e, char *why,
+                       size_t whylen)
+{
+    char buf[PS_QENTRY_MAX + 1];
+    char perr[256];
+    char want[32];
+    struct stat st;
+    ssize_t len;
+    int fd;
+    int rv = 1;
+
+    fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+                O_NOCTTY);
+    if(fd < 0) {
+        switch(errno) {
+        case ENOENT:
+            return 2;
+        case ELOOP:
+            seterr(why, whylen, "a symbolic link, not a regular file");
+            return 1;
+        case EMFILE:
+        case ENFILE:
+        case ENOMEM:
+        case EINTR:
+            seterr(why, whylen, "%s: %s", name, strerror(errno));
+            return -1;
+        default:
+            seterr(why, whylen, "cannot open: %s", strerror(errno));
+            return 1;
+        }
+    }
+    if(fstat(fd, &st) != 0) {
+        seterr(why, whylen, "cannot stat: %s", strerror(errno));
+        goto out;
+    }
+    if(!S_ISREG(st.st_mode)) {
+        seterr(why, whylen, "not a regular file");
+        goto out;
+    }
+    if(!owner_ok(&st)) {
+        seterr(why, whylen, "owned by uid %lu, not root", (unsigned long)st.st_uid);
+        goto out;
+    }
+    if((st.st_mode & 07777) != 0600) {
+        seterr(why, whylen, "mode %04o, expected 0600",
+               (unsigned)(st.st_mode & 07777));
+        goto out;
+    }
+    if(st.st_size > PS_QENTRY_MAX) {
+        seterr(why, whylen, "larger than %d bytes", PS_QENTRY_MAX);
+        goto out;
+    }
+    len = read_all(fd, buf, PS_QENTRY_MAX);
+    if(len < 0) {
+        seterr(why, whylen, "cannot read: %s", strerror(errno));
+        goto out;
+    }
+    if(len > PS_QENTRY_MAX) {
+        seterr(why, whylen, "larger than %d bytes", PS_QENTRY_MAX);
+        goto out;
+    }
+    if(ps_queue_parse(buf, (size_t)len, e, perr, sizeof(perr)) != 0) {
+        seterr(why, whylen, "%s", perr);
+        goto out;
+    }
+    ps_queue_name(e->login, e->organization, e->id, want);
+    if(strcmp(want, name)) {
+        seterr(why, whylen, "name does not match its content (expected %s)",
+               want);
+        goto out;
+    }
+    rv = 0;
+out:
+    close(fd);
+    return rv;
+}
+
+static int cmp_entry(const void *a, const void *b)
+{
+    const ps_qentry_t *x = a;
+    const ps_qentry_t *y = b;
+
+    if(x->first_attempt != y->first_attempt)
+        return x->first_attempt < y->first_attempt ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+int ps_queue_list(ps_queue_t *q, int dead, ps_qentry_t **entries, size_t *n,
+                  ps_queue_invalid_cb on_invalid, void *arg, char *err,
+                  size_t errlen)
+{
+    const char *where = dead ? "/" QDIR_DEAD : "";
+    ps_qentry_t *list = NULL;
+    size_t count = 0;
+    size_t cap = 0;
+    struct dirent *de;
+    DIR *d = NULL;
+    int dirfd;
+    int fd;
+    int rv = -1;
+
+    *entries = NULL;
+    *n = 0;
+    dirfd = dead ? q->dead_fd : q->dfd;
+    /* a fresh open file description: the held one's offset stays untouched */
+    fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if(fd < 0) {
+        seterr(err, errlen, "%s%s: %s", q->dir, where, strerror(errno));
+        goto out;
+    }
+    d = fdopendir(fd);
+    if(!d) {
+        seterr(err, errlen, "%s%s: %s", q->dir, where, strerror(errno));
+        close(fd);
+        goto out;
+    }
+
+    for(;;) {
+        char why[384];
+        struct stat st;
+        ps_qentry_t e;
+        int r;
+
+        errno = 0;
+        de = readdir(d);
+        if(!de) {
+            if(errno) {
+                seterr(err, errlen, "%s%s: readdir: %s", q->dir, where,
+                       strerror(errno));
+                goto out;
+            }
+            break;
+        }
+        if(de->d_name[0] == '.')
+            continue;           /* ".", "..", temp files, .lock */
+        if(fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;           /* vanished */
+        if(S_ISDIR(st.st_mode))
+            continue;           /* dead/, invalid/ */
+        if(!has_suffix(de->d_name, QSUFFIX) || strlen(de->d_name) >= 32) {
+            report_invalid(q, dirfd, de->d_name, "not a queue entry name",
+                           on_invalid, arg);
+            continue;
+        }
+        memset(&e, 0, sizeof(e));
+        r = check_entry(dirfd, de->d_name, &e, why, sizeof(why));
+        if(r < 0) {
+            seterr(err, errlen, "%s%s/%s", q->dir, where, why);
+            goto out;
+        }
+        if(r == 2)
+            continue;
+        if(r == 1) {
+            report_invalid(q, dirfd, de->d_name, why, on_invalid, arg);
+            continue;
+        }
+        if(count == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            ps_qentry_t *nl = realloc(list, ncap * sizeof(*list));
+            if(!nl) {
+                seterr(err, errlen, "%s%s: out of memory", q->dir, where);
+                goto out;
+            }
+            list = nl;
+            cap = ncap;
+        }
+        list[count++] = e;
+    }
+
+    if(count)
+        qsort(list, count, sizeof(*list), cmp_entry);
+    *entries = list;
+    *n = count;
+    list = NULL;
+    rv = 0;
+out:
+    if(d)
+        closedir(d);
+    free(list);
+    return rv;
+}
+
+/* ------------------------------------------------------------ lock */
+
+static void sleep_poll(void)
+{
+    struct timespec ts = { 0, QLOCK_POLL_NS };
+
+    nanosleep(&ts, NULL);
+}
+
+/* Opens `name` and takes its flock, polling until `deadline`. Returns 0
+ * with *fdp, 1 when busy, 2 when there is no such entry, -1 (err). */
+static int lock_name(ps_queue_t *q, const char *name, double deadline,
+                     int *fdp, char *err, size_t errlen)
+{
+    int fd;
+
+    *fdp = -1;
+    fd = openat(q->dfd, name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+                O_NOCTTY);
+    if(fd < 0) {
+        if(errno == ENOENT)
+            return 2;
+        seterr(err, errlen, "%s/%s: %s", q->dir, name, strerror(errno));
+        return -1;
+    }
+    while(flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if(errno == EINTR)
+            continue;
+        if(errno != EWOULDBLOCK) {
+            seterr(err, errlen, "%s/%s: lock: %s", q->dir, name,
+                   strerror(errno));
+            close(fd);
+            return -1;
+        }
+        if(ps_now() >= deadline) {
+            close(fd);
+            return 1;
+        }
+        sleep_poll();
+    }
+    *fdp = fd;
+    return 0;
+}
+
+int ps_queue_lock(ps_queue_t *q, const char *name, double wait, int *fdp,
+                  ps_qentry_t *e, char *err, size_t errlen)
+{
+    char buf[PS_QENTRY_MAX + 1];
+    char perr[256];
+    struct stat st;
+    struct stat cur;
+    double deadline;
+    ssize_t len;
+    int tries;
+    int fd = -1;
+    int rv = -1;
+
+    *fdp = -1;
+    if(!q || !e || !entry_name_ok(name)) {
+        seterr(err, errlen, "queue: invalid entry name");
+        return -1;
+    }
+    deadline = ps_now() + (wait > 0 ? wait : 0);
+    for(tries = 0;; tries++) {
+        rv = lock_name(q, name, deadline, &fd, err, errlen);
+        if(rv != 0)
+            return rv;
+        rv = -1;
+        /* locked: is it still the file under that name? */
+        if(fstat(fd, &st) != 0) {
+            seterr(err, errlen, "%s/%s: %s", q->dir, name, strerror(errno));
+            goto out;
+        }
+        if(fstatat(q->dfd, name, &cur, AT_SYMLINK_NOFOLLOW) != 0) {
+            if(errno == ENOENT) {
+                rv = 2;     /* completed (or moved aside) meanwhile */
+                goto out;
+            }
+            seterr(err, errlen, "%s/%s: %s", q->dir, name, strerror(errno));
+            goto out;
+        }
+        if(st.st_nlink > 0 && st.st_dev == cur.st_dev && st.st_ino == cur.st_ino)
+            break;
+        /* the holder rewrote the entry (ps_queue_put renames a new file
+         * over it) and let go: the request is still pending, lock the new
+         * file. Bounded, in case writers keep replacing it. */
+        close(fd);
+        fd = -1;
+        if(tries >= 100) {
+            rv = 1;
+            goto out;
+        }
+    }
+    if(!S_ISREG(st.st_mode) || !owner_ok(&st) || (st.st_mode & 07777) != 0600) {
+        seterr(err, errlen, "%s/%s: not a regular 0600 file owned by root",
+               q->dir, name);
+        goto out;
+    }
+    len = read_all(fd, buf, PS_QENTRY_MAX);
+    if(len < 0) {
+        seterr(err, errlen, "%s/%s: read: %s", q->dir, name, strerror(errno));
+        goto out;
+    }
+    if(ps_queue_parse(buf, (size_t)len, e, perr, sizeof(perr)) != 0) {
+        seterr(err, errlen, "%s/%s: %s", q->dir, name, perr);
+        goto out;
+    }
+    if(strcmp(e->name, name)) {
+        seterr(err, errlen, "%s/%s: name does not match its content", q->dir,
+               name);
+        goto out;
+    }
+    *fdp = fd;
+    fd = -1;
+    rv = 0;
+out:
+    if(fd >= 0)
+        close(fd);
+    return rv;
+}
+
+void ps_queue_unlock(int fd)
+{
+    if(fd >= 0)
+        close(fd);
+}
+
+/* ------------------------------------------------------------ done/dead */
+
+int ps_queue_done(ps_queue_t *q, const char *name, char *err, size_t errlen)
+{
+    if(!q || !entry_name_ok(name)) {
+        seterr(err, errlen, "queue: invalid entry name");
+        return -1;
+    }
+    if(unlinkat(q->dfd, name, 0) != 0 && errno != ENOENT) {
+        seterr(err, errlen, "%s/%s: remove: %s", q->dir, name, strerror(errno));
+        return -1;
+    }
+    if(sync_dir(q->dfd) != 0) {
+        seterr(err, errlen, "%s: fsync: %s", q->dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int ps_queue_dead_letter(ps_queue_t *q, const char *name, char *err,
+                         size_t errlen)
+{
+    if(!q || !entry_name_ok(name)) {
+        seterr(err, errlen, "queue: invalid entry name");
+        return -1;
+    }
+    if(renameat(q->dfd, name, q->dead_fd, name) != 0) {
+        seterr(err, errlen, "%s/%s: move to %s/: %s", q->dir, name, QDIR_DEAD,
+               strerror(errno));
+        return -1;
+    }
+    if(sync_dir(q->dead_fd) != 0 || sync_dir(q->dfd) != 0) {
+        seterr(err, errlen, "%s: fsync: %s", q->dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
