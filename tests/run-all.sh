@@ -90,8 +90,10 @@ for stage in $STAGES; do
         san="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O1"
         if configure_into "$top/build-asan" CFLAGS="$san" LDFLAGS="-fsanitize=address,undefined"; then
             ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:verify_asan_link_order=0 \
+            LSAN_OPTIONS=suppressions=$top/fuzz/lsan.supp:print_suppressions=0 \
             UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-            PS_SANITIZED=1 \
+            UID_WRAPPER_DISABLE_DEEPBIND=1 NSS_WRAPPER_DISABLE_DEEPBIND=1 \
+            PS_SANITIZER_RUNTIME="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
                 make -C "$top/build-asan" -j"$JOBS" check > "$logdir/asan.log" 2>&1
             count_suite "$top/build-asan/test-suite.log" asan
         else
@@ -103,7 +105,7 @@ for stage in $STAGES; do
         if [ -f "$top/build/Makefile" ]; then
             rm -f "$top/build/test-suite.log" "$top"/build/tests/*.log "$top"/build/tests/*.trs \
                   "$top"/build/tests/integration/*.log "$top"/build/tests/integration/*.trs
-            TEST_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --track-fds=no --trace-children=no" \
+            TEST_WRAPPER="valgrind -q --suppressions=$top/tests/valgrind.supp --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --track-fds=no --trace-children=no" \
                 make -C "$top/build" -j"$JOBS" check > "$logdir/valgrind.log" 2>&1
             count_suite "$top/build/test-suite.log" valgrind
         else

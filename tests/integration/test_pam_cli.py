@@ -103,7 +103,10 @@ class PamTest(SimTestCase):
                     "NSS_WRAPPER_PASSWD": self.passwd, "NSS_WRAPPER_GROUP": self.group,
                     "NSS_WRAPPER_SHADOW": self.shadow})
         env.update(shim_env(self.syslog))
-        env["LD_PRELOAD"] = "%s %s" % (self.pam_wrapper, self.nss_wrapper)
+        # An ASan-built module in an uninstrumented pamtester needs the
+        # sanitizer runtime loaded first (tests/run-all.sh sets this).
+        env["LD_PRELOAD"] = " ".join(filter(None, (
+            os.environ.get("PS_SANITIZER_RUNTIME", ""), self.pam_wrapper, self.nss_wrapper)))
         p = subprocess.run([self.pamtester_bin, "-v", service, user] + list(ops), env=env,
                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
         self.outputs.append(p.stdout + p.stderr)
