@@ -678,7 +678,7 @@ int main(int argc, char **argv)
             rv = usage_error("%s takes no argument", o.command);
         else if (o.dry_run || o.no_queue)
             rv = usage_error("--dry-run and --no-queue go with remove");
-        else if ((rv = load_config(&o, &lg, o.command[0] != 'q', &cfg)) == EX_OK_)
+        else if ((rv = load_config(&o, &lg, strcmp(o.command, "check") == 0, &cfg)) == EX_OK_)
             rv = o.command[1] == 'e' ? cmd_retry(&o, &lg, cfg)
                  : o.command[0] == 'q' ? cmd_queue(&o, &lg, cfg)
                                        : cmd_check(&o, &lg, cfg);

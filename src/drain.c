@@ -99,6 +99,14 @@ ps_status_t ps_drain(ps_ctx_t *ctx, int progress, ps_drain_stats_t *st)
     st->total = n;
     if (n == 0)
         goto out;
+    if (!ctx->cfg->auth_header) {
+        snprintf(st->reason, sizeof(st->reason), "no API credential configured: set "
+                 "api.token_id and api.token, api.token_file or api.oauth_token");
+        st->stopped = 1;
+        st->left = n;
+        rv = PS_ST_CONFIG;
+        goto out;
+    }
     if (!ps_ctx_client(ctx, err, sizeof(err))) {
         snprintf(st->reason, sizeof(st->reason), "%s", err);
         st->stopped = 1;

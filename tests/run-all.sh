@@ -139,7 +139,9 @@ for stage in $STAGES; do
     install)
         note "install test in a debootstrap root"
         if [ -f "$top/tests/install/run-install-test.sh" ]; then
-            bash "$top/tests/install/run-install-test.sh" > "$logdir/install.tap" 2> "$logdir/install.err"
+            INSTALL_TEST_DEB=$(ls "$top"/test-results/deb/libpam-planetscale_*.deb 2>/dev/null | head -1) \
+            INSTALL_TEST_CACHE=${INSTALL_TEST_CACHE:-/var/tmp/ps-install-cache} \
+                bash "$top/tests/install/run-install-test.sh" > "$logdir/install.tap" 2> "$logdir/install.err"
             count_tap "$logdir/install.tap" install
             grep -E '^(not ok|ok .*# SKIP)' "$logdir/install.tap" | head -20
         else
