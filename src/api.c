@@ -165,7 +165,7 @@ char *ps_build_url(const char *base, const char *organization, const char *id,
     ilen = segment_len(id);
     if(!olen || !ilen)
         return NULL;
-    if(flags_mode == PS_FLAGS_QUERY) {
+    if(flags_mode != PS_FLAGS_BODY) {     /* query mode, the default */
         int n = snprintf(query, sizeof(query),
                          "?delete_passwords=%s&delete_service_tokens=%s",
                          delete_passwords ? "true" : "false",
@@ -757,7 +757,7 @@ static ps_outcome_t classify_transfer(ps_client_t *c, CURLcode res, long status,
         if(curl_easy_getinfo(c->curl, CURLINFO_REDIRECT_URL, &location) || !location)
             location = NULL;
         set_msg(r->message, sizeof(r->message),
-                "redirect to %s refused: check api.url",
+                "redirect to %.300s refused: check api.url",
                 location ? location : "an unnamed location");
     }
     else if(c->body_overflow) {
