@@ -168,6 +168,7 @@ again:
             done++;
             continue;
         }
+        memset(&rep, 0, sizeof(rep));
         ps_send_entry(ctx, &cur, 1, &rep, &res);
         ps_queue_unlock(fd);
 

@@ -151,8 +151,11 @@ ps_status_t ps_send_entry(ps_ctx_t *ctx, ps_qentry_t *e, int once, ps_report_t *
     ps_result_t *r = res ? res : &localres;
 
     map_from_entry(&m, e);
-    rep->map = m;
-    rep->mapped = 1;
+    if (!rep->mapped) {
+        /* points into *e: valid as long as the caller's entry is */
+        rep->map = m;
+        rep->mapped = 1;
+    }
     memset(r, 0, sizeof(*r));
 
     client = ps_ctx_client(ctx, err, sizeof(err));

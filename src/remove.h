@@ -48,7 +48,9 @@ ps_status_t ps_remove_login(ps_ctx_t *ctx, const char *login, ps_report_t *rep);
 /* Sends one queued entry that the caller holds locked (lock_fd) and settles
  * it: done (204/404), rewritten with attempts+1 (transient), dead-lettered
  * (400/422-class refusal). 401/403 and configuration errors leave it
- * pending. Fills rep (status REMOVED/ABSENT/QUEUED/REFUSED/CONFIG/ERROR). */
+ * pending. Fills rep (status REMOVED/ABSENT/QUEUED/REFUSED/CONFIG/ERROR);
+ * rep must be zeroed or hold the caller's mapping (rep->mapped), which is
+ * kept: a mapping taken from e would point into e. */
 ps_status_t ps_send_entry(ps_ctx_t *ctx, ps_qentry_t *e, int once, ps_report_t *rep,
                           ps_result_t *res);
 
