@@ -1,0 +1,718 @@
+#!/usr/bin/env python3
+"""pam-planetscale benchmarks (issue 5). Run through bench/run.sh BUILD_DIR.
+
+    python3 bench/bench.py --build BUILD_DIR [--quick] [--only login,removal,drain,memory]
+
+Every figure is printed beside its baseline, measured in the same run, with
+the ratio. Standard library only (plus tests/pslib.py and the simulator).
+Instruction counts come from callgrind (perf has no hardware counters on
+this kind of VM); wall times from CLOCK_MONOTONIC; CPU time and peak RSS of
+child processes from os.wait4().
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(SRC, "tests"))
+import pslib  # noqa: E402
+
+SECDIR = "/lib/x86_64-linux-gnu/security"
+TARGETS = []          # (name, met: bool|None, detail)
+
+
+def target(name, met, detail):
+    TARGETS.append((name, met, detail))
+
+
+def say(*a):
+    print(*a, flush=True)
+
+
+def table(title, header, rows):
+    """Aligned table; rows are lists of already formatted strings."""
+    cols = list(zip(*([header] + rows))) if rows else [[h] for h in header]
+    width = [max(len(str(c)) for c in col) for col in cols]
+    say("")
+    say(title)
+    fmt = "  ".join("%%%s%ds" % ("-" if i == 0 else "", w) for i, w in enumerate(width))
+    say("  " + fmt % tuple(header))
+    say("  " + "  ".join("-" * w for w in width))
+    for r in rows:
+        say("  " + fmt % tuple(r))
+
+
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+
+def machine():
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return "nproc=%d, CPU %s, kernel %s, %s" % (os.cpu_count(), model, platform.release(),
+                                               platform.python_implementation() + " " +
+                                               platform.python_version())
+
+
+SPAWN = None     # BUILD/bench/spawn_rusage: fork+exec+wait4 from a small process
+
+
+def run_wait4(argv, env=None, stdout=subprocess.DEVNULL):
+    """Runs argv through spawn_rusage (so that ru_maxrss is not the forked
+    Python's); returns (rc, wall_s, cpu_s (user+sys, incl. waited-for
+    children), maxrss_kb, stdout_text|None)."""
+    fd, res = tempfile.mkstemp(prefix="ru-")
+    os.close(fd)
+    p = subprocess.run([SPAWN, res] + list(argv), env=env, stdin=subprocess.DEVNULL,
+                       stdout=stdout, stderr=subprocess.DEVNULL)
+    with open(res) as f:
+        st, wall, ut, syst, rss = f.read().split()
+    os.unlink(res)
+    out = p.stdout.decode(errors="replace") if stdout is subprocess.PIPE else None
+    return int(st), float(wall), float(ut) + float(syst), int(rss), out
+
+
+# ==================================================================== 1. login path
+
+def write_file(path, text, mode=0o644):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+def gen_users(n, mapped_login="alice"):
+    """n users; mapped_login sits in the middle of the map."""
+    users = [{"login": "u%06d" % i, "id": "id%06d" % i} for i in range(n - 1)]
+    users.insert(len(users) // 2, {"login": mapped_login, "id": "d4xkq1abc"})
+    return users
+
+
+class LoginEnv:
+    def __init__(self, work, build):
+        self.work, self.build = work, build
+        self.module = os.path.join(build, ".libs", "pam_planetscale.so")
+        self.driver = os.path.join(build, "bench", "login_driver")
+        self.svc = os.path.join(work, "pam.d")
+        os.makedirs(self.svc)
+        write_file(os.path.join(self.svc, "other"),
+                   "auth required %s/pam_deny.so\naccount required %s/pam_deny.so\n"
+                   "session required %s/pam_deny.so\n" % (SECDIR, SECDIR, SECDIR))
+        write_file(os.path.join(work, "passwd"),
+                   "alice:x:1000:1000:Alice:/home/alice:/bin/sh\n"
+                   "zed:x:1001:1001:Zed:/home/zed:/bin/sh\n")
+        write_file(os.path.join(work, "group"), "alice:x:1000:\nzed:x:1001:\n")
+        # valid, non-expired accounts (expire field empty); key-only ("!")
+        write_file(os.path.join(work, "shadow"),
+                   "alice:!:19000:0:99999:7:::\nzed:!:19000:0:99999:7:::\n", 0o600)
+        self.env = dict(os.environ)
+        self.env.update({
+            "LD_PRELOAD": "libpam_wrapper.so libnss_wrapper.so",
+            "PAM_WRAPPER": "1", "PAM_WRAPPER_SERVICE_DIR": self.svc,
+            "NSS_WRAPPER_PASSWD": os.path.join(work, "passwd"),
+            "NSS_WRAPPER_GROUP": os.path.join(work, "group"),
+            "NSS_WRAPPER_SHADOW": os.path.join(work, "shadow"),
+        })
+
+    def service(self, name, lines):
+        write_file(os.path.join(self.svc, name), "".join(l + "\n" for l in lines))
+        return name
+
+    def wall(self, service, user, n):
+        p = subprocess.run([self.driver, service, user, str(n)], env=self.env,
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError("driver %s %s: %s" % (service, user, p.stderr.strip()))
+        kv = dict(l.split("=", 1) for l in p.stdout.split() if "=" in l)
+        return float(kv["per_call_ns"]) / 1000.0    # microseconds
+
+    def report(self, service, user, n):
+        p = subprocess.run([self.driver, service, user, str(n), "--report"], env=self.env,
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError("driver %s %s: %s" % (service, user, p.stderr.strip()))
+        return dict(l.split("=", 1) for l in p.stdout.splitlines() if "=" in l)
+
+    def instructions(self, service, user, n, children=False):
+        """Total instructions (callgrind) of driver with n cycles, all processes."""
+        logdir = tempfile.mkdtemp(dir=self.work, prefix="cg-")
+        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                "--log-file=%s/log.%%p" % logdir,
+                "--trace-children=%s" % ("yes" if children else "no"),
+                self.driver, service, user, str(n)]
+        p = subprocess.run(argv, env=self.env, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise RuntimeError("callgrind %s: rc %d %s" % (service, p.returncode, p.stderr))
+        total = 0
+        for name in os.listdir(logdir):
+            with open(os.path.join(logdir, name)) as f:
+                for m in re.finditer(r"Collected : (\d+)", f.read()):
+                    total += int(m.group(1))
+        shutil.rmtree(logdir, True)
+        return total
+
+    def ipc(self, service, user, n1, n2, children=False):
+        """Instructions per call: difference of two runs cancels start-up."""
+        a = self.instructions(service, user, n1, children)
+        b = self.instructions(service, user, n2, children)
+        return (b - a) / float(n2 - n1)
+
+
+def make_maps(le, sizes):
+    """Configs for each size, inline and through include_dir; validated
+    with the command's `lookup` (which parses the whole map)."""
+    cmd = os.path.join(le.build, "planetscale-deprovision")
+    confs = {}
+    for n in sizes:
+        users = gen_users(n)
+        d = os.path.join(le.work, "map%d" % n)
+        os.makedirs(d)
+        inline = pslib.write_config(d, name="inline.conf", users=users,
+                                    queue_dir=os.path.join(d, "queue"))
+        inc = os.path.join(d, "users.d")
+        os.makedirs(inc, 0o700)
+        chunk = 1000
+        for i in range(0, len(users), chunk):
+            write_file(os.path.join(inc, "%04d.conf" % (i // chunk)),
+                       pslib.users_block(users[i:i + chunk]), 0o600)
+        incl = pslib.write_config(d, name="incl.conf", users=None, include_dir=inc,
+                                  queue_dir=os.path.join(d, "queue"))
+        for c in (inline, incl):
+            for login, want in (("alice", 0), ("zed", 0)):
+                p = subprocess.run([cmd, "--config", c, "lookup", login],
+                                   capture_output=True, text=True)
+                if p.returncode != want:
+                    raise RuntimeError("lookup %s in %s: rc %d %s" % (login, c, p.returncode,
+                                                                     p.stderr))
+        # the same map as the plain file a pam_exec hook greps
+        write_file(os.path.join(d, "map.txt"),
+                   "".join("%s %s acme\n" % (u["login"], u["id"]) for u in users))
+        confs[n] = {"inline": inline, "include_dir": incl, "maptxt": os.path.join(d, "map.txt")}
+    return confs
+
+
+def bench_login(build, work, quick):
+    say("\n=== 1. Login path: account stack, one process, pam_wrapper + nss_wrapper ===")
+    le = LoginEnv(os.path.join(work, "login"), build)
+    sizes = [10, 1000, 10000, 100000]
+    t = time.time()
+    confs = make_maps(le, sizes)
+    say("maps generated and validated with `planetscale-deprovision lookup` in %.1f s"
+        % (time.time() - t))
+    permit = "%s/pam_permit.so" % SECDIR
+    base = le.service("permit", ["account required " + permit])
+    permit2 = os.path.join(le.work, "pam_permit_copy.so")
+    shutil.copy(permit, permit2)
+    floor = le.service("permit2", ["account [default=ignore] " + permit2,
+                                   "account required " + permit])
+    hook = os.path.join(le.work, "hook.sh")
+    write_file(hook, "#!/bin/sh\n"
+               "# what administrators do today: look PAM_USER up in a mapping file\n"
+               "/usr/bin/grep -q \"^${PAM_USER} \" \"$1\" || exit 0\n"
+               "exit 0\n", 0o755)
+    stacks = []         # (label, service, user)
+    for n in sizes:
+        for kind in ("inline", "include_dir"):
+            for user, who in (("alice", "mapped"), ("zed", "unmapped")):
+                svc = le.service("ps-%d-%s" % (n, kind), [
+                    "account [default=ignore] %s only_expired conf=%s" % (le.module,
+                                                                         confs[n][kind]),
+                    "account required " + permit])
+                stacks.append(("pam_planetscale %6d %-11s %-8s" % (n, kind, who), svc, user, n))
+    exec_stacks = []
+    for n in (1000, 100000):
+        svc = le.service("exec-%d" % n, [
+            "account optional %s/pam_exec.so quiet %s %s" % (SECDIR, hook, confs[n]["maptxt"]),
+            "account required " + permit])
+        exec_stacks.append(("pam_exec grep      %6d map        mapped" % n, svc, "alice", n))
+
+    # ---- no libcurl, TLS, libconfig or json-c in the process; no network
+    rep = le.report(stacks[2][1], "alice", 1000)     # 1,000 users, inline, mapped
+    maps_ok = all(rep["mapped_" + k] == "0" for k in ("libcurl", "tls", "libconfig", "jsonc"))
+    say("after 1,000 calls (1,000-user map, mapped user): /proc/self/maps has libcurl=%s "
+        "TLS(libssl/libcrypto/gnutls/nettle)=%s libconfig=%s json-c=%s"
+        % (rep["mapped_libcurl"], rep["mapped_tls"], rep["mapped_libconfig"],
+           rep["mapped_jsonc"]))
+    # syscalls of the valid path: no socket/connect, no config file opened
+    st = os.path.join(le.work, "strace.txt")
+    subprocess.run(["strace", "-f", "-qq", "-e", "trace=%network,openat,execve,clone,fork,vfork",
+                    "-o", st, le.driver, stacks[2][1], "alice", "20"], env=le.env,
+                   stdout=subprocess.DEVNULL, check=True)
+    with open(st) as f:
+        lines = f.read().splitlines()
+    net = [l for l in lines if re.search(r"\b(socket|connect|sendto|sendmsg)\(", l)
+           and "AF_UNIX" not in l]
+    cfg_opens = [l for l in lines if ".conf" in l and "openat" in l]
+    forks = [l for l in lines if re.search(r"\b(clone|fork|vfork|clone3)\(", l)]
+    execs = [l for l in lines if "execve(" in l][1:]
+    say("strace of 20 calls: network syscalls=%d, config files opened=%d, forks=%d, execs=%d"
+        % (len(net), len(cfg_opens), len(forks), len(execs)))
+    valid_clean = maps_ok and not net and not cfg_opens and not forks and not execs
+    target("1a valid path: no network call, libcurl/TLS never loaded", valid_clean,
+           "maps: libcurl=%s tls=%s libconfig=%s json-c=%s; strace: %d network syscalls, "
+           "%d config opens, %d forks" % (rep["mapped_libcurl"], rep["mapped_tls"],
+                                          rep["mapped_libconfig"], rep["mapped_jsonc"],
+                                          len(net), len(cfg_opens), len(forks)))
+
+    # ---- instructions per call (callgrind)
+    n1, n2 = (10, 60) if quick else (30, 130)
+    e1, e2 = (2, 6) if quick else (5, 15)
+    t = time.time()
+    ipc_base = le.ipc(base, "alice", n1, n2)
+    rows = [["pam_permit (baseline)", "%.0f" % ipc_base, "-", "1.00", "+0"]]
+    ipc_floor = le.ipc(floor, "alice", n1, n2)
+    rows.append(["any 2nd module (pam_permit copy)", "%.0f" % ipc_floor, "%.0f" % ipc_base,
+                 "%.2f" % ratio(ipc_floor, ipc_base), "%+.0f" % (ipc_floor - ipc_base)])
+    ipc = {}
+    for label, svc, user, n in stacks:
+        v = le.ipc(svc, user, n1, n2)
+        ipc[label] = v
+        rows.append([label, "%.0f" % v, "%.0f" % ipc_base, "%.2f" % ratio(v, ipc_base),
+                     "%+.0f" % (v - ipc_base)])
+    ipc_exec = {}
+    for label, svc, user, n in exec_stacks:
+        v = le.ipc(svc, user, e1, e2, children=True)
+        ipc_exec[n] = v
+        rows.append([label, "%.0f" % v, "%.0f" % ipc_base, "%.2f" % ratio(v, ipc_base),
+                     "%+.0f" % (v - ipc_base)])
+    table("Instructions per account call (callgrind, (I(N=%d)-I(N=%d))/%d; pam_exec rows "
+          "include the hook's processes, N=%d..%d)" % (n2, n1, n2 - n1, e1, e2),
+          ["stack", "instr/call", "baseline", "ratio", "extra"], rows)
+    say("  (callgrind took %.0f s)" % (time.time() - t))
+
+    # ---- wall time per call
+    n_wall = 1000 if quick else 2000
+    n_exec = 100 if quick else 400
+    rounds = 2 if quick else 5
+    walls = {s[0]: [] for s in stacks + exec_stacks}
+    wbase, wfloor = [], []
+    t = time.time()
+    load0 = os.getloadavg()[0]
+    for _ in range(rounds):          # interleaved rounds; baseline in every round
+        wbase.append(le.wall(base, "alice", n_wall))
+        wfloor.append(le.wall(floor, "alice", n_wall))
+        for label, svc, user, n in stacks:
+            walls[label].append(le.wall(svc, user, n_wall))
+        for label, svc, user, n in exec_stacks:
+            walls[label].append(le.wall(svc, user, n_exec))
+        wbase.append(le.wall(base, "alice", n_wall))
+    # the least disturbed round estimates the cost (other jobs share the CPUs)
+    b = min(wbase)
+    fl = min(wfloor)
+    rows = [["pam_permit (baseline)", "%.1f" % b, "%.1f" % statistics.median(wbase), "-",
+             "1.00", "+0.0"],
+            ["any 2nd module (pam_permit copy)", "%.1f" % fl,
+             "%.1f" % statistics.median(wfloor), "%.1f" % b, "%.2f" % ratio(fl, b),
+             "%+.1f" % (fl - b)]]
+    wall = {}
+    for label, svc, user, n in stacks + exec_stacks:
+        v = min(walls[label])
+        wall[label] = v
+        rows.append([label, "%.1f" % v, "%.1f" % statistics.median(walls[label]), "%.1f" % b,
+                     "%.2f" % ratio(v, b), "%+.1f" % (v - b)])
+    table("Wall time per account call, microseconds (best of %d interleaved rounds of "
+          "N=%d calls each = %d calls per stack; pam_exec N=%d per round; load average "
+          "%.1f -> %.1f on %d CPUs)"
+          % (rounds, n_wall, rounds * n_wall, n_exec, load0, os.getloadavg()[0],
+             os.cpu_count()),
+          ["stack", "best us", "median us", "baseline", "ratio", "extra us"], rows)
+    say("  (wall runs took %.0f s)" % (time.time() - t))
+
+    # ---- versus pam_exec
+    rows = []
+    for n in (1000, 100000):
+        ex = [l for l, s, u, m in exec_stacks if m == n][0]
+        ps = [l for l, s, u, m in stacks if m == n and "inline" in l and "unmapped" not in l][0]
+        rows.append(["%d users: pam_planetscale vs pam_exec grep" % n,
+                     "%.1f" % wall[ps], "%.1f" % wall[ex], "%.3f" % ratio(wall[ps], wall[ex]),
+                     "%.0f" % ipc[ps], "%.0f" % ipc_exec[n],
+                     "%.3f" % ratio(ipc[ps], ipc_exec[n])])
+    table("pam_planetscale only_expired vs what admins do today (pam_exec + grep script)",
+          ["comparison", "us/call", "pam_exec us", "ratio", "instr", "pam_exec instr", "ratio"],
+          rows)
+
+    # ---- targets
+    worst1000 = max(wall[l] - b for l, s, u, n in stacks if n == 1000)
+    target("1b extra cost over pam_permit < 50 us at 1,000 users", worst1000 < 50,
+           "worst of inline/include_dir x mapped/unmapped: %+.1f us (best-round wall; any "
+           "2nd module costs %+.1f us); %+.0f instructions (any 2nd module %+.0f)"
+           % (worst1000, fl - b, max(ipc[l] - ipc_base for l, s, u, n in stacks if n == 1000),
+              ipc_floor - ipc_base))
+    worst = worstw = 0.0
+    for kind in ("inline", "include_dir"):
+        for who in ("mapped", "unmapped"):
+            big = [l for l, s, u, n in stacks if n == 100000 and kind in l and
+                   l.endswith(who.ljust(8))][0]
+            small = [l for l, s, u, n in stacks if n == 10 and kind in l and
+                     l.endswith(who.ljust(8))][0]
+            worst = max(worst, ipc[big] / ipc[small])
+            worstw = max(worstw, wall[big] / wall[small])
+    target("1c cost at 100,000 users within 2x of 10 users", worst <= 2.0,
+           "worst ratio 100,000/10 over the four variants: instructions %.3f (wall %.3f)"
+           % (worst, worstw))
+    target("1d ratio vs pam_exec grep (reported)", None,
+           "1,000 users: wall %.3f, instructions %.4f" % (
+               ratio(wall[[l for l, s, u, m in stacks if m == 1000][0]],
+                     wall[exec_stacks[0][0]]),
+               ratio(ipc[[l for l, s, u, m in stacks if m == 1000][0]], ipc_exec[1000])))
+
+
+# ==================================================================== 2. one removal
+
+def bench_removal(build, work, quick):
+    say("\n=== 2. One removal over HTTPS: `planetscale-deprovision remove alice` vs a curl hook ===")
+    d = os.path.join(work, "removal")
+    os.makedirs(d)
+    cmd = os.path.join(build, "planetscale-deprovision")
+    runs = 5 if quick else 25
+    with pslib.Simulator() as sim:
+        cfg = pslib.write_config(d, sim=sim)
+        # the hand-written hook: map file, token in a 0600 header file, curl
+        write_file(os.path.join(d, "map.txt"), "alice d4xkq1abc acme\nbob x9z8 acme-eu\n")
+        write_file(os.path.join(d, "auth.hdr"), "Authorization: %s\n" % sim.auth_header, 0o600)
+        hook = os.path.join(d, "hook.sh")
+        write_file(hook, """#!/bin/sh
+# the usual hand-written userdel hook: look the login up, DELETE with curl
+set -e
+line=$(/usr/bin/grep -m1 "^$1 " %(d)s/map.txt) || exit 0
+set -- $line
+code=$(/usr/bin/curl -sS --proto =https --max-time 10 --connect-timeout 5 \\
+  --cacert %(ca)s -H @%(d)s/auth.hdr -X DELETE -o /dev/null -w '%%{http_code}' \\
+  "%(url)s/organizations/$3/members/$2?delete_passwords=true&delete_service_tokens=true")
+case $code in 204|404) exit 0 ;; *) echo "hook: HTTP $code" >&2; exit 1 ;; esac
+""" % {"d": d, "ca": sim.ca_file, "url": sim.url}, 0o755)
+        argv_cmd = [cmd, "--config", cfg, "remove", "alice"]
+        argv_hook = ["/bin/sh", hook, "alice"]
+        env = dict(os.environ)
+        # same request? compare what the simulator saw
+        seen = {}
+        for name, argv in (("command", argv_cmd), ("hook", argv_hook)):
+            sim.reset()
+            rc = subprocess.run(argv, env=env, capture_output=True).returncode
+            r = sim.deletes()
+            seen[name] = (rc, [(x["method"], x["target"], x["status"]) for x in r])
+        say("requests seen by the simulator: command %s rc=%d; hook %s rc=%d"
+            % (seen["command"][1], seen["command"][0], seen["hook"][1], seen["hook"][0]))
+        res = {"command": [], "hook": []}
+        for i in range(runs):
+            order = (("command", argv_cmd), ("hook", argv_hook))
+            if i % 2:
+                order = order[::-1]
+            for name, argv in order:
+                sim.reset()
+                rc, wall, cpu, rss, _ = run_wait4(argv, env=env)
+                r = sim.deletes()
+                if rc != 0 or len(r) != 1 or r[0]["status"] != 204:
+                    raise RuntimeError("%s run %d: rc %d, requests %s" % (name, i, rc, r))
+                res[name].append((wall, cpu, rss))
+        bench_removal_report(res, runs, cmd, cfg, d, sim, argv_cmd, argv_hook)
+
+
+def bench_removal_report(res, runs, cmd, cfg, d, sim, argv_cmd, argv_hook):
+    med = {k: (statistics.median(x[0] for x in v) * 1000, statistics.median(x[1] for x in v) * 1000,
+               statistics.median(x[2] for x in v)) for k, v in res.items()}
+    c, h = med["command"], med["hook"]
+    table("One removal (204), median of %d interleaved runs each, whole process tree "
+          "(wait4 rusage)" % runs,
+          ["figure", "planetscale-deprovision", "sh+grep+curl hook", "ratio"],
+          [["wall ms", "%.2f" % c[0], "%.2f" % h[0], "%.3f" % ratio(c[0], h[0])],
+           ["CPU ms (user+sys)", "%.2f" % c[1], "%.2f" % h[1], "%.3f" % ratio(c[1], h[1])],
+           ["peak RSS KB (largest process of the tree)", "%d" % c[2], "%d" % h[2],
+            "%.3f" % ratio(c[2], h[2])]])
+    wr, cr = ratio(c[0], h[0]), ratio(c[1], h[1])
+    target("2a one removal: wall ratio <= 1.0", wr <= 1.0,
+           "%.2f ms vs %.2f ms = %.3f" % (c[0], h[0], wr))
+    target("2b one removal: CPU ratio <= 0.7", cr <= 0.7,
+           "%.2f ms vs %.2f ms = %.3f" % (c[1], h[1], cr))
+    if wr > 1.0 or cr > 0.7 or os.environ.get("BENCH_PROFILE"):
+        prof = profile_removal(cmd, cfg, d, runs, sim, argv_cmd, argv_hook, med)
+        say("  => the command executes %.3f of the hook's instructions; without fsync its "
+            "wall time would be %.2f ms (%.3f of the hook's)"
+            % (ratio(prof["instr_cmd"], prof["instr_hook"]), prof["nofsync_wall"],
+               ratio(prof["nofsync_wall"], h[0])))
+
+
+def callgrind_total(argv, env=None, children=False):
+    """{process: instructions} of argv under callgrind."""
+    logdir = tempfile.mkdtemp(prefix="cgr-")
+    subprocess.run(["valgrind", "--tool=callgrind", "--log-file=%s/log.%%p" % logdir,
+                    "--callgrind-out-file=%s/cg.%%p" % logdir,
+                    "--trace-children=%s" % ("yes" if children else "no")] + argv,
+                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = {}
+    for name in sorted(os.listdir(logdir)):
+        if not name.startswith("cg."):
+            continue
+        path = os.path.join(logdir, name)
+        p = subprocess.run(["callgrind_annotate", "--inclusive=yes", path],
+                           capture_output=True, text=True)
+        prog = re.search(r"Profiled target:\s+(\S+)", p.stdout)
+        tot = re.search(r"([\d,]+) \(\s*[\d.]+%\)\s+PROGRAM TOTALS", p.stdout)
+        parts = {}
+        for key, pat in (("loader (_dl_start)", r"rtld.c:_dl_start "),
+                         ("curl_global_init", r":curl_global_init "),
+                         ("curl_easy_perform (TLS handshake + request)", r":curl_easy_perform "),
+                         ("config load", r":ps_config_load "),
+                         ("write-ahead queue entry", r":ps_queue_put ")):
+            m = re.search(r"([\d,]+) \(\s*[\d.]+%\)\s+\S*" + pat, p.stdout)
+            if m:
+                parts[key] = int(m.group(1).replace(",", ""))
+        out[os.path.basename(prog.group(1)) if prog else name] = (
+            int(tot.group(1).replace(",", "")) if tot else 0, parts)
+    shutil.rmtree(logdir, True)
+    return out
+
+
+def profile_removal(cmd, cfg, d, runs, sim, argv_cmd, argv_hook, med):
+    """Where the command's time goes (run when a target is missed)."""
+    say("\n  Profile of one removal (a target was missed):")
+    env = dict(os.environ)
+    # instructions, per process, with the big parts
+    sim.reset()
+    c = callgrind_total(argv_cmd, env)
+    sim.reset()
+    h = callgrind_total(argv_hook, env, children=True)
+    rows = []
+    ctot = sum(v[0] for v in c.values())
+    htot = sum(v[0] for v in h.values())
+    for prog, (tot, parts) in c.items():
+        rows.append(["command: " + prog, "%d" % tot, ""])
+        for k, v in parts.items():
+            rows.append(["  " + k, "%d" % v, "%.1f%%" % (100.0 * v / tot)])
+    for prog, (tot, parts) in h.items():
+        rows.append(["hook: " + prog, "%d" % tot, ""])
+        for k, v in parts.items():
+            rows.append(["  " + k, "%d" % v, "%.1f%%" % (100.0 * v / tot)])
+    rows.append(["TOTAL command / hook", "%d / %d" % (ctot, htot), "ratio %.3f"
+                 % ratio(ctot, htot)])
+    table("  Instructions (callgrind) of one removal, per process", ["process / part",
+          "instructions", "share"], rows)
+    # wall without durability: fsync made a no-op (diagnostic only)
+    nofs = dict(env, LD_PRELOAD=os.path.join(os.path.dirname(SPAWN), "nofsync.so"))
+    a, b, lk = [], [], []
+    for _ in range(runs):
+        sim.reset()
+        a.append(run_wait4(argv_cmd, env=nofs))
+        sim.reset()
+        b.append(run_wait4(argv_cmd, env=env))
+        lk.append(run_wait4([cmd, "--config", cfg, "lookup", "alice"], env=env))
+    m = lambda xs, i: statistics.median(x[i] for x in xs) * 1000   # noqa: E731
+    table("  Where the command's wall time goes (median of %d, interleaved)" % runs,
+          ["variant", "wall ms", "CPU ms", "vs hook wall"],
+          [["remove alice (as shipped)", "%.2f" % m(b, 1), "%.2f" % m(b, 2),
+            "%.3f" % ratio(m(b, 1), med["hook"][0])],
+           ["remove alice, fsync a no-op (diagnostic)", "%.2f" % m(a, 1), "%.2f" % m(a, 2),
+            "%.3f" % ratio(m(a, 1), med["hook"][0])],
+           ["lookup alice (start-up + config, no network)", "%.2f" % m(lk, 1),
+            "%.2f" % m(lk, 2), "-"],
+           ["hook (sh + grep + curl)", "%.2f" % med["hook"][0], "%.2f" % med["hook"][1],
+            "1.000"]])
+    return {"instr_cmd": ctot, "instr_hook": htot, "c_parts": c, "nofsync_wall": m(a, 1),
+            "shipped_wall": m(b, 1)}
+
+
+# ==================================================================== 3. draining
+
+def fnv_key(login, org, uid):
+    h = 0xcbf29ce484222325
+    for part in (login, "\0", org, "\0", uid):
+        for ch in part.encode():
+            h ^= ch
+            h = (h * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return "%016x" % h
+
+
+def bench_drain(build, work, quick):
+    say("\n=== 3. Draining the queue: `retry` vs a shell loop of curl ===")
+    cmd = os.path.join(build, "planetscale-deprovision")
+    nmax = 2000 if quick else 10000
+    plans = [(200 if quick else 1000, 100), (nmax, int(os.environ.get("BENCH_DRAIN_RATE", 250)))]
+    d = os.path.join(work, "drain")
+    os.makedirs(d)
+    users = [{"login": "d%06d" % i, "id": "m%06d" % i} for i in range(nmax)]
+    members = {"acme": [{"id": "adm0acme", "role": "admin"}] +
+               [{"id": u["id"], "role": "member"} for u in users]}
+    # one template entry written by the command itself (remove against a closed port)
+    tq = os.path.join(d, "tq")
+    tcfg = pslib.write_config(d, name="template.conf", url="https://127.0.0.1:1/v1",
+                              retries=1, users=users[:1], queue_dir=tq)
+    p = subprocess.run([cmd, "--config", tcfg, "remove", users[0]["login"]],
+                       capture_output=True, text=True)
+    names = [n for n in os.listdir(tq) if n.endswith(".json")]
+    if p.returncode != 75 or len(names) != 1:
+        raise RuntimeError("template entry: rc %d %s %s" % (p.returncode, names, p.stderr))
+    with open(os.path.join(tq, names[0])) as f:
+        raw = f.read()
+    tmpl = json.loads(raw)
+    assert names[0] == fnv_key(users[0]["login"], "acme", users[0]["id"]) + ".json", names
+    assert json.dumps(tmpl, separators=(",", ":")) + "\n" == raw, raw
+    results = {}
+    for n, rate in plans:
+        qdir = os.path.join(d, "q%d" % n)
+        cfg = pslib.write_config(d, name="drain%d.conf" % n, users=users, rate_limit=rate,
+                                 queue_dir=qdir, url="https://127.0.0.1:1/v1", retries=1,
+                                 timeout=10)
+        t = time.time()
+        for u in users[:n]:
+            e = dict(tmpl, login=u["login"], id=u["id"])
+            path = os.path.join(qdir, fnv_key(u["login"], "acme", u["id"]) + ".json")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, (json.dumps(e, separators=(",", ":")) + "\n").encode())
+            os.close(fd)
+        q = subprocess.run([cmd, "--config", cfg, "--json", "queue"], capture_output=True,
+                           text=True)
+        have = len([x for x in os.listdir(qdir) if x.endswith(".json")])
+        say("%d queue entries written in %.1f s; `queue` rc=%d and %d entries still valid"
+            % (n, time.time() - t, q.returncode, have))
+        if have != n:
+            raise RuntimeError("queue entries rejected: %d of %d left" % (have, n))
+        with pslib.Simulator(members=members, rate_limit=rate) as sim:
+            cfg = pslib.write_config(d, name="drain%d.conf" % n, sim=sim, users=users,
+                                     rate_limit=rate, queue_dir=qdir, timeout=10)
+            sim.reset()
+            rc, wall, cpu, rss, _ = run_wait4([cmd, "--config", cfg, "retry"])
+            st = sim.stats()
+            left = len([x for x in os.listdir(qdir) if x.endswith(".json")])
+            dels = st["delete_counts"] if isinstance(st["delete_counts"], dict) else {}
+            r = {"n": n, "rate": rate, "rc": rc, "wall": wall, "cpu": cpu, "rss": rss,
+                 "achieved": n / wall, "r429": st["rate_limited"],
+                 "conns": st["connections"], "tls": st["tls_handshakes"] - 1,
+                 "left": left, "status": st["status_counts"]}
+            # the shell loop over the same entries (members re-added by reset)
+            m = min(n, 200 if quick else 1000)
+            lst = os.path.join(d, "loop%d.txt" % n)
+            write_file(lst, "".join("%s %s acme\n" % (u["login"], u["id"]) for u in users[:m]))
+            write_file(os.path.join(d, "auth.hdr"), "Authorization: %s\n" % sim.auth_header,
+                       0o600)
+            loop = os.path.join(d, "loop.sh")
+            write_file(loop, """#!/bin/sh
+# the hand-written drain: one curl per entry
+while read login id org; do
+  /usr/bin/curl -sS --proto =https --max-time 10 --connect-timeout 5 --cacert %s \\
+    -H @%s/auth.hdr -X DELETE -o /dev/null -w '%%{http_code}\\n' \\
+    "%s/organizations/$org/members/$id?delete_passwords=true&delete_service_tokens=true"
+done < "$1"
+""" % (sim.ca_file, d, sim.url), 0o755)
+            sim.reset()
+            lrc, lwall, lcpu, lrss, out = run_wait4(["/bin/sh", loop, lst], stdout=subprocess.PIPE)
+            lst_ = sim.stats()
+            codes = out.split()
+            r["loop"] = {"m": m, "wall": lwall, "cpu": lcpu, "r429": lst_["rate_limited"],
+                         "conns": lst_["connections"], "tls": lst_["tls_handshakes"] - 1,
+                         "ok": sum(1 for c in codes if c in ("204", "404")),
+                         "achieved": m / lwall}
+        results[n] = r
+        say("drained %d: rc=%d, %.1f s, %d left in queue, statuses %s" % (n, rc, wall, left,
+                                                                           r["status"]))
+    rows = []
+    for n, r in results.items():
+        L = r["loop"]
+        rows += [
+            ["%d entries @ %d/s: requests/s" % (n, r["rate"]), "%.1f" % r["achieved"],
+             "%.1f (configured)" % r["rate"], "%.3f" % (r["achieved"] / r["rate"])],
+            ["  429 answers", "%d" % r["r429"], "0 (target)", "-"],
+            ["  API connections / TLS handshakes", "%d / %d" % (r["conns"], r["tls"]),
+             "1 (target)", "%.0f" % r["tls"]],
+            ["  peak RSS KB", "%d" % r["rss"], "%d (1,000 run)" % results[plans[0][0]]["rss"],
+             "%.3f" % (r["rss"] / results[plans[0][0]]["rss"])],
+            ["  CPU s / wall s", "%.2f / %.1f" % (r["cpu"], r["wall"]), "-", "-"],
+            ["  vs curl loop (%d entries): requests/s" % L["m"], "%.1f" % r["achieved"],
+             "%.1f" % L["achieved"], "%.3f" % (r["achieved"] / L["achieved"])],
+            ["  vs curl loop: TLS handshakes", "%d" % r["tls"], "%d" % L["tls"],
+             "%.4f" % ratio(r["tls"], L["tls"])],
+            ["  vs curl loop: 429 answers", "%d" % r["r429"], "%d" % L["r429"], "-"],
+            ["  vs curl loop: CPU ms per entry", "%.2f" % (r["cpu"] * 1000 / n),
+             "%.2f" % (L["cpu"] * 1000 / L["m"]),
+             "%.3f" % ratio(r["cpu"] / n, L["cpu"] / L["m"])],
+            ["  vs curl loop: wall s (its entries)", "%.1f" % r["wall"], "%.1f" % L["wall"],
+             "%.3f" % (r["wall"] / L["wall"])],
+        ]
+    table("Draining (simulator rate limit = api.rate_limit = R; retry paces at 0.97 R)",
+          ["figure", "retry", "baseline", "ratio"], rows)
+    for n, r in results.items():
+        target("3a %d entries: achieved rate >= 95%% of %d/s" % (n, r["rate"]),
+               r["achieved"] >= 0.95 * r["rate"] and r["left"] == 0,
+               "%.1f/s = %.1f%%, %d left" % (r["achieved"], 100 * r["achieved"] / r["rate"],
+                                            r["left"]))
+        target("3b %d entries: zero 429" % n, r["r429"] == 0, "%d" % r["r429"])
+        target("3c %d entries: exactly 1 TLS handshake" % n, r["tls"] == 1 and r["conns"] == 1,
+               "%d handshakes, %d API connections (curl loop: %d for %d entries)"
+               % (r["tls"], r["conns"], r["loop"]["tls"], r["loop"]["m"]))
+    a, b = results[plans[0][0]]["rss"], results[plans[1][0]]["rss"]
+    target("3d peak RSS of retry: %d vs %d entries within 10%%" % (plans[0][0], plans[1][0]),
+           abs(b - a) <= 0.10 * a, "%d KB vs %d KB = %.3f" % (a, b, b / a))
+    return results
+
+
+# ==================================================================== 4. memory
+
+def bench_memory(build, work, quick):
+    say("\n=== 4. Memory of the module: bench/memory.sh ===")
+    env = dict(os.environ)
+    if quick:
+        env.setdefault("MEMORY_CYCLES", "1000")
+    t = time.time()
+    p = subprocess.run(["sh", os.path.join(SRC, "bench", "memory.sh"), build], env=env,
+                       capture_output=True, text=True)
+    say(p.stdout.rstrip())
+    if p.returncode:
+        say(p.stderr.rstrip())
+    say("  (memory.sh took %.0f s, exit %d)" % (time.time() - t, p.returncode))
+    summary = [l for l in p.stdout.splitlines() if "memory:" in l]
+    target("4 memory: no leak, no fd left open, RSS flat", p.returncode == 0,
+           summary[-1] if summary else "exit %d" % p.returncode)
+
+
+# ==================================================================== main
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--only", default="login,removal,drain,memory")
+    a = ap.parse_args()
+    build = os.path.abspath(a.build)
+    global SPAWN
+    SPAWN = os.path.join(build, "bench", "spawn_rusage")
+    os.environ["PS_COMMAND"] = os.path.join(build, "planetscale-deprovision")
+    say("pam-planetscale benchmarks%s" % (" (--quick)" if a.quick else ""))
+    say("machine: " + machine())
+    say("command: " + " ".join(sys.argv))
+    work = tempfile.mkdtemp(prefix="ps-bench-")
+    t0 = time.time()
+    try:
+        for part, fn in (("login", bench_login), ("removal", bench_removal),
+                         ("drain", bench_drain), ("memory", bench_memory)):
+            if part in a.only.split(","):
+                t = time.time()
+                try:
+                    fn(build, work, a.quick)
+                except Exception as e:      # report and go on with the others
+                    say("!! %s failed: %s" % (part, e))
+                    target("%s benchmark ran" % part, False, str(e)[:300])
+                say("  [%s: %.0f s]" % (part, time.time() - t))
+    finally:
+        shutil.rmtree(work, True)
+    say("\ntargets:")
+    w = max(len(n) for n, m, d in TARGETS) if TARGETS else 0
+    for name, met, detail in TARGETS:
+        say("  %-6s %s  %s" % ({True: "met", False: "MISSED", None: "info"}[met],
+                              name.ljust(w), detail))
+    say("total %.0f s" % (time.time() - t0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
