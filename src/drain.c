@@ -7,7 +7,7 @@
 
 #include "drain.h"
 
-#define PS_PACE_MARGIN 0.97      /* stay below the configured rate */
+#define PS_PACE_MARGIN 0.98      /* stay below the configured rate */
 #define PS_MAX_429_PER_ENTRY 8
 #define PS_OUTAGE_FAILURES 3
 
@@ -56,13 +56,13 @@ static void progress_line(const ps_drain_stats_t *st, size_t done, double t0)
 }
 
 /* Handles an entry that is older than max_age_days. */
-static void dead_letter_aged(ps_ctx_t *ctx, ps_qentry_t *e, ps_drain_stats_t *st)
+static void dead_letter_aged(ps_ctx_t *ctx, const char *name, ps_drain_stats_t *st)
 {
     char err[512], detail[400];
     ps_qentry_t cur;
     int fd = -1;
 
-    if (ps_queue_lock(ctx->queue, e->name, 0, &fd, &cur, err, sizeof(err)) != 0)
+    if (ps_queue_lock(ctx->queue, name, 0, &fd, &cur, err, sizeof(err)) != 0)
         return;
     if (ps_queue_dead_letter(ctx->queue, cur.name, err, sizeof(err)) != 0) {
         ps_logf(ctx->log, LOG_ERR, "%s", err);
@@ -79,7 +79,7 @@ static void dead_letter_aged(ps_ctx_t *ctx, ps_qentry_t *e, ps_drain_stats_t *st
 ps_status_t ps_drain(ps_ctx_t *ctx, int progress, ps_drain_stats_t *st)
 {
     char err[512];
-    ps_qentry_t *list = NULL;
+    ps_qref_t *list = NULL;
     size_t n = 0, i, done = 0;
     invalid_arg_t ia = { ctx, st };
     ps_status_t rv = PS_ST_REMOVED;
@@ -92,7 +92,7 @@ ps_status_t ps_drain(ps_ctx_t *ctx, int progress, ps_drain_stats_t *st)
         snprintf(st->reason, sizeof(st->reason), "%s", err);
         return PS_ST_ERROR;
     }
-    if (ps_queue_list(ctx->queue, 0, &list, &n, on_invalid, &ia, err, sizeof(err)) != 0) {
+    if (ps_queue_list_refs(ctx->queue, 0, &list, &n, on_invalid, &ia, err, sizeof(err)) != 0) {
         snprintf(st->reason, sizeof(st->reason), "%s", err);
         return PS_ST_ERROR;
     }
@@ -121,7 +121,7 @@ ps_status_t ps_drain(ps_ctx_t *ctx, int progress, ps_drain_stats_t *st)
     maxage = (long long)ctx->cfg->max_age_days * 86400;
 
     for (i = 0; i < n; i++) {
-        ps_qentry_t *e = &list[i];
+        const ps_qref_t *e = &list[i];
         ps_qentry_t cur;
         ps_report_t rep;
         ps_result_t res;
@@ -134,7 +134,7 @@ ps_status_t ps_drain(ps_ctx_t *ctx, int progress, ps_drain_stats_t *st)
             break;
         }
         if ((long long)time(NULL) - e->first_attempt > maxage) {
-            dead_letter_aged(ctx, e, st);
+            dead_letter_aged(ctx, e->name, st);
             done++;
             continue;
         }

@@ -904,12 +904,25 @@ static int cmp_entry(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-int ps_queue_list(ps_queue_t *q, int dead, ps_qentry_t **entries, size_t *n,
-                  ps_queue_invalid_cb on_invalid, void *arg, char *err,
-                  size_t errlen)
+static int cmp_ref(const void *a, const void *b)
+{
+    const ps_qref_t *x = a;
+    const ps_qref_t *y = b;
+
+    if(x->first_attempt != y->first_attempt)
+        return x->first_attempt < y->first_attempt ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* Lists and validates; `compact` keeps only name and first attempt per
+ * entry (ps_qref_t), so that a long queue costs little memory. */
+static int list_core(ps_queue_t *q, int dead, int compact, void **entries, size_t *n,
+                     ps_queue_invalid_cb on_invalid, void *arg, char *err,
+                     size_t errlen)
 {
     const char *where = dead ? "/" QDIR_DEAD : "";
-    ps_qentry_t *list = NULL;
+    const size_t elem = compact ? sizeof(ps_qref_t) : sizeof(ps_qentry_t);
+    char *list = NULL;
     size_t count = 0;
     size_t cap = 0;
     struct dirent *de;
@@ -975,7 +988,7 @@ int ps_queue_list(ps_queue_t *q, int dead, ps_qentry_t **entries, size_t *n,
         }
         if(count == cap) {
             size_t ncap = cap ? cap * 2 : 16;
-            ps_qentry_t *nl = realloc(list, ncap * sizeof(*list));
+            char *nl = realloc(list, ncap * elem);
             if(!nl) {
                 seterr(err, errlen, "%s%s: out of memory", q->dir, where);
                 goto out;
@@ -983,11 +996,21 @@ int ps_queue_list(ps_queue_t *q, int dead, ps_qentry_t **entries, size_t *n,
             list = nl;
             cap = ncap;
         }
-        list[count++] = e;
+        if(compact) {
+            ps_qref_t ref;
+
+            memset(&ref, 0, sizeof(ref));
+            memcpy(ref.name, e.name, sizeof(ref.name));
+            ref.first_attempt = e.first_attempt;
+            memcpy(list + count * elem, &ref, elem);
+        } else {
+            memcpy(list + count * elem, &e, elem);
+        }
+        count++;
     }
 
     if(count)
-        qsort(list, count, sizeof(*list), cmp_entry);
+        qsort(list, count, elem, compact ? cmp_ref : cmp_entry);
     *entries = list;
     *n = count;
     list = NULL;
@@ -996,6 +1019,28 @@ out:
     if(d)
         closedir(d);
     free(list);
+    return rv;
+}
+
+int ps_queue_list(ps_queue_t *q, int dead, ps_qentry_t **entries, size_t *n,
+                  ps_queue_invalid_cb on_invalid, void *arg, char *err,
+                  size_t errlen)
+{
+    void *list = NULL;
+    int rv = list_core(q, dead, 0, &list, n, on_invalid, arg, err, errlen);
+
+    *entries = list;
+    return rv;
+}
+
+int ps_queue_list_refs(ps_queue_t *q, int dead, ps_qref_t **refs, size_t *n,
+                       ps_queue_invalid_cb on_invalid, void *arg, char *err,
+                       size_t errlen)
+{
+    void *list = NULL;
+    int rv = list_core(q, dead, 1, &list, n, on_invalid, arg, err, errlen);
+
+    *refs = list;
     return rv;
 }
 

@@ -61,6 +61,16 @@ typedef void (*ps_queue_invalid_cb)(void *arg, const char *name, const char *rea
 int ps_queue_list(ps_queue_t *q, int dead, ps_qentry_t **entries, size_t *n,
                   ps_queue_invalid_cb on_invalid, void *arg, char *err, size_t errlen);
 
+/* The same, keeping only each entry's name and first attempt (for `retry`,
+ * which reads an entry again when it locks it): memory stays small however
+ * long the queue is. */
+typedef struct ps_qref {
+    char name[32];
+    long long first_attempt;
+} ps_qref_t;
+int ps_queue_list_refs(ps_queue_t *q, int dead, ps_qref_t **refs, size_t *n,
+                       ps_queue_invalid_cb on_invalid, void *arg, char *err, size_t errlen);
+
 /* Takes the per-entry lock (flock LOCK_EX on the entry file itself, non
  * blocking, or waiting up to `wait` seconds). Returns 0 with *fd locked and
  * the entry re-read into e (it still exists and is the same file), 1 when
