@@ -639,7 +639,7 @@ done < "$1"
             ["  vs curl loop: wall s (its entries)", "%.1f" % r["wall"], "%.1f" % L["wall"],
              "%.3f" % (r["wall"] / L["wall"])],
         ]
-    table("Draining (simulator rate limit = api.rate_limit = R; retry paces at 0.97 R)",
+    table("Draining (simulator rate limit = api.rate_limit = R; retry paces at 0.98 R)",
           ["figure", "retry", "baseline", "ratio"], rows)
     for n, r in results.items():
         target("3a %d entries: achieved rate >= 95%% of %d/s" % (n, r["rate"]),

@@ -1055,13 +1055,87 @@ static void sleep_poll(void)
 
 /* Opens `name` and takes its flock, polling until `deadline`. Returns 0
  * with *fdp, 1 when busy, 2 when there is no such entry, -1 (err). */
-static int lock_name(ps_queue_t *q, const char *name, double deadline,
-                     int *fdp, char *err, size_t errlen)
+/* Each key has a lock file ".NAME.lock" beside its entry. The entry itself
+ * is replaced by rename on every rewrite, so a lock on it would not survive
+ * a rewrite; the lock file is never renamed, only unlinked by the holder
+ * once the entry is gone, and a waiter that then wins the lock on the
+ * unlinked file notices and starts over. Dot-files are never entries. */
+static void lock_file_name(const char *name, char out[48])
 {
-    int fd;
+    snprintf(out, 48, ".%s.lock", name);
+}
+
+static int lock_key(ps_queue_t *q, const char *name, double deadline, int *fdp,
+                    char *err, size_t errlen)
+{
+    char lname[48];
+    int tries;
 
     *fdp = -1;
-    fd = openat(q->dfd, name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+    lock_file_name(name, lname);
+    for(tries = 0;; tries++) {
+        struct stat st, cur;
+        int fd = openat(q->dfd, lname, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK |
+                        O_CLOEXEC | O_NOCTTY, 0600);
+
+        if(fd < 0) {
+            seterr(err, errlen, "%s/%s: %s", q->dir, lname, strerror(errno));
+            return -1;
+        }
+        while(flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            if(errno == EINTR)
+                continue;
+            if(errno != EWOULDBLOCK) {
+                seterr(err, errlen, "%s/%s: lock: %s", q->dir, lname,
+                       strerror(errno));
+                close(fd);
+                return -1;
+            }
+            if(ps_now() >= deadline) {
+                close(fd);
+                return 1;
+            }
+            sleep_poll();
+        }
+        if(fstat(fd, &st) == 0 &&
+           fstatat(q->dfd, lname, &cur, AT_SYMLINK_NOFOLLOW) == 0 &&
+           st.st_dev == cur.st_dev && st.st_ino == cur.st_ino) {
+            *fdp = fd;
+            return 0;
+        }
+        /* the previous holder unlinked it: lock the current one */
+        close(fd);
+        if(tries >= 100)
+            return 1;
+    }
+}
+
+int ps_queue_lock_key(ps_queue_t *q, const char *name, double wait, int *fdp,
+                      char *err, size_t errlen)
+{
+    *fdp = -1;
+    if(!q || !entry_name_ok(name)) {
+        seterr(err, errlen, "queue: invalid entry name");
+        return -1;
+    }
+    return lock_key(q, name, ps_now() + (wait > 0 ? wait : 0), fdp, err, errlen);
+}
+
+int ps_queue_read(ps_queue_t *q, const char *name, ps_qentry_t *e, char *err,
+                  size_t errlen)
+{
+    char buf[PS_QENTRY_MAX + 1];
+    char perr[256];
+    struct stat st;
+    ssize_t len;
+    int fd;
+    int rv = -1;
+
+    if(!q || !e || !entry_name_ok(name)) {
+        seterr(err, errlen, "queue: invalid entry name");
+        return -1;
+    }
+    fd = openat(q->dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
                 O_NOCTTY);
     if(fd < 0) {
         if(errno == ENOENT)
@@ -1069,73 +1143,9 @@ static int lock_name(ps_queue_t *q, const char *name, double deadline,
         seterr(err, errlen, "%s/%s: %s", q->dir, name, strerror(errno));
         return -1;
     }
-    while(flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        if(errno == EINTR)
-            continue;
-        if(errno != EWOULDBLOCK) {
-            seterr(err, errlen, "%s/%s: lock: %s", q->dir, name,
-                   strerror(errno));
-            close(fd);
-            return -1;
-        }
-        if(ps_now() >= deadline) {
-            close(fd);
-            return 1;
-        }
-        sleep_poll();
-    }
-    *fdp = fd;
-    return 0;
-}
-
-int ps_queue_lock(ps_queue_t *q, const char *name, double wait, int *fdp,
-                  ps_qentry_t *e, char *err, size_t errlen)
-{
-    char buf[PS_QENTRY_MAX + 1];
-    char perr[256];
-    struct stat st;
-    struct stat cur;
-    double deadline;
-    ssize_t len;
-    int tries;
-    int fd = -1;
-    int rv = -1;
-
-    *fdp = -1;
-    if(!q || !e || !entry_name_ok(name)) {
-        seterr(err, errlen, "queue: invalid entry name");
-        return -1;
-    }
-    deadline = ps_now() + (wait > 0 ? wait : 0);
-    for(tries = 0;; tries++) {
-        rv = lock_name(q, name, deadline, &fd, err, errlen);
-        if(rv != 0)
-            return rv;
-        rv = -1;
-        /* locked: is it still the file under that name? */
-        if(fstat(fd, &st) != 0) {
-            seterr(err, errlen, "%s/%s: %s", q->dir, name, strerror(errno));
-            goto out;
-        }
-        if(fstatat(q->dfd, name, &cur, AT_SYMLINK_NOFOLLOW) != 0) {
-            if(errno == ENOENT) {
-                rv = 2;     /* completed (or moved aside) meanwhile */
-                goto out;
-            }
-            seterr(err, errlen, "%s/%s: %s", q->dir, name, strerror(errno));
-            goto out;
-        }
-        if(st.st_nlink > 0 && st.st_dev == cur.st_dev && st.st_ino == cur.st_ino)
-            break;
-        /* the holder rewrote the entry (ps_queue_put renames a new file
-         * over it) and let go: the request is still pending, lock the new
-         * file. Bounded, in case writers keep replacing it. */
-        close(fd);
-        fd = -1;
-        if(tries >= 100) {
-            rv = 1;
-            goto out;
-        }
+    if(fstat(fd, &st) != 0) {
+        seterr(err, errlen, "%s/%s: %s", q->dir, name, strerror(errno));
+        goto out;
     }
     if(!S_ISREG(st.st_mode) || !owner_ok(&st) || (st.st_mode & 07777) != 0600) {
         seterr(err, errlen, "%s/%s: not a regular 0600 file owned by root",
@@ -1156,13 +1166,44 @@ int ps_queue_lock(ps_queue_t *q, const char *name, double wait, int *fdp,
                name);
         goto out;
     }
-    *fdp = fd;
-    fd = -1;
     rv = 0;
 out:
-    if(fd >= 0)
-        close(fd);
+    close(fd);
     return rv;
+}
+
+/* The holder of a key whose entry is gone drops the lock file. */
+static void unlink_lock_file(ps_queue_t *q, const char *name)
+{
+    char lname[48];
+
+    lock_file_name(name, lname);
+    (void)unlinkat(q->dfd, lname, 0);
+}
+
+int ps_queue_lock(ps_queue_t *q, const char *name, double wait, int *fdp,
+                  ps_qentry_t *e, char *err, size_t errlen)
+{
+    int fd = -1;
+    int rv;
+
+    *fdp = -1;
+    if(!q || !e || !entry_name_ok(name)) {
+        seterr(err, errlen, "queue: invalid entry name");
+        return -1;
+    }
+    rv = lock_key(q, name, ps_now() + (wait > 0 ? wait : 0), &fd, err, errlen);
+    if(rv != 0)
+        return rv;
+    rv = ps_queue_read(q, name, e, err, errlen);
+    if(rv == 2)
+        unlink_lock_file(q, name);   /* completed (or moved aside) meanwhile */
+    if(rv != 0) {
+        close(fd);
+        return rv;
+    }
+    *fdp = fd;
+    return 0;
 }
 
 void ps_queue_unlock(int fd)
@@ -1183,6 +1224,7 @@ int ps_queue_done(ps_queue_t *q, const char *name, char *err, size_t errlen)
         seterr(err, errlen, "%s/%s: remove: %s", q->dir, name, strerror(errno));
         return -1;
     }
+    unlink_lock_file(q, name);
     if(sync_dir(q->dfd) != 0) {
         seterr(err, errlen, "%s: fsync: %s", q->dir, strerror(errno));
         return -1;
@@ -1202,6 +1244,7 @@ int ps_queue_dead_letter(ps_queue_t *q, const char *name, char *err,
                strerror(errno));
         return -1;
     }
+    unlink_lock_file(q, name);
     if(sync_dir(q->dead_fd) != 0 || sync_dir(q->dfd) != 0) {
         seterr(err, errlen, "%s: fsync: %s", q->dir, strerror(errno));
         return -1;

@@ -5,7 +5,7 @@
  *   dead/KEY.json     older than max_age_days (dead letters)
  *   invalid/NAME      entries that failed validation, moved aside, never sent
  *   .tmp-*            temp files during an atomic write (never an entry)
- *   .lock             not used as an entry; see ps_queue_lock_entry
+ *   .KEY.json.lock    the per-key lock files (never an entry); ps_queue_lock
  * Every write: temp file 0600, write, fsync, rename, fsync(dir). An entry is
  * removed only by ps_queue_done(), after the API answered 204 or 404.
  * No secret is ever written into an entry. */
@@ -71,13 +71,24 @@ typedef struct ps_qref {
 int ps_queue_list_refs(ps_queue_t *q, int dead, ps_qref_t **refs, size_t *n,
                        ps_queue_invalid_cb on_invalid, void *arg, char *err, size_t errlen);
 
-/* Takes the per-entry lock (flock LOCK_EX on the entry file itself, non
- * blocking, or waiting up to `wait` seconds). Returns 0 with *fd locked and
- * the entry re-read into e (it still exists and is the same file), 1 when
- * another process holds it (busy: being sent right now), 2 when it is gone
- * (completed by someone else), -1 on error. */
+/* Per-key locks: a lock file ".KEY.json.lock" beside the entry (never
+ * renamed, so a rewrite of the entry keeps it locked), flock LOCK_EX, non
+ * blocking or waiting up to `wait` seconds. Whoever sends a key holds its
+ * lock from before it records the entry until the entry is settled.
+ *
+ * ps_queue_lock_key: 0 with *fd locked, 1 busy (another process holds it),
+ * -1 on error. The entry may or may not exist.
+ *
+ * ps_queue_lock: the same, then reads the entry into e: 0 locked and read,
+ * 1 busy, 2 gone (completed by someone else; not locked), -1 on error. */
+int ps_queue_lock_key(ps_queue_t *q, const char *name, double wait, int *fd, char *err,
+                      size_t errlen);
 int ps_queue_lock(ps_queue_t *q, const char *name, double wait, int *fd, ps_qentry_t *e,
                   char *err, size_t errlen);
+
+/* Reads and validates entry NAME: 0, 2 when it does not exist, -1 (err). */
+int ps_queue_read(ps_queue_t *q, const char *name, ps_qentry_t *e, char *err,
+                  size_t errlen);
 /* Releases the lock (closes fd). */
 void ps_queue_unlock(int fd);
 

@@ -113,6 +113,7 @@ static void entry_from_map(ps_qentry_t *e, const ps_mapping_t *m)
     e->delete_passwords = m->delete_passwords;
     e->delete_service_tokens = m->delete_service_tokens;
     e->first_attempt = (long long)time(NULL);
+    ps_queue_name(e->login, e->organization, e->id, e->name);
 }
 
 static void map_from_entry(ps_mapping_t *m, const ps_qentry_t *e)
@@ -250,11 +251,49 @@ static double lock_wait(const ps_ctx_t *ctx)
     return left;
 }
 
+static ps_status_t no_credential(ps_ctx_t *ctx, ps_report_t *rep, int queued)
+{
+    snprintf(rep->message, sizeof(rep->message), "no API credential configured%s",
+             queued ? "; the request is kept in the queue until one is" : "");
+    audit_map(ctx, LOG_ERR, queued ? "queued" : "failed", &rep->map, 0, rep->message);
+    return rep->status = PS_ST_CONFIG;
+}
+
+/* The queue could not keep the request (full disk, permissions): say so
+ * loudly, then still try to send it now, since the API answering is the
+ * only other way not to lose it. */
+static ps_status_t send_unrecorded(ps_ctx_t *ctx, const char *login, ps_qentry_t *e,
+                                   const char *qerr, ps_report_t *rep)
+{
+    char elogin[PS_LOGIN_MAX * 4 + 8];
+    ps_status_t rc;
+
+    ps_logf(ctx->log, LOG_ERR, "cannot record the removal of %s in the queue: %s",
+            ps_escape(login, elogin, sizeof(elogin)), qerr);
+    if (!ctx->cfg->auth_header) {
+        snprintf(rep->message, sizeof(rep->message), "no API credential configured, "
+                 "and the request could not be queued: %.400s", qerr);
+        audit_map(ctx, LOG_ERR, "failed", &rep->map, 0, rep->message);
+        return rep->status = PS_ST_ERROR;
+    }
+    e->name[0] = '\0';
+    rc = ps_send_entry(ctx, e, 0, rep, NULL);
+    if (rc == PS_ST_NOT_QUEUED) {
+        snprintf(rep->message, sizeof(rep->message), "NOT queued (%.200s) after: %.250s",
+                 qerr, e->last_error);
+        return rep->status = PS_ST_ERROR;
+    }
+    if (rc == PS_ST_REMOVED || rc == PS_ST_ABSENT)
+        snprintf(rep->message, sizeof(rep->message),
+                 "sent although it could not be recorded in the queue (%.400s)", qerr);
+    return rep->status;
+}
+
 ps_status_t ps_remove_login(ps_ctx_t *ctx, const char *login, ps_report_t *rep)
 {
     char elogin[PS_LOGIN_MAX * 4 + 8];
     char err[512];
-    ps_qentry_t e, locked;
+    ps_qentry_t e, old;
     int rc, fd = -1;
     const ps_config_t *cfg = ctx->cfg;
 
@@ -293,58 +332,39 @@ ps_status_t ps_remove_login(ps_ctx_t *ctx, const char *login, ps_report_t *rep)
     entry_from_map(&e, &rep->map);
     if (ctx->no_queue) {
         e.name[0] = '\0';
-    } else if (record(ctx, &e, err, sizeof(err)) != 0) {
-        /* Could not keep it: say so loudly, then still try to send it now,
-         * since the API answering is the only other way not to lose it. */
-        ps_logf(ctx->log, LOG_ERR, "cannot record the removal of %s in the queue: %s",
-                ps_escape(login, elogin, sizeof(elogin)), err);
-        if (!cfg->auth_header) {
-            snprintf(rep->message, sizeof(rep->message), "no API credential configured, "
-                     "and the request could not be queued: %.400s", err);
-            audit_map(ctx, LOG_ERR, "failed", &rep->map, 0, rep->message);
-            return rep->status = PS_ST_ERROR;
-        }
-        e.name[0] = '\0';
-        rc = ps_send_entry(ctx, &e, 0, rep, NULL);
-        if (rc == PS_ST_NOT_QUEUED) {
-            snprintf(rep->message, sizeof(rep->message), "NOT queued (%.200s) after: %.250s", err,
-                     e.last_error);
-            return rep->status = PS_ST_ERROR;
-        }
-        return rep->status;
-    }
-
-    if (!cfg->auth_header) {
-        snprintf(rep->message, sizeof(rep->message), "no API credential configured%s",
-                 e.name[0] ? "; the request is kept in the queue until one is" : "");
-        audit_map(ctx, LOG_ERR, e.name[0] ? "queued" : "failed", &rep->map, 0, rep->message);
-        return rep->status = PS_ST_CONFIG;
-    }
-    if (!e.name[0])
+        if (!cfg->auth_header)
+            return no_credential(ctx, rep, 0);
         return ps_send_entry(ctx, &e, 0, rep, NULL);
-
-    rc = ps_queue_lock(ctx->queue, e.name, lock_wait(ctx), &fd, &locked, err, sizeof(err));
-    if (rc == 2) {
-        snprintf(rep->message, sizeof(rep->message), "confirmed by a concurrent run");
-        audit_map(ctx, LOG_INFO, "removed", &rep->map, 0, rep->message);
-        return rep->status = PS_ST_REMOVED;
     }
+
+    /* Hold the key's lock from before the entry is written until it is
+     * settled: nobody else sends this request meanwhile. */
+    rc = -1;
+    if (ps_ctx_queue(ctx, err, sizeof(err)))
+        rc = ps_queue_lock_key(ctx->queue, e.name, lock_wait(ctx), &fd, err, sizeof(err));
     if (rc == 1) {
         snprintf(rep->message, sizeof(rep->message),
                  "being sent by another process; kept in the queue");
         audit_map(ctx, LOG_NOTICE, "queued", &rep->map, 0, rep->message);
         return rep->status = PS_ST_QUEUED;
     }
-    if (rc != 0) {
-        snprintf(rep->message, sizeof(rep->message), "queue: %.400s; kept in the queue", err);
-        audit_map(ctx, LOG_ERR, "queued", &rep->map, 0, rep->message);
-        return rep->status = PS_ST_QUEUED;
+    if (rc == 0) {
+        /* keep the history of an entry already waiting */
+        if (ps_queue_read(ctx->queue, e.name, &old, err, sizeof(err)) == 0) {
+            e.first_attempt = old.first_attempt;
+            e.attempts = old.attempts;
+            snprintf(e.last_error, sizeof(e.last_error), "%s", old.last_error);
+        }
+        rc = record(ctx, &e, err, sizeof(err));
     }
-    /* Send what we recorded (the config's current flags), keeping the
-     * entry's history (first attempt, attempts). */
-    e.first_attempt = locked.first_attempt;
-    e.attempts = locked.attempts;
-    snprintf(e.name, sizeof(e.name), "%s", locked.name);
+    if (rc != 0) {
+        ps_queue_unlock(fd);
+        return send_unrecorded(ctx, login, &e, err, rep);
+    }
+    if (!cfg->auth_header) {
+        ps_queue_unlock(fd);
+        return no_credential(ctx, rep, 1);
+    }
     ps_send_entry(ctx, &e, 0, rep, NULL);
     ps_queue_unlock(fd);
     return rep->status;
