@@ -12,5 +12,5 @@ rm -f "$out"/*.deb
 (cd "$top" && git ls-files -z | xargs -0 tar -cf - ) | tar -xf - -C "$work/pam-planetscale"
 cd "$work/pam-planetscale"
 DEB_BUILD_OPTIONS=nocheck dpkg-buildpackage -us -uc -b
-cp "$work"/*.deb "$work"/*.changes "$out"/
+cp "$work"/*.deb "$work"/*.changes "$work"/*.buildinfo "$out"/
 ls -l "$out"

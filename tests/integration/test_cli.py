@@ -207,6 +207,16 @@ class RemoveTest(SimTestCase):
         self.assertLess(elapsed, 2 * 1 + 2 + 3, "timeouts must bound the wait")
         self.assertEqual(self.queue_entries(), [])
 
+    def test_remove_deadline_bounds_the_wait_and_queues(self):
+        self.sim.set_faults(["delay:30;count=-1"])
+        cfg = self.config(timeout=10, connect_timeout=3, retries=3)
+        t0 = time.monotonic()
+        rc, out, err = self.run_cmd(["remove", "--deadline", "2", "alice"], cfg)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(rc, 75, err)
+        self.assertLess(elapsed, 2 + 3, "--deadline bounds retries and timeouts")
+        self.assertEqual(len(self.queue_entries()), 1, "the request is kept")
+
     def test_reset_connection_is_transient(self):
         self.sim.set_faults(["reset;count=1"])
         cfg = self.config(retries=2)
