@@ -42,6 +42,10 @@ class SimTestCase(unittest.TestCase):
         cls.sim.stop()
 
     def setUp(self):
+        # a request the previous test abandoned (timeouts, deadlines) must
+        # not land in this test's log
+        self.sim.set_faults([])
+        self.sim.wait_idle(15)
         self.sim.set_members(pslib.DEFAULT_MEMBERS)
         self.sim.reset()
         self.dir = tempfile.mkdtemp(prefix="ps-it-")
