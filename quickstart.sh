@@ -7,7 +7,8 @@ cd "$(dirname "$0")"
 
 DEPS="build-essential autoconf automake libtool pkg-config libpam0g-dev
 libcurl4-openssl-dev libjson-c-dev libconfig-dev libcmocka-dev libpam-wrapper
-libpamtest0-dev libnss-wrapper pamtester python3 openssl ca-certificates"
+libpamtest0-dev libnss-wrapper pamtester python3 openssl ca-certificates
+curl valgrind strace"
 
 missing=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' $DEPS 2>/dev/null |
           awk '$2 != "installed" {print $1}'; for p in $DEPS; do

@@ -11,7 +11,7 @@ set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-STAGES=${STAGES:-"check asan valgrind distcheck fuzz deb install bench-memory"}
+STAGES=${STAGES:-"check man asan valgrind distcheck fuzz deb install bench-memory"}
 JOBS=$(nproc 2>/dev/null || echo 2)
 logdir="$top/test-results"
 mkdir -p "$logdir"
@@ -84,6 +84,15 @@ for stage in $STAGES; do
         else
             fail=$((fail + 1)); failed+=("build (see build/make.log)"); tail -30 build/make.log
         fi
+        ;;
+    man)
+        note "man pages (man --warnings, no output allowed)"
+        for page in "$top"/man/*.[0-9]; do
+            one "man-$(basename "$page")" bash -c '
+                out=$(LC_ALL=C.UTF-8 MANROFFSEQ="" MANWIDTH=80 \
+                      man --warnings -E UTF-8 -l -Tutf8 -Z "$1" 2>&1 >/dev/null)
+                [ -z "$out" ] || { echo "$out"; exit 1; }' _ "$page"
+        done
         ;;
     asan)
         note "make check under AddressSanitizer + UBSan"
