@@ -3,6 +3,9 @@ encodings, both auth forms, retries then give-up, bounded timeouts."""
 
 import json
 import os
+import shlex
+import shutil
+import subprocess
 import time
 import unittest
 from urllib.parse import parse_qs, urlsplit
@@ -267,6 +270,35 @@ class RemoveTest(SimTestCase):
         rc, out, err = self.run_cmd(["remove", "alice", "olga"], cfg)
         self.assertEqual(rc, 77)
         self.assertIn("alice: removed", out)
+
+
+class RetryProgressTest(SimTestCase):
+
+    def test_progress_on_a_tty_summary_otherwise(self):
+        script = shutil.which("script")
+        if not script:
+            self.skipTest("needs script(1) from util-linux to give retry a terminal")
+        self.sim.set_faults(["status:503;count=-1"])
+        cfg = self.config(retries=1, users=[{"login": "alice", "id": "d4xkq1abc"},
+                                            {"login": "carol", "id": "c4rol"}])
+        rc, out, err = self.run_cmd(["remove", "alice", "carol"], cfg)
+        self.assertEqual(rc, 75, err)
+        self.sim.set_faults([])
+        cmd = " ".join(shlex.quote(a) for a in
+                       os.environ.get("TEST_WRAPPER", "").split() +
+                       [pslib.command_path(), "--config", cfg, "retry"])
+        p = subprocess.run([script, "-qec", cmd, "/dev/null"], capture_output=True,
+                           text=True, timeout=120, stdin=subprocess.DEVNULL)
+        self.outputs.append(p.stdout + p.stderr)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertRegex(p.stdout, r"retry: 2/2 done, [0-9.]+ req/s, ETA [0-9]+ s",
+                         "a terminal shows done/total, rate and ETA")
+        self.assertEqual(self.queue_entries(), [])
+        # not a terminal: exactly one summary line, no progress line
+        rc, out, err = self.run_cmd(["retry"], cfg)
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("ETA", out + err)
+        self.assertEqual(out.strip(), "retry: the queue is empty")
 
 
 class CommandLineTest(SimTestCase):
