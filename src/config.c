@@ -391,7 +391,9 @@ static int k_token_id(struct loader *ld, const config_setting_t *s)
     return 0;
 }
 
-static int k_token(struct loader *ld, const config_setting_t *s)
+/* A secret string: visible ASCII only (it goes into an HTTP header); the
+ * value itself never appears in an error. */
+static int secret_value(struct loader *ld, const config_setting_t *s)
 {
     const char *v = NULL;
 
@@ -400,6 +402,13 @@ static int k_token(struct loader *ld, const config_setting_t *s)
     if(!visible_ascii(v))
         return fail_at(ld, s, "contains a space, control or non-ASCII character "
                        "(value not shown)");
+    return 0;
+}
+
+static int k_token(struct loader *ld, const config_setting_t *s)
+{
+    if(secret_value(ld, s))
+        return -1;
     ld->s_token = s;
     return 0;
 }
@@ -416,13 +425,8 @@ static int k_token_file(struct loader *ld, const config_setting_t *s)
 
 static int k_oauth_token(struct loader *ld, const config_setting_t *s)
 {
-    const char *v = NULL;
-
-    if(get_cstr(ld, s, &v))
+    if(secret_value(ld, s))
         return -1;
-    if(!visible_ascii(v))
-        return fail_at(ld, s, "contains a space, control or non-ASCII character "
-                       "(value not shown)");
     ld->s_oauth = s;
     return 0;
 }
