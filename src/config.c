@@ -861,6 +861,44 @@ static int k_queue(struct loader *ld, const config_setting_t *s)
     return walk_subgroup(ld, s, queue_keys);
 }
 
+static int k_sender_socket(struct loader *ld, const config_setting_t *s)
+{
+    char *v = NULL;
+
+    if(get_str(ld, s, &v))
+        return -1;
+    free(ld->cfg->sender_socket);
+    ld->cfg->sender_socket = v;
+    if(v[0] && v[0] != '/')
+        return fail_at(ld, s, "must be an absolute path, or \"\" for no sender");
+    if(strlen(v) >= 108)
+        return fail_at(ld, s, "too long for a unix socket path (at most 107 bytes)");
+    if(!visible_ascii(v))
+        return fail_at(ld, s, "a socket path has no space or non-ASCII character");
+    return 0;
+}
+
+static int k_sender_idle(struct loader *ld, const config_setting_t *s)
+{
+    long long v = 0;
+
+    if(get_int(ld, s, 0, 86400, &v))
+        return -1;
+    ld->cfg->sender_idle = (int)v;
+    return 0;
+}
+
+static const struct key sender_keys[] = {
+    { "socket", k_sender_socket },
+    { "idle_timeout", k_sender_idle },
+    { NULL, NULL }
+};
+
+static int k_sender(struct loader *ld, const config_setting_t *s)
+{
+    return walk_subgroup(ld, s, sender_keys);
+}
+
 static void free_services(ps_config_t *cfg)
 {
     size_t i;
@@ -907,6 +945,7 @@ static const struct key top_keys[] = {
     { "users", k_users },
     { "include_dir", k_include_dir },
     { "queue", k_queue },
+    { "sender", k_sender },
     { "pam_services", k_pam_services },
     { NULL, NULL }
 };
@@ -1143,6 +1182,11 @@ static int read_token_file(struct loader *ld)
     }
     buf[len] = '\0';
     rv = parse_token_line(ld, s, path, buf, len);
+    if(rv == 0) {
+        free(ld->cfg->token_file);
+        ld->cfg->token_file = path;   /* where the secret came from, not the secret */
+        path = NULL;
+    }
 err:
     explicit_bzero(buf, sizeof(buf));
     if(fd >= 0)
@@ -1272,13 +1316,16 @@ static int set_defaults(ps_config_t *cfg, const char *path)
     cfg->unmapped = PS_UNMAPPED_IGNORE;
     cfg->queue_dir = strdup(PS_DEFAULT_QUEUE_DIR);
     cfg->max_age_days = 30;
+    cfg->sender_socket = strdup(PS_DEFAULT_SENDER_SOCKET);
+    cfg->sender_idle = PS_DEFAULT_SENDER_IDLE;
     cfg->pam_services = calloc(2, sizeof(char *));
     if(cfg->pam_services) {
         cfg->pam_services[0] = strdup("planetscale-deprovision");
         if(cfg->pam_services[0])
             cfg->npam_services = 1;
     }
-    if(!cfg->path || !cfg->api_url || !cfg->queue_dir || !cfg->npam_services)
+    if(!cfg->path || !cfg->api_url || !cfg->queue_dir || !cfg->sender_socket ||
+       !cfg->npam_services)
         return -1;
     return 0;
 }
@@ -1483,6 +1530,8 @@ void ps_config_free(ps_config_t *cfg)
     free(cfg->ca_file);
     free(cfg->include_dir);
     free(cfg->queue_dir);
+    free(cfg->sender_socket);
+    free(cfg->token_file);
     free(cfg);
 }
 

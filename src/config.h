@@ -7,6 +7,8 @@
 #define PS_DEFAULT_CONFIG SYSCONFDIR "/planetscale/deprovision.conf"
 #define PS_DEFAULT_QUEUE_DIR LOCALSTATEDIR "/spool/planetscale-deprovision"
 #define PS_DEFAULT_API_URL "https://api.planetscale.com/v1"
+#define PS_DEFAULT_SENDER_SOCKET "/run/planetscale-deprovision.sock"
+#define PS_DEFAULT_SENDER_IDLE 300
 
 enum ps_flags_mode { PS_FLAGS_QUERY = 0, PS_FLAGS_BODY = 1 };
 enum ps_unmapped { PS_UNMAPPED_IGNORE = 0, PS_UNMAPPED_ERROR = 1 };
@@ -28,6 +30,7 @@ typedef struct ps_config {
     /* api */
     char *api_url;               /* no trailing '/' */
     char *auth_header;           /* complete "Authorization: ..." line: SECRET */
+    char *token_file;            /* the api.token_file it was read from, or NULL */
     int auth_is_oauth;           /* 1 when it is Bearer */
     int flags_mode;              /* enum ps_flags_mode */
     double timeout;              /* seconds, total per request */
@@ -47,6 +50,9 @@ typedef struct ps_config {
 
     char *queue_dir;
     int max_age_days;
+
+    char *sender_socket;         /* "" = never hand removals to a sender */
+    int sender_idle;             /* seconds `serve` waits idle before it exits, 0 = never */
 
     char **pam_services;
     size_t npam_services;

@@ -16,6 +16,7 @@
 #include "drain.h"
 #include "helper.h"
 #include "remove.h"
+#include "sender.h"
 
 #ifndef PS_VERSION
 #define PS_VERSION "0.0.0"
@@ -39,6 +40,9 @@ static const char usage_text[] =
     "  queue                                     list pending and dead-letter entries\n"
     "  check                                     validate the configuration and permissions\n"
     "  lookup LOGIN...                           show what would be sent (no network)\n"
+    "  serve [--socket PATH]                     keep one API connection warm and send the\n"
+    "                                            removals that remove and the PAM module hand\n"
+    "                                            to it (run by systemd socket activation)\n"
     "\n"
     "Options (before or after the command):\n"
     "  -c, --config FILE   configuration file (default " PS_DEFAULT_CONFIG ")\n"
@@ -61,6 +65,7 @@ typedef struct opts {
     double deadline;          /* seconds from now, 0 = none */
     const char *mode;
     const char *service;
+    const char *socket;
     const char *command;
     char **args;              /* positional arguments after the command */
     int nargs;
@@ -96,7 +101,8 @@ static int parse_seconds(const char *s, double *out)
 /* Global options are accepted anywhere; "--" ends option parsing. */
 static int parse_args(int argc, char **argv, opts_t *o)
 {
-    enum { O_DRY = 256, O_NOQUEUE, O_JSON, O_DEADLINE, O_MODE, O_SERVICE, O_DEBUG };
+    enum { O_DRY = 256, O_NOQUEUE, O_JSON, O_DEADLINE, O_MODE, O_SERVICE, O_DEBUG,
+           O_SOCKET };
     static const struct option longopts[] = {
         { "config", required_argument, NULL, 'c' },
         { "verbose", no_argument, NULL, 'v' },
@@ -109,6 +115,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
         { "mode", required_argument, NULL, O_MODE },
         { "service", required_argument, NULL, O_SERVICE },
         { "debug", no_argument, NULL, O_DEBUG },
+        { "socket", required_argument, NULL, O_SOCKET },
         { NULL, 0, NULL, 0 }
     };
     int c;
@@ -131,6 +138,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
         case O_MODE: o->mode = optarg; break;
         case O_SERVICE: o->service = optarg; break;
         case O_DEBUG: o->debug = 1; break;
+        case O_SOCKET: o->socket = optarg; break;
         case ':':
             return -usage_error("option %s needs an argument", argv[optind - 1]);
         default:
@@ -673,6 +681,15 @@ int main(int argc, char **argv)
             rv = usage_error("--dry-run and --no-queue go with remove");
         else if ((rv = load_config(&o, &lg, 0, &cfg)) == EX_OK_)
             rv = o.command[0] == 'r' ? cmd_remove(&o, &lg, cfg) : cmd_lookup(&o, cfg);
+    } else if (o.socket && strcmp(o.command, "serve") != 0) {
+        rv = usage_error("--socket goes with serve");
+    } else if (strcmp(o.command, "serve") == 0) {
+        if (o.nargs > 0)
+            rv = usage_error("serve takes no argument");
+        else if (o.dry_run || o.no_queue || o.deadline > 0)
+            rv = usage_error("--dry-run, --no-queue and --deadline do not go with serve");
+        else if ((rv = load_config(&o, &lg, 0, &cfg)) == EX_OK_)
+            rv = ps_sender_serve(&cfg, o.socket, &lg);
     } else if (strcmp(o.command, "retry") == 0 || strcmp(o.command, "queue") == 0 ||
                strcmp(o.command, "check") == 0) {
         if (o.nargs > 0)

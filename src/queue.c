@@ -1121,6 +1121,37 @@ int ps_queue_lock_key(ps_queue_t *q, const char *name, double wait, int *fdp,
     return lock_key(q, name, ps_now() + (wait > 0 ? wait : 0), fdp, err, errlen);
 }
 
+int ps_queue_adopt_lock(ps_queue_t *q, const char *name, int fd, char *err,
+                        size_t errlen)
+{
+    char lname[48];
+    struct stat st, cur;
+
+    if(!q || !entry_name_ok(name)) {
+        seterr(err, errlen, "queue: invalid entry name");
+        return -1;
+    }
+    lock_file_name(name, lname);
+    if(fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+       fstatat(q->dfd, lname, &cur, AT_SYMLINK_NOFOLLOW) != 0 ||
+       st.st_dev != cur.st_dev || st.st_ino != cur.st_ino) {
+        seterr(err, errlen, "%s/%s: the descriptor is not this entry's lock file",
+               q->dir, lname);
+        return 1;
+    }
+    while(flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if(errno == EINTR)
+            continue;
+        if(errno == EWOULDBLOCK) {
+            seterr(err, errlen, "%s/%s: locked by another process", q->dir, lname);
+            return 1;
+        }
+        seterr(err, errlen, "%s/%s: lock: %s", q->dir, lname, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int ps_queue_read(ps_queue_t *q, const char *name, ps_qentry_t *e, char *err,
                   size_t errlen)
 {

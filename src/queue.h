@@ -86,6 +86,14 @@ int ps_queue_lock_key(ps_queue_t *q, const char *name, double wait, int *fd, cha
 int ps_queue_lock(ps_queue_t *q, const char *name, double wait, int *fd, ps_qentry_t *e,
                   char *err, size_t errlen);
 
+/* Takes over a lock handed over by another process (a descriptor received
+ * with SCM_RIGHTS): checks that fd is the current lock file of NAME and
+ * that its lock is held through this very open file (flock on the shared
+ * open file description), taking it when nobody holds it. 0 adopted, 1 not
+ * this entry's lock or held by someone else, -1 on error. */
+int ps_queue_adopt_lock(ps_queue_t *q, const char *name, int fd, char *err,
+                        size_t errlen);
+
 /* Reads and validates entry NAME: 0, 2 when it does not exist, -1 (err). */
 int ps_queue_read(ps_queue_t *q, const char *name, ps_qentry_t *e, char *err,
                   size_t errlen);
