@@ -25,12 +25,96 @@
 #include <time.h>
 #include <sys/random.h>
 
+#include <dlfcn.h>
 #include <curl/curl.h>
 #include <json-c/json.h>
 
 #include "api.h"
 #include "config.h"
 #include "util.h"
+
+/* libcurl is opened on first use, not linked: loading it pulls in its whole
+ * dependency tree (OpenSSL, GnuTLS through librtmp, Kerberos, LDAP, ...),
+ * about a third of a one-shot removal's CPU (bench/RESULTS.md). A command
+ * that never sends (lookup, check, queue, or a removal handed to the warm
+ * sender) never pays for it. The package declares Depends: libcurl4 itself
+ * since no DT_NEEDED entry tells dpkg-shlibdeps. The pointers are set once
+ * and never change; the library stays loaded for the life of the process. */
+#define PS_LIBCURL_SONAME "libcurl.so.4"
+
+static struct ps_curl_api {
+    CURLcode (*global_init)(long);
+    void (*global_cleanup)(void);
+    CURL *(*easy_init)(void);
+    void (*easy_cleanup)(CURL *);
+    CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+    CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+    CURLcode (*easy_perform)(CURL *);
+    const char *(*easy_strerror)(CURLcode);
+    struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+    void (*slist_free_all)(struct curl_slist *);
+    int loaded;
+} ps_curl;
+
+#undef curl_easy_setopt
+#undef curl_easy_getinfo
+#define curl_global_init ps_curl.global_init
+#define curl_global_cleanup ps_curl.global_cleanup
+#define curl_easy_init ps_curl.easy_init
+#define curl_easy_cleanup ps_curl.easy_cleanup
+#define curl_easy_setopt ps_curl.easy_setopt
+#define curl_easy_getinfo ps_curl.easy_getinfo
+#define curl_easy_perform ps_curl.easy_perform
+#define curl_easy_strerror ps_curl.easy_strerror
+#define curl_slist_append ps_curl.slist_append
+#define curl_slist_free_all ps_curl.slist_free_all
+
+/* 0, or -1 with a message that says what to install. */
+static int load_libcurl(char *err, size_t errlen)
+{
+    static const char *const names[] = {
+        "curl_global_init", "curl_global_cleanup", "curl_easy_init", "curl_easy_cleanup",
+        "curl_easy_setopt", "curl_easy_getinfo", "curl_easy_perform", "curl_easy_strerror",
+        "curl_slist_append", "curl_slist_free_all"
+    };
+    void *sym[sizeof(names) / sizeof(names[0])];
+    void *h;
+    size_t i;
+
+    if(ps_curl.loaded)
+        return 0;
+    h = dlopen(PS_LIBCURL_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if(!h) {
+        const char *why = dlerror();
+
+        if(err && errlen)
+            snprintf(err, errlen, "cannot load %s (%s): install the libcurl4 package",
+                     PS_LIBCURL_SONAME, why ? why : "unknown error");
+        return -1;
+    }
+    for(i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        sym[i] = dlsym(h, names[i]);
+        if(!sym[i]) {
+            if(err && errlen)
+                snprintf(err, errlen, "%s has no %s", PS_LIBCURL_SONAME, names[i]);
+            dlclose(h);
+            return -1;
+        }
+    }
+    /* object pointer to function pointer: as POSIX dlsym(3) allows */
+    memcpy(&ps_curl.global_init, &sym[0], sizeof(void *));
+    memcpy(&ps_curl.global_cleanup, &sym[1], sizeof(void *));
+    memcpy(&ps_curl.easy_init, &sym[2], sizeof(void *));
+    memcpy(&ps_curl.easy_cleanup, &sym[3], sizeof(void *));
+    memcpy(&ps_curl.easy_setopt, &sym[4], sizeof(void *));
+    memcpy(&ps_curl.easy_getinfo, &sym[5], sizeof(void *));
+    memcpy(&ps_curl.easy_perform, &sym[6], sizeof(void *));
+    memcpy(&ps_curl.easy_strerror, &sym[7], sizeof(void *));
+    memcpy(&ps_curl.slist_append, &sym[8], sizeof(void *));
+    memcpy(&ps_curl.slist_free_all, &sym[9], sizeof(void *));
+    ps_curl.loaded = 1;
+    return 0;
+}
 
 #ifndef PS_VERSION
 #define PS_VERSION "0.0.0"
@@ -511,6 +595,8 @@ ps_client_t *ps_client_new(const ps_config_t *cfg, char *err, size_t errlen)
         set_msg(err, errlen, "API client: no api.url configured");
         return NULL;
     }
+    if(load_libcurl(err, errlen) != 0)
+        return NULL;
     rc = curl_global_init(CURL_GLOBAL_DEFAULT);
     if(rc) {
         set_msg(err, errlen, "curl_global_init: %s", curl_easy_strerror(rc));

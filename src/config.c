@@ -863,13 +863,20 @@ static int k_queue(struct loader *ld, const config_setting_t *s)
 
 static int k_sender_socket(struct loader *ld, const config_setting_t *s)
 {
-    char *v = NULL;
+    char *v;
 
+    if(config_setting_type(s) != CONFIG_TYPE_STRING)
+        return wrong_type(ld, s, "a string");
+    if(!config_setting_get_string(s)[0]) {
+        ld->cfg->sender_socket[0] = '\0';   /* "": no sender */
+        return 0;
+    }
+    v = NULL;
     if(get_str(ld, s, &v))
         return -1;
     free(ld->cfg->sender_socket);
     ld->cfg->sender_socket = v;
-    if(v[0] && v[0] != '/')
+    if(v[0] != '/')
         return fail_at(ld, s, "must be an absolute path, or \"\" for no sender");
     if(strlen(v) >= 108)
         return fail_at(ld, s, "too long for a unix socket path (at most 107 bytes)");

@@ -578,6 +578,15 @@ static void send_adopted(server_t *s, ps_qentry_t *e, ps_report_t *rep)
     }
 }
 
+static double cpu_now(void)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
+        return 0;
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void serve_one(server_t *s, int fd)
 {
     char line[PS_SENDER_LINE_MAX + 1], err[512], name[32], msg[600];
@@ -588,6 +597,7 @@ static void serve_one(server_t *s, int fd)
     uid_t uid = 0;
     long ms = 0;
     int lock_fd;
+    double t0 = ps_now(), c0 = cpu_now();
 
     conn_init(&c, fd);
     if (!peer_trusted(fd, &uid)) {
@@ -663,6 +673,8 @@ static void serve_one(server_t *s, int fd)
              rep.http_status > 0 && rep.http_status < 1000 ? rep.http_status : 0L,
              rep.attempts, msg);
     write_line(fd, line, -1, ps_now() + SERVER_WRITE_WAIT);
+    ps_logf(s->log, LOG_DEBUG, "sender: %s %s in %.3f ms, %.3f ms CPU", name,
+            ps_status_word(rep.status), (ps_now() - t0) * 1000, (cpu_now() - c0) * 1000);
 out:
     free(h);
     conn_close_fds(&c);   /* our copy of the lock: the entry is settled */
