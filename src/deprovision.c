@@ -449,7 +449,8 @@ static int cmd_check(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg
     ps_queue_t *q = NULL;
     ps_qentry_t *pend = NULL, *dead = NULL;
     size_t npend = 0, ndead = 0;
-    int rv = EX_OK_;
+    char smsg[512];
+    int rv = EX_OK_, sender;
 
     if (ps_queue_open(&q, cfg->queue_dir, err, sizeof(err)) != 0) {
         ps_logf(lg, LOG_ERR, "queue: %s", err);
@@ -461,6 +462,7 @@ static int cmd_check(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg
         rv = EX_CONFIG_;
         goto out;
     }
+    sender = ps_sender_probe(cfg, smsg, sizeof(smsg));
     if (o->json) {
         json_object *j = json_object_new_object();
 
@@ -473,6 +475,10 @@ static int cmd_check(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg
         json_object_object_add(j, "queue_dir", json_object_new_string(cfg->queue_dir));
         json_object_object_add(j, "pending", json_object_new_int64((int64_t)npend));
         json_object_object_add(j, "dead", json_object_new_int64((int64_t)ndead));
+        json_object_object_add(j, "sender_socket", json_object_new_string(cfg->sender_socket));
+        json_object_object_add(j, "sender", json_object_new_string(
+                                   sender == 0 ? "running" : sender < 0 ? "disabled"
+                                                                        : "not-used"));
         puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
                                                JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(j);
@@ -483,6 +489,10 @@ static int cmd_check(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg
                cfg->api_url, cfg->auth_is_oauth ? "OAuth token" : "service token",
                cfg->flags_mode == PS_FLAGS_BODY ? "a JSON body" : "query parameters",
                cfg->queue_dir, npend, ndead);
+        if (sender < 0)
+            printf("  sender: %s\n", smsg);
+        else
+            printf("  sender: %s: %s\n", cfg->sender_socket, smsg);
     }
 out:
     free(pend);

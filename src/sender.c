@@ -438,6 +438,47 @@ out:
     return rv;
 }
 
+int ps_sender_probe(const ps_config_t *cfg, char *msg, size_t msglen)
+{
+    static const ps_log_t quiet = { 0, 0, 0, 0 };
+    char line[PS_SENDER_LINE_MAX + 1];
+    ps_ctx_t ctx;
+    conn_t c;
+    double by = ps_now() + 5.0;
+    int fd, rv = 1;
+
+    if (!cfg->sender_socket[0]) {
+        snprintf(msg, msglen, "disabled (sender.socket is \"\")");
+        return -1;
+    }
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.cfg = cfg;
+    ctx.log = &quiet;
+    fd = connect_sender(&ctx);
+    if (fd < 0) {
+        snprintf(msg, msglen, "not running or not ours: removals are sent directly");
+        return 1;
+    }
+    conn_init(&c, fd);
+    snprintf(line, sizeof(line), "HELLO " PS_SENDER_PROTO " %s %s\n", cfg->api_url,
+             cfg->queue_dir);
+    if (write_line(fd, line, -1, by) != 0 || read_line(&c, line, sizeof(line), by) != 0) {
+        snprintf(msg, msglen, "did not answer: removals are sent directly");
+    } else if (strcmp(line, "READY") == 0) {
+        snprintf(msg, msglen, "running: removals are handed to it");
+        rv = 0;
+    } else {
+        char esc[300];
+
+        snprintf(msg, msglen, "declines this configuration (%s): removals are sent directly",
+                 ps_escape(strncmp(line, "REFUSE ", 7) == 0 ? line + 7 : line, esc,
+                           sizeof(esc)));
+    }
+    conn_close_fds(&c);
+    close(fd);
+    return rv;
+}
+
 /* ------------------------------------------------------------ server */
 
 typedef struct server {

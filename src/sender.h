@@ -42,6 +42,11 @@
  * lock and sends it itself. */
 int ps_sender_handoff(ps_ctx_t *ctx, int lock_fd, const ps_qentry_t *e, ps_report_t *rep);
 
+/* For `check`: asks the sender whether it would take this configuration's
+ * removals. 0 yes, 1 no (not running, not ours, declines), -1 disabled;
+ * msg says which in words. */
+int ps_sender_probe(const ps_config_t *cfg, char *msg, size_t msglen);
+
 /* Server side: `planetscale-deprovision serve`. Listens on the socket that
  * systemd passed (LISTEN_FDS), else binds `socket_path` (NULL: the config's
  * sender.socket) with mode 0600. Serves until sender.idle_timeout seconds
