@@ -3,7 +3,8 @@
 # Debian 12 root and check what a system administrator relies on: files and
 # modes, pam-auth-update, an expired account removed at its next
 # pamtester acct_mgmt (with the real pam_unix still deciding), the userdel
-# hook, the queue and retry, removal and purge. Output: TAP.
+# hook, the queue and retry, the sender (serve) and its units, removal and
+# purge. Output: TAP.
 #
 # Needs root, debootstrap, python3 and openssl on the host, and the Debian
 # mirror named in /etc/apt/sources.list.d/debian.sources (the chroot installs
@@ -104,11 +105,12 @@ arch=$(dpkg --print-architecture)
 work=$(mktemp -d /var/tmp/ps-install-test.XXXXXX) || bail "mktemp failed"
 root=$work/root
 sim_pid=
+serve_pid=
 cleanup() {
-	if [ -n "$sim_pid" ]; then
-		kill "$sim_pid" 2>/dev/null
-		wait "$sim_pid" 2>/dev/null
-	fi
+	for pid in $sim_pid $serve_pid; do
+		kill "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
 	# Unmount before deleting: never recurse into /proc or /dev.
 	for m in "$root/dev" "$root/proc"; do
 		mountpoint -q "$m" 2>/dev/null && umount -l "$m"
@@ -195,6 +197,8 @@ expect_file "/lib/$multiarch/security/pam_planetscale.so" root:root 644 f
 expect_file /usr/sbin/planetscale-deprovision root:root 755 f
 expect_file /lib/systemd/system/planetscale-deprovision-retry.service root:root 644 f
 expect_file /lib/systemd/system/planetscale-deprovision-retry.timer root:root 644 f
+expect_file /lib/systemd/system/planetscale-deprovision-sender.socket root:root 644 f
+expect_file /lib/systemd/system/planetscale-deprovision-sender.service root:root 644 f
 expect_file /var/spool/planetscale-deprovision root:root 700 d
 expect_file /usr/share/man/man8/planetscale-deprovision.8.gz root:root 644 f
 expect_file /usr/share/man/man5/planetscale-deprovision.conf.5.gz root:root 644 f
@@ -227,6 +231,31 @@ if in_root sh -c 'ls /etc/systemd/system/*.wants/planetscale-deprovision-retry.s
 else
 	ok "the retry service itself is not enabled (the timer starts it)"
 fi
+if in_root test -L /etc/systemd/system/sockets.target.wants/planetscale-deprovision-sender.socket; then
+	ok "the sender's socket is enabled"
+else
+	not_ok "the sender's socket is enabled"
+fi
+if in_root sh -c 'ls /etc/systemd/system/*.wants/planetscale-deprovision-sender.service' >/dev/null 2>&1; then
+	not_ok "the sender service itself is not enabled"
+else
+	ok "the sender service itself is not enabled (its socket starts it)"
+fi
+
+# The sandboxing of the two services, scored the way their comments say.
+for unit in planetscale-deprovision-retry.service planetscale-deprovision-sender.service; do
+	if ! command -v systemd-analyze >/dev/null 2>&1; then
+		ok "$unit: exposure at most 2.0 # SKIP systemd-analyze is not installed"
+		continue
+	fi
+	out=$(systemd-analyze security --offline=yes "$root/lib/systemd/system/$unit" 2>&1)
+	score=$(printf '%s\n' "$out" | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+	if [ -n "$score" ] && awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }'; then
+		ok "$unit: exposure $score (at most 2.0)"
+	else
+		not_ok "$unit: exposure at most 2.0" "score: ${score:-none}" "$(printf '%s\n' "$out" | tail -n 3)"
+	fi
+done
 
 # ---------------------------------------------------------------- unconfigured
 out=$(in_root planetscale-deprovision check 2>&1)
@@ -263,6 +292,7 @@ cat >"$work/members.json" <<'EOF'
   {"id": "u0userdel", "email": "psdel@example.com", "name": "Userdel", "role": "member"},
   {"id": "u0queued", "email": "psq@example.com", "name": "Queued", "role": "member"},
   {"id": "u0purge", "email": "pspurge@example.com", "name": "Purge", "role": "member"},
+  {"id": "u0sender", "email": "pssender@example.com", "name": "Sender", "role": "member"},
   {"id": "adm0", "email": "admin@example.com", "name": "Admin", "role": "admin"}
 ]}
 EOF
@@ -300,7 +330,7 @@ print(n)
 EOF
 }
 
-write_config() { # API_URL
+write_config() { # API_URL [MORE_SETTINGS]
 	install -m 0644 "$ca/ca.pem" "$root/etc/planetscale/ca.pem"
 	cat >"$root/etc/planetscale/deprovision.conf" <<EOF
 organization = "acme";
@@ -319,8 +349,10 @@ users = (
   { login = "pschage"; id = "u0chage"; },
   { login = "psdel"; id = "u0userdel"; },
   { login = "psq"; id = "u0queued"; },
-  { login = "pspurge"; id = "u0purge"; }
+  { login = "pspurge"; id = "u0purge"; },
+  { login = "pssender"; id = "u0sender"; }
 );
+${2:-}
 EOF
 	chmod 0600 "$root/etc/planetscale/deprovision.conf"
 }
@@ -416,6 +448,55 @@ else
 	not_ok "retry sent the queued DELETE and emptied the queue" "pending: $pending"
 fi
 
+# ---------------------------------------------------------------- sender
+# serve on a socket of its own (no systemd in the chroot); remove, configured
+# with the same sender.socket, hands it the removal; then serve exits on its
+# idle timeout and removes its socket.
+sock=/run/ps-install-test.sock
+write_config "https://127.0.0.1:$port/v1" "sender = { socket = \"$sock\"; idle_timeout = 4; };"
+in_root planetscale-deprovision --verbose serve --socket "$sock" >"$work/serve.log" 2>&1 &
+serve_pid=$!
+for _ in $(seq 50); do
+	in_root test -S "$sock" && break
+	kill -0 "$serve_pid" 2>/dev/null || break
+	sleep 0.1
+done
+got=$(in_root stat -c '%U:%G %a %F' "$sock" 2>&1)
+if [ "$got" = "root:root 600 socket" ]; then
+	ok "serve --socket $sock listens on a root:root 0600 socket"
+else
+	not_ok "serve --socket $sock listens on a root:root 0600 socket" "got: $got" "$(cat "$work/serve.log")"
+fi
+out=$(in_root planetscale-deprovision --verbose remove pssender 2>&1)
+rc=$?
+case $rc:$out in
+0:*"sender $sock: removed"*) ok "remove handed the removal to the sender, which removed it (exit 0)" ;;
+*) not_ok "remove handed the removal to the sender (exit 0)" "rc=$rc: $out" ;;
+esac
+c=$(deletes u0sender 204)
+if [ "$c" = 1 ]; then ok "sender: one DELETE (204)"; else not_ok "sender: one DELETE (204)" "answered 204: $c"; fi
+pending=$(in_root sh -c 'ls /var/spool/planetscale-deprovision/*.json 2>/dev/null | wc -l')
+if [ "$pending" = 0 ]; then ok "sender: the entry left the queue"; else not_ok "sender: the entry left the queue" "entries: $pending"; fi
+for _ in $(seq 100); do
+	kill -0 "$serve_pid" 2>/dev/null || break
+	sleep 0.1
+done
+if kill -0 "$serve_pid" 2>/dev/null; then
+	kill "$serve_pid"
+	wait "$serve_pid" 2>/dev/null
+	not_ok "serve exits 0 on its idle timeout" "still running 10 s after the removal" "$(cat "$work/serve.log")"
+else
+	wait "$serve_pid"
+	rc=$?
+	if [ $rc -eq 0 ] && grep -q 'idle for 4 s, exiting' "$work/serve.log" && ! in_root test -e "$sock"; then
+		ok "serve exits 0 on its idle timeout and removes its socket"
+	else
+		not_ok "serve exits 0 on its idle timeout and removes its socket" "rc=$rc" "$(cat "$work/serve.log")"
+	fi
+fi
+serve_pid=
+write_config "https://127.0.0.1:$port/v1"
+
 # Leave one entry for purge to report.
 write_config "https://127.0.0.1:$closed_port/v1"
 in_root planetscale-deprovision remove psvalid >/dev/null 2>&1
@@ -453,7 +534,10 @@ left=$(in_root sh -c '
 		/usr/share/pam-configs/planetscale /usr/sbin/planetscale-deprovision \
 		/lib/*/security/pam_planetscale.so /lib/systemd/system/planetscale-deprovision-retry.service \
 		/lib/systemd/system/planetscale-deprovision-retry.timer \
+		/lib/systemd/system/planetscale-deprovision-sender.socket \
+		/lib/systemd/system/planetscale-deprovision-sender.service \
 		/etc/systemd/system/timers.target.wants/planetscale-deprovision-retry.timer \
+		/etc/systemd/system/sockets.target.wants/planetscale-deprovision-sender.socket \
 		/usr/share/doc/libpam-planetscale /usr/share/man/man8/planetscale-deprovision.8.gz \
 		/usr/share/man/man5/planetscale-deprovision.conf.5.gz /usr/share/man/man8/pam_planetscale.8.gz; do
 		[ -e "$p" ] || [ -L "$p" ] && echo "$p"
