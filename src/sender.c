@@ -400,6 +400,16 @@ int ps_sender_handoff(ps_ctx_t *ctx, int lock_fd, const ps_qentry_t *e, ps_repor
         goto out;
     }
 
+    if (ctx->deadline > 0) {
+        /* what is left now: the READY may have come late (a busy sender) */
+        now = ps_now();
+        if (ctx->deadline - now < 0.5) {
+            client_debug(ctx, "READY too close to the deadline");
+            goto out;
+        }
+        ms = (long)((ctx->deadline - now) * 1000);
+    }
+
     /* From here on the sender may hold the lock: never send it ourselves. */
     snprintf(line, sizeof(line), "SEND %s %ld\n", e->name, ms);
     if (write_line(fd, line, lock_fd, hello_by) != 0) {
@@ -574,17 +584,18 @@ static void sleep_until(double t)
     }
 }
 
-/* Sends the adopted entry. Pacing is a token bucket of one second's worth
- * of api.rate_limit: a lone removal goes at once, a burst of hooks (a mass
- * offboarding) is spread below the limit on the one connection. */
+/* Sends the adopted entry. Pacing is a token bucket that holds one token:
+ * a lone removal goes at once, a burst of hooks (a mass offboarding) is
+ * spread below the limit on the one connection. (A bucket of one second's
+ * worth would let a burst send twice api.rate_limit within one second.)
+ * The bucket refills from the end of the previous request, so requests
+ * are at least 1/rate apart as the API sees them. */
 static void send_adopted(server_t *s, ps_qentry_t *e, ps_report_t *rep)
 {
     ps_result_t res;
-    double now = ps_now(), burst = s->ctx.cfg->rate_limit, wait;
+    double now = ps_now(), burst = 1, wait;
     double target = s->ctx.cfg->rate_limit * PACE_MARGIN;
 
-    if (burst < 1)
-        burst = 1;
     s->tokens += (now - s->last_fill) * s->rate;
     s->last_fill = now;
     if (s->tokens > burst)
@@ -610,6 +621,11 @@ static void send_adopted(server_t *s, ps_qentry_t *e, ps_report_t *rep)
         return;
     }
     ps_send_entry(&s->ctx, e, 0, rep, &res);
+    /* The next slot counts from the answer, not from the start: the API
+     * may have seen this request as late as its answer came (the first on
+     * a connection waits for the TLS handshake), and a slot counted from
+     * the start would put two requests closer than 1/rate at the API. */
+    s->last_fill = ps_now();
     if (res.http_status == 429) {
         s->rate = s->rate / 2 > 0.1 ? s->rate / 2 : 0.1;   /* slow down, no burst */
         s->tokens = 0;
@@ -810,9 +826,11 @@ static int bind_socket(const char *path, const ps_log_t *lg)
 int ps_sender_serve(ps_config_t **cfgp, const char *socket_path, const ps_log_t *lg)
 {
     server_t s;
-    const char *path = socket_path ? socket_path : (*cfgp)->sender_socket;
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 32];
     int lfd, bound = 0;
 
+    /* a copy: a reload frees the configuration that sender_socket is in */
+    snprintf(path, sizeof(path), "%s", socket_path ? socket_path : (*cfgp)->sender_socket);
     lfd = systemd_socket(lg);
     if (lfd == -2)
         return 78;
@@ -827,7 +845,7 @@ int ps_sender_serve(ps_config_t **cfgp, const char *socket_path, const ps_log_t 
             return 1;
         bound = 1;
     } else {
-        path = "the socket from systemd";
+        snprintf(path, sizeof(path), "the socket from systemd");
     }
     fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK);
 
@@ -837,7 +855,7 @@ int ps_sender_serve(ps_config_t **cfgp, const char *socket_path, const ps_log_t 
     s.ctx.cfg = *cfgp;
     s.ctx.log = lg;
     s.rate = (*cfgp)->rate_limit * PACE_MARGIN;
-    s.tokens = (*cfgp)->rate_limit < 1 ? 1 : (*cfgp)->rate_limit;
+    s.tokens = 1;
     s.last_fill = ps_now();
     remember_files(&s);
     ps_logf(lg, LOG_INFO, "sender: serving removals on %s (idle timeout %d s)", path,
