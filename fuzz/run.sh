@@ -1,7 +1,7 @@
 #!/bin/sh
 # fuzz/run.sh - build the libFuzzer targets and run each for a bounded time.
 #
-#   fuzz/run.sh [TARGET...]        (default: all; e.g. queue_entry config)
+#   fuzz/run.sh [TARGET...]        (default: all; e.g. queue_entry config sender_line)
 #
 # Environment: FUZZ_SECONDS (per target, default 60), CC (default clang),
 # FUZZ_WORKDIR (build and scratch corpus; default a fresh mktemp -d, removed
@@ -13,7 +13,7 @@ set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cc=${CC:-clang}
 seconds=${FUZZ_SECONDS:-60}
-targets=${*:-"queue_entry api_answer config"}
+targets=${*:-"queue_entry api_answer config sender_line"}
 
 work=${FUZZ_WORKDIR:-}
 keep=1
@@ -24,7 +24,8 @@ fi
 mkdir -p "$work"
 
 pkgflags=$(pkg-config --cflags --libs libcurl json-c libconfig)
-core="$top/src/util.c $top/src/config.c $top/src/api.c $top/src/queue.c $top/src/log.c"
+core="$top/src/util.c $top/src/config.c $top/src/api.c $top/src/queue.c $top/src/log.c \
+      $top/src/remove.c $top/src/sender.c"
 cflags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}"
@@ -46,7 +47,7 @@ for t in $targets; do
     fi
     echo "== build $t"
     # shellcheck disable=SC2086
-    if ! $cc $cflags -DSYSCONFDIR='"/etc"' -DLOCALSTATEDIR='"/var"' \
+    if ! $cc $cflags -D_GNU_SOURCE=1 -DSYSCONFDIR='"/etc"' -DLOCALSTATEDIR='"/var"' \
             -DSBINDIR='"/usr/sbin"' -DPS_VERSION='"0.1.0"' -I"$top/src" \
             "$src" $core $pkgflags -o "$bin"; then
         echo "run.sh: $t: build failed" >&2
