@@ -669,12 +669,8 @@ out:
 int ps_queue_put(ps_queue_t *q, ps_qentry_t *e, char *err, size_t errlen)
 {
     ps_qentry_t old;
-    char key[17];
-    char tmp[64];
-    char *data = NULL;
-    int fd = -1;
-    int have_tmp = 0;
-    int rv = -1;
+    char *data;
+    int rv;
 
     if(!q || !e) {
         seterr(err, errlen, "queue: invalid argument");
@@ -696,7 +692,6 @@ int ps_queue_put(ps_queue_t *q, ps_qentry_t *e, char *err, size_t errlen)
     }
     if(e->first_attempt == 0)
         e->first_attempt = (long long)time(NULL);
-    ps_key_hex(e->login, e->organization, e->id, key);
     ps_queue_name(e->login, e->organization, e->id, e->name);
 
     if(read_existing(q->dfd, e->name, &old)) {
@@ -714,51 +709,68 @@ int ps_queue_put(ps_queue_t *q, ps_qentry_t *e, char *err, size_t errlen)
     data = ps_queue_format(e);
     if(!data) {
         seterr(err, errlen, "%s/%s: out of memory", q->dir, e->name);
-        goto out;
+        return -1;
     }
-    fd = open_temp(q->dfd, key, tmp, sizeof(tmp));
+    rv = ps_write_file_atomic(q->dfd, q->dir, e->name, data, err, errlen);
+    free(data);
+    return rv;
+}
+
+int ps_write_file_atomic(int dfd, const char *dir, const char *name,
+                         const char *data, char *err, size_t errlen)
+{
+    char tmp[NAME_MAX + 1];
+    char tag[17];
+    int fd = -1;
+    int have_tmp = 0;
+    int rv = -1;
+
+    /* the temp name carries the first 16 characters of the name */
+    snprintf(tag, sizeof(tag), "%s", name);
+    if(strchr(tag, '.'))
+        *strchr(tag, '.') = '\0';
+    fd = open_temp(dfd, tag, tmp, sizeof(tmp));
     if(fd < 0) {
-        seterr(err, errlen, "%s/" QTMP_PREFIX "%s-*: %s", q->dir, key,
+        seterr(err, errlen, "%s/" QTMP_PREFIX "%s-*: %s", dir, tag,
                strerror(errno));
         goto out;
     }
     have_tmp = 1;
     /* exactly 0600 whatever the umask */
     if(fchmod(fd, 0600) != 0) {
-        seterr(err, errlen, "%s/%s: chmod: %s", q->dir, tmp, strerror(errno));
+        seterr(err, errlen, "%s/%s: chmod: %s", dir, tmp, strerror(errno));
         goto out;
     }
     if(write_all(fd, data, strlen(data)) != 0) {
-        seterr(err, errlen, "%s/%s: write: %s", q->dir, tmp, strerror(errno));
+        seterr(err, errlen, "%s/%s: write: %s", dir, tmp, strerror(errno));
         goto out;
     }
     if(fsync(fd) != 0) {
-        seterr(err, errlen, "%s/%s: fsync: %s", q->dir, tmp, strerror(errno));
+        seterr(err, errlen, "%s/%s: fsync: %s", dir, tmp, strerror(errno));
         goto out;
     }
     if(close(fd) != 0) {
         fd = -1;
-        seterr(err, errlen, "%s/%s: close: %s", q->dir, tmp, strerror(errno));
+        seterr(err, errlen, "%s/%s: close: %s", dir, tmp, strerror(errno));
         goto out;
     }
     fd = -1;
-    if(renameat(q->dfd, tmp, q->dfd, e->name) != 0) {
-        seterr(err, errlen, "%s/%s: rename to %s: %s", q->dir, tmp, e->name,
+    if(renameat(dfd, tmp, dfd, name) != 0) {
+        seterr(err, errlen, "%s/%s: rename to %s: %s", dir, tmp, name,
                strerror(errno));
         goto out;
     }
     have_tmp = 0;
-    if(sync_dir(q->dfd) != 0) {
-        /* the entry is in place but may not survive a crash: fail loudly */
-        seterr(err, errlen, "%s: fsync: %s", q->dir, strerror(errno));
+    if(sync_dir(dfd) != 0) {
+        /* the file is in place but may not survive a crash: fail loudly */
+        seterr(err, errlen, "%s: fsync: %s", dir, strerror(errno));
         goto out;
     }
     rv = 0;
 out:
     close_keep_errno(fd);
     if(have_tmp)
-        unlinkat(q->dfd, tmp, 0);
-    free(data);
+        unlinkat(dfd, tmp, 0);
     return rv;
 }
 
