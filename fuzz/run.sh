@@ -1,7 +1,7 @@
 #!/bin/sh
 # fuzz/run.sh - build the libFuzzer targets and run each for a bounded time.
 #
-#   fuzz/run.sh [TARGET...]        (default: all; e.g. queue_entry config sender_line)
+#   fuzz/run.sh [TARGET...]        (default: all; e.g. queue_entry config sender_line unresolved)
 #
 # Environment: FUZZ_SECONDS (per target, default 60), CC (default clang),
 # FUZZ_WORKDIR (build and scratch corpus; default a fresh mktemp -d, removed
@@ -13,7 +13,7 @@ set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cc=${CC:-clang}
 seconds=${FUZZ_SECONDS:-60}
-targets=${*:-"queue_entry api_answer config sender_line"}
+targets=${*:-"queue_entry api_answer config sender_line unresolved"}
 
 work=${FUZZ_WORKDIR:-}
 keep=1
@@ -25,7 +25,7 @@ mkdir -p "$work"
 
 pkgflags=$(pkg-config --cflags --libs libcurl json-c libconfig)
 core="$top/src/util.c $top/src/config.c $top/src/api.c $top/src/queue.c $top/src/log.c \
-      $top/src/remove.c $top/src/sender.c"
+      $top/src/remove.c $top/src/sender.c $top/src/unresolved.c"
 cflags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}"

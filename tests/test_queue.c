@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include "queue.h"
+#include "unresolved.h"
 
 struct fx {
     char base[64];        /* the mkdtemp directory */
@@ -1134,6 +1135,169 @@ static void test_put_write_failure(void **state)
     assert_int_equal(count_files(f->qdir, ""), 2);
 }
 
+/* ------------------------------------------------------------ unresolved */
+
+static int parse_u(const char *text, ps_unresolved_t *u, char *err, size_t errlen)
+{
+    return ps_unresolved_parse(text, strlen(text), u, err, errlen);
+}
+
+static void test_unresolved_parse_strict(void **state)
+{
+    static const struct {
+        const char *text;
+        const char *why;        /* substring of the error */
+    } bad[] = {
+        { "", "JSON" },
+        { "[]", "JSON object" },
+        { "{\"version\":1,\"login\":\"alice\",\"config\":\"/c\",\"source\":\"remove\","
+          "\"recorded\":5} x", "JSON" },
+        { "{\"version\":2,\"login\":\"alice\",\"config\":\"/c\",\"source\":\"remove\","
+          "\"recorded\":5}", "version" },
+        { "{\"version\":1,\"login\":\"al ice\",\"config\":\"/c\",\"source\":\"remove\","
+          "\"recorded\":5}", "login" },
+        { "{\"version\":1,\"login\":\"-rf\",\"config\":\"/c\",\"source\":\"remove\","
+          "\"recorded\":5}", "login" },
+        { "{\"version\":1,\"login\":\"alice\",\"config\":\"c\",\"source\":\"remove\","
+          "\"recorded\":5}", "config" },
+        { "{\"version\":1,\"login\":\"alice\",\"config\":\"/c\\n\",\"source\":\"remove\","
+          "\"recorded\":5}", "config" },
+        { "{\"version\":1,\"login\":\"alice\",\"config\":\"/c\",\"source\":\"pam\","
+          "\"recorded\":5}", "service" },
+        { "{\"version\":1,\"login\":\"alice\",\"config\":\"/c\",\"source\":\"pam\","
+          "\"service\":\"sshd\",\"mode\":\"always\",\"recorded\":5}", "mode" },
+        { "{\"version\":1,\"login\":\"alice\",\"config\":\"/c\",\"source\":\"remove\","
+          "\"mode\":\"close\",\"service\":\"x\",\"recorded\":5}", "no \"service\"" },
+        { "{\"version\":1,\"login\":\"alice\",\"config\":\"/c\",\"source\":\"other\","
+          "\"recorded\":5}", "source" },
+        { "{\"version\":1,\"login\":\"alice\",\"config\":\"/c\",\"source\":\"remove\","
+          "\"recorded\":0}", "recorded" },
+        { "{\"version\":1,\"login\":\"alice\",\"config\":\"/c\",\"source\":\"remove\"}",
+          "missing" },
+        { "{\"version\":1,\"login\":\"alice\",\"config\":\"/c\",\"source\":\"remove\","
+          "\"recorded\":5,\"token\":\"x\"}", "unknown field" },
+        { "{\"version\":1,\"login\":7,\"config\":\"/c\",\"source\":\"remove\","
+          "\"recorded\":5}", "login" },
+    };
+    ps_unresolved_t u;
+    size_t i;
+
+    (void)state;
+    for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char err[512] = "";
+
+        if(parse_u(bad[i].text, &u, err, sizeof(err)) == 0 || !strstr(err, bad[i].why))
+            fail_msg("case %zu: %s -> \"%s\", expected \"%s\"", i, bad[i].text, err,
+                     bad[i].why);
+    }
+    {
+        char err[512] = "";
+        const char ok[] = "{\"version\":1,\"login\":\"alice\",\"config\":\"/etc/x.conf\","
+                          "\"source\":\"pam\",\"service\":\"sshd\",\"mode\":\"expired\","
+                          "\"recorded\":1700000000}\n";
+
+        assert_int_equal(parse_u(ok, &u, err, sizeof(err)), 0);
+        assert_string_equal(u.login, "alice");
+        assert_string_equal(u.config, "/etc/x.conf");
+        assert_string_equal(u.service, "sshd");
+        assert_string_equal(u.mode, "expired");
+        assert_true(u.recorded == 1700000000LL);
+        assert_int_equal(strlen(u.name), 21);   /* 16 hex + ".json" */
+    }
+    {   /* a NUL inside is refused, not truncated */
+        char err[512] = "";
+        const char nul[] = "{\"version\":1,\"login\":\"alice\"\0}";
+
+        assert_int_equal(ps_unresolved_parse(nul, sizeof(nul) - 1, &u, err, sizeof(err)), -1);
+    }
+}
+
+static void test_unresolved_record_list(void **state)
+{
+    struct fx *f = *state;
+    ps_unresolved_t a, b, *list = NULL;
+    char dir[600], err[512] = "";
+    size_t n = 0, invalid = 0;
+    struct stat st;
+
+    snprintf(dir, sizeof(dir), "%s/spool/unresolved", f->base);
+    /* missing directory: nothing recorded, not an error */
+    assert_int_equal(ps_unresolved_list(dir, &list, &n, &invalid, err, sizeof(err)), 0);
+    assert_int_equal(n, 0);
+    memset(&a, 0, sizeof(a));
+    snprintf(a.login, sizeof(a.login), "bob");
+    snprintf(a.config, sizeof(a.config), "/etc/a.conf");
+    a.recorded = 200;
+    memset(&b, 0, sizeof(b));
+    snprintf(b.login, sizeof(b.login), "alice");
+    snprintf(b.config, sizeof(b.config), "/etc/a.conf");
+    snprintf(b.service, sizeof(b.service), "sshd");
+    snprintf(b.mode, sizeof(b.mode), "close");
+    b.recorded = 100;
+    /* creates the parent and the directory 0700 */
+    assert_int_equal(ps_unresolved_record(dir, &a, err, sizeof(err)), 0);
+    assert_int_equal(ps_unresolved_record(dir, &b, err, sizeof(err)), 0);
+    assert_int_equal(stat(dir, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0700);
+    /* the same key again keeps the first record's time */
+    b.recorded = 999;
+    assert_int_equal(ps_unresolved_record(dir, &b, err, sizeof(err)), 0);
+    assert_int_equal(ps_unresolved_list(dir, &list, &n, &invalid, err, sizeof(err)), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].login, "alice");        /* oldest first */
+    assert_true(list[0].recorded == 100);
+    assert_string_equal(list[0].mode, "close");
+    assert_string_equal(list[1].login, "bob");
+    assert_int_equal(invalid, 0);
+    free(list);
+    /* hostile input is refused before anything is written */
+    snprintf(a.login, sizeof(a.login), "../x");
+    assert_int_equal(ps_unresolved_record(dir, &a, err, sizeof(err)), -1);
+    snprintf(a.login, sizeof(a.login), "carol");
+    snprintf(a.config, sizeof(a.config), "relative.conf");
+    assert_int_equal(ps_unresolved_record(dir, &a, err, sizeof(err)), -1);
+    assert_int_equal(count_files(dir, ""), 2);
+    /* a group-writable directory is refused with the fix */
+    assert_int_equal(chmod(dir, 0770), 0);
+    snprintf(a.config, sizeof(a.config), "/etc/a.conf");
+    assert_int_equal(ps_unresolved_record(dir, &a, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "chmod 700"));
+    assert_int_equal(ps_unresolved_list(dir, &list, &n, &invalid, err, sizeof(err)), -1);
+    assert_int_equal(chmod(dir, 0700), 0);
+}
+
+static void test_unresolved_record_full_disk(void **state)
+{
+    struct fx *f = *state;
+    char dir[600];
+    pid_t pid;
+
+    snprintf(dir, sizeof(dir), "%s/u", f->base);
+    pid = fork();
+    assert_true(pid >= 0);
+    if(pid == 0) {
+        struct rlimit rl = { 16, 16 };
+        ps_unresolved_t u;
+        char err[512] = "";
+        int code = 0;
+
+        signal(SIGXFSZ, SIG_IGN);
+        if(setrlimit(RLIMIT_FSIZE, &rl) != 0)
+            _exit(10);
+        memset(&u, 0, sizeof(u));
+        snprintf(u.login, sizeof(u.login), "alice");
+        snprintf(u.config, sizeof(u.config), "/etc/planetscale/deprovision.conf");
+        if(ps_unresolved_record(dir, &u, err, sizeof(err)) != -1)
+            code = 11;
+        else if(!strstr(err, "File too large") || !strstr(err, dir))
+            code = 12;
+        _exit(code);
+    }
+    assert_int_equal(reap(pid), 0);
+    /* no record and no temp file left behind */
+    assert_int_equal(count_files(dir, ""), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1171,6 +1335,9 @@ int main(void)
         cmocka_unit_test(test_parse_strict),
         cmocka_unit_test(test_format_parse_roundtrip),
         cmocka_unit_test_setup_teardown(test_put_write_failure, setup, teardown),
+        cmocka_unit_test(test_unresolved_parse_strict),
+        cmocka_unit_test_setup_teardown(test_unresolved_record_list, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unresolved_record_full_disk, setup, teardown),
     };
 
     return cmocka_run_group_tests_name("queue", tests, NULL, NULL);

@@ -1,0 +1,641 @@
+/* unresolved.c - removals asked for while the configuration could not be
+ * loaded; see unresolved.h. Every file operation after the directory is
+ * opened goes through its descriptor (O_NOFOLLOW), as in queue.c. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE     /* renameat2 */
+#endif
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "helper.h"
+#include "unresolved.h"
+
+#define U_MAX 4096              /* a record larger than this is invalid */
+#define U_SUFFIX ".json"
+#define U_INVALID "invalid"
+#define U_SOURCE_REMOVE "remove"
+#define U_SOURCE_PAM "pam"
+#define U_LOCK_WAIT 5.0         /* seconds a second `retry` waits for the first */
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...) PS_PRINTF(3, 4);
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err || !errlen)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+const char *ps_unresolved_dir(void)
+{
+    const char *d = getenv(PS_UNRESOLVED_ENV);
+
+    return d && d[0] == '/' && strlen(d) < PS_UNRESOLVED_PATH_MAX - 64 ? d : PS_UNRESOLVED_DIR;
+}
+
+void ps_unresolved_config_key(const char *path, char *out)
+{
+    char *rp;
+
+    if (!path)
+        path = PS_DEFAULT_CONFIG;
+    rp = realpath(path, NULL);
+    snprintf(out, PS_UNRESOLVED_PATH_MAX, "%s", rp && strlen(rp) < PS_UNRESOLVED_PATH_MAX
+                                                    ? rp : path);
+    free(rp);
+}
+
+/* A config path we keep: absolute, printable ASCII, fits. */
+static int config_ok(const char *p)
+{
+    const unsigned char *c;
+
+    if (p[0] != '/' || strlen(p) >= PS_UNRESOLVED_PATH_MAX)
+        return 0;
+    for (c = (const unsigned char *)p; *c; c++)
+        if (*c < 0x20 || *c >= 0x7f)
+            return 0;
+    return 1;
+}
+
+/* A PAM service name we keep: empty (the command) or like a login. */
+static int service_ok(const char *s)
+{
+    return !s[0] || ps_login_valid(s);
+}
+
+static int mode_ok(const char *m)
+{
+    return !strcmp(m, PS_MODE_SERVICE) || !strcmp(m, PS_MODE_EXPIRED) ||
+           !strcmp(m, PS_MODE_CLOSE);
+}
+
+static void record_name(const ps_unresolved_t *u, char out[32])
+{
+    char key[17], src[PS_LOGIN_MAX + 32];
+
+    snprintf(src, sizeof(src), "%s:%s", u->mode, u->service);
+    ps_key_hex(u->login, u->config, src, key);
+    snprintf(out, 32, "%s" U_SUFFIX, key);
+}
+
+static int check_dir_fd(int fd, const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+
+    if (fstat(fd, &st) != 0) {
+        seterr(err, errlen, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        seterr(err, errlen, "%s: owned by uid %lu, must be owned by root; fix: chown root %s",
+               dir, (unsigned long)st.st_uid, dir);
+        return -1;
+    }
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        seterr(err, errlen, "%s: accessible by group or others (mode %04o); fix: chmod 700 %s",
+               dir, (unsigned)(st.st_mode & 07777), dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* Opens dir (creating it and its parent 0700 when `create`), checked like
+ * the queue directory. Returns the descriptor, -2 when it does not exist
+ * and !create, or -1 with err. */
+static int open_dir(const char *dir, int create, char *err, size_t errlen)
+{
+    int fd;
+
+    if (create && mkdir(dir, 0700) != 0 && errno == ENOENT) {
+        /* the parent too (the default queue directory), never further up */
+        char parent[PS_UNRESOLVED_PATH_MAX];
+        char *slash;
+
+        snprintf(parent, sizeof(parent), "%s", dir);
+        slash = strrchr(parent, '/');
+        if (slash && slash != parent) {
+            *slash = '\0';
+            if (mkdir(parent, 0700) != 0 && errno != EEXIST) {
+                seterr(err, errlen, "%s: cannot create directory: %s", parent,
+                       strerror(errno));
+                return -1;
+            }
+        }
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+            seterr(err, errlen, "%s: cannot create directory: %s", dir, strerror(errno));
+            return -1;
+        }
+    }
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT && !create)
+            return -2;
+        seterr(err, errlen, "%s: %s", dir,
+               errno == ELOOP ? "a symbolic link, not a directory" : strerror(errno));
+        return -1;
+    }
+    if (check_dir_fd(fd, dir, err, errlen) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int read_record(int dfd, const char *name, ps_unresolved_t *u, char *why,
+                       size_t whylen);
+
+static char *format_record(const ps_unresolved_t *u)
+{
+    json_object *o = json_object_new_object();
+    const char *s;
+    char *out = NULL;
+
+    if (!o)
+        return NULL;
+    json_object_object_add(o, "version", json_object_new_int(1));
+    json_object_object_add(o, "login", json_object_new_string(u->login));
+    json_object_object_add(o, "config", json_object_new_string(u->config));
+    json_object_object_add(o, "source", json_object_new_string(
+                                            u->mode[0] ? U_SOURCE_PAM : U_SOURCE_REMOVE));
+    if (u->mode[0]) {
+        json_object_object_add(o, "service", json_object_new_string(u->service));
+        json_object_object_add(o, "mode", json_object_new_string(u->mode));
+    }
+    json_object_object_add(o, "recorded", json_object_new_int64(u->recorded));
+    s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                          JSON_C_TO_STRING_NOSLASHESCAPE);
+    if (s && (out = malloc(strlen(s) + 2)) != NULL)
+        sprintf(out, "%s\n", s);
+    json_object_put(o);
+    return out;
+}
+
+static int get_string(json_object *v, const char *key, char *dst, size_t sz, char *err,
+                      size_t errlen)
+{
+    const char *s = json_object_get_string(v);
+
+    if (!json_object_is_type(v, json_type_string) || !s ||
+        strlen(s) != (size_t)json_object_get_string_len(v) || strlen(s) >= sz) {
+        seterr(err, errlen, "\"%s\" is not a string of at most %zu bytes", key, sz - 1);
+        return -1;
+    }
+    memcpy(dst, s, strlen(s) + 1);
+    return 0;
+}
+
+int ps_unresolved_parse(const char *buf, size_t len, ps_unresolved_t *out, char *err,
+                        size_t errlen)
+{
+    struct json_tokener *tok = NULL;
+    json_object *root = NULL;
+    ps_unresolved_t u;
+    char source[16] = "";
+    size_t end;
+    int seen_version = 0, seen_recorded = 0, rv = -1;
+
+    memset(&u, 0, sizeof(u));
+    if (!buf || len > U_MAX || memchr(buf, '\0', len)) {
+        seterr(err, errlen, "empty, larger than %d bytes or holds a NUL byte", U_MAX);
+        return -1;
+    }
+    if (!(tok = json_tokener_new_ex(4))) {
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    root = json_tokener_parse_ex(tok, buf, (int)len);
+    if (!root) {
+        seterr(err, errlen, "not JSON: %s", json_tokener_error_desc(json_tokener_get_error(tok)));
+        goto out;
+    }
+    if (!json_object_is_type(root, json_type_object)) {
+        seterr(err, errlen, "not a JSON object");
+        goto out;
+    }
+    for (end = json_tokener_get_parse_end(tok); end < len; end++) {
+        if (!strchr(" \t\r\n", buf[end])) {
+            seterr(err, errlen, "not JSON: trailing data at byte %zu", end);
+            goto out;
+        }
+    }
+    {
+        json_object_object_foreach(root, key, val) {
+            if (!strcmp(key, "version")) {
+                if (!json_object_is_type(val, json_type_int) || json_object_get_int64(val) != 1) {
+                    seterr(err, errlen, "unsupported \"version\" (expected 1)");
+                    goto out;
+                }
+                seen_version = 1;
+            } else if (!strcmp(key, "login")) {
+                if (get_string(val, key, u.login, sizeof(u.login), err, errlen))
+                    goto out;
+            } else if (!strcmp(key, "config")) {
+                if (get_string(val, key, u.config, sizeof(u.config), err, errlen))
+                    goto out;
+            } else if (!strcmp(key, "source")) {
+                if (get_string(val, key, source, sizeof(source), err, errlen))
+                    goto out;
+            } else if (!strcmp(key, "service")) {
+                if (get_string(val, key, u.service, sizeof(u.service), err, errlen))
+                    goto out;
+            } else if (!strcmp(key, "mode")) {
+                if (get_string(val, key, u.mode, sizeof(u.mode), err, errlen))
+                    goto out;
+            } else if (!strcmp(key, "recorded")) {
+                int64_t t = json_object_get_int64(val);
+
+                if (!json_object_is_type(val, json_type_int) || t <= 0 || t == INT64_MAX) {
+                    seterr(err, errlen, "\"recorded\" is not a positive integer");
+                    goto out;
+                }
+                u.recorded = (long long)t;
+                seen_recorded = 1;
+            } else {
+                char esc[64];
+
+                seterr(err, errlen, "unknown field \"%s\"", ps_escape(key, esc, sizeof(esc)));
+                goto out;
+            }
+        }
+    }
+    if (!seen_version || !seen_recorded || !u.login[0] || !u.config[0] || !source[0]) {
+        seterr(err, errlen, "missing field (version, login, config, source and recorded "
+               "are required)");
+        goto out;
+    }
+    if (!ps_login_valid(u.login)) {
+        seterr(err, errlen, "\"login\" is not a valid login");
+        goto out;
+    }
+    if (!config_ok(u.config)) {
+        seterr(err, errlen, "\"config\" is not an absolute printable path");
+        goto out;
+    }
+    if (!strcmp(source, U_SOURCE_PAM)) {
+        if (!mode_ok(u.mode) || !u.service[0] || !service_ok(u.service)) {
+            seterr(err, errlen, "a \"pam\" record needs a valid \"service\" and \"mode\"");
+            goto out;
+        }
+    } else if (!strcmp(source, U_SOURCE_REMOVE)) {
+        if (u.mode[0] || u.service[0]) {
+            seterr(err, errlen, "a \"remove\" record has no \"service\" or \"mode\"");
+            goto out;
+        }
+    } else {
+        seterr(err, errlen, "unknown \"source\" (expected remove or pam)");
+        goto out;
+    }
+    record_name(&u, u.name);
+    *out = u;
+    rv = 0;
+out:
+    json_object_put(root);
+    json_tokener_free(tok);
+    return rv;
+}
+
+int ps_unresolved_record(const char *dir, ps_unresolved_t *u, char *err, size_t errlen)
+{
+    ps_unresolved_t old;
+    char why[384];
+    char *data = NULL;
+    int dfd, rv = -1;
+
+    if (!ps_login_valid(u->login) || !config_ok(u->config) || !service_ok(u->service) ||
+        (u->mode[0] && !mode_ok(u->mode)) || (!u->mode[0] && u->service[0])) {
+        seterr(err, errlen, "%s: refusing to record an invalid login, path or service", dir);
+        return -1;
+    }
+    if (u->recorded <= 0)
+        u->recorded = (long long)time(NULL);
+    record_name(u, u->name);
+    if ((dfd = open_dir(dir, 1, err, errlen)) < 0)
+        return -1;
+    if (read_record(dfd, u->name, &old, why, sizeof(why)) == 0) {
+        rv = 0;     /* recorded before: keep the older time */
+        goto out;
+    }
+    if (!(data = format_record(u))) {
+        seterr(err, errlen, "%s: out of memory", dir);
+        goto out;
+    }
+    rv = ps_write_file_atomic(dfd, dir, u->name, data, err, errlen);
+out:
+    free(data);
+    close(dfd);
+    return rv;
+}
+
+/* Moves a bad file aside into invalid/ (never replacing one there). */
+static void move_invalid(int dfd, const char *name)
+{
+    char dst[NAME_MAX + 1];
+    int ifd, i;
+
+    if (mkdirat(dfd, U_INVALID, 0700) != 0 && errno != EEXIST)
+        return;
+    ifd = openat(dfd, U_INVALID, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (ifd < 0)
+        return;
+    for (i = 0; i < 1000; i++) {
+        if (i == 0)
+            snprintf(dst, sizeof(dst), "%s", name);
+        else
+            snprintf(dst, sizeof(dst), "%.240s.%d", name, i);
+        if (renameat2(dfd, name, ifd, dst, RENAME_NOREPLACE) == 0 || errno != EEXIST)
+            break;
+    }
+    fsync(ifd);
+    fsync(dfd);
+    close(ifd);
+}
+
+/* Reads and checks one record; 0, 1 invalid (why), 2 vanished. */
+static int read_record(int dfd, const char *name, ps_unresolved_t *u, char *why, size_t whylen)
+{
+    char buf[U_MAX + 1];
+    struct stat st;
+    ssize_t len;
+    int fd, rv = 1;
+
+    fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 2;
+        seterr(why, whylen, "cannot open: %s", strerror(errno));
+        return 1;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        seterr(why, whylen, "not a regular file");
+        goto out;
+    }
+    if ((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 07777) != 0600) {
+        seterr(why, whylen, "owner uid %lu, mode %04o: expected root and 0600",
+               (unsigned long)st.st_uid, (unsigned)(st.st_mode & 07777));
+        goto out;
+    }
+    len = pread(fd, buf, U_MAX + 1, 0);
+    if (len < 0 || len > U_MAX) {
+        seterr(why, whylen, len < 0 ? "cannot read" : "larger than %d bytes", U_MAX);
+        goto out;
+    }
+    if (ps_unresolved_parse(buf, (size_t)len, u, why, whylen) != 0)
+        goto out;
+    if (strcmp(u->name, name)) {
+        seterr(why, whylen, "name does not match its content (expected %s)", u->name);
+        goto out;
+    }
+    rv = 0;
+out:
+    close(fd);
+    return rv;
+}
+
+static int cmp_record(const void *a, const void *b)
+{
+    const ps_unresolved_t *x = a, *y = b;
+
+    if (x->recorded != y->recorded)
+        return x->recorded < y->recorded ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+static int list_fd(int dfd, const char *dir, ps_unresolved_t **out, size_t *n, size_t *invalid,
+                   char *err, size_t errlen)
+{
+    ps_unresolved_t *list = NULL;
+    size_t count = 0, cap = 0;
+    struct dirent *de;
+    DIR *d;
+    int fd, rv = -1;
+
+    *out = NULL;
+    *n = 0;
+    if ((fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+        !(d = fdopendir(fd))) {
+        seterr(err, errlen, "%s: %s", dir, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    while ((errno = 0, de = readdir(d)) != NULL) {
+        char why[384];
+        struct stat st;
+        ps_unresolved_t u;
+        int r;
+
+        if (de->d_name[0] == '.' ||
+            (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)))
+            continue;       /* ., .., temp files, invalid/ */
+        r = read_record(dfd, de->d_name, &u, why, sizeof(why));
+        if (r == 2)
+            continue;
+        if (r == 1) {
+            move_invalid(dfd, de->d_name);
+            if (invalid)
+                (*invalid)++;
+            continue;
+        }
+        if (count == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            ps_unresolved_t *nl = realloc(list, ncap * sizeof(*nl));
+
+            if (!nl) {
+                seterr(err, errlen, "%s: out of memory", dir);
+                goto out;
+            }
+            list = nl;
+            cap = ncap;
+        }
+        list[count++] = u;
+    }
+    if (errno) {
+        seterr(err, errlen, "%s: readdir: %s", dir, strerror(errno));
+        goto out;
+    }
+    if (count)
+        qsort(list, count, sizeof(*list), cmp_record);
+    *out = list;
+    *n = count;
+    list = NULL;
+    rv = 0;
+out:
+    closedir(d);
+    free(list);
+    return rv;
+}
+
+int ps_unresolved_list(const char *dir, ps_unresolved_t **out, size_t *n, size_t *invalid,
+                       char *err, size_t errlen)
+{
+    int dfd = open_dir(dir, 0, err, errlen), rv;
+
+    *out = NULL;
+    *n = 0;
+    if (dfd == -2)
+        return 0;
+    if (dfd < 0)
+        return -1;
+    rv = list_fd(dfd, dir, out, n, invalid, err, errlen);
+    close(dfd);
+    return rv;
+}
+
+/* Takes the directory's lock (flock on the directory itself), waiting up
+ * to U_LOCK_WAIT seconds. 0 locked, 1 busy. */
+static int lock_dir(int dfd)
+{
+    double until = ps_now() + U_LOCK_WAIT;
+
+    for (;;) {
+        struct timespec ts = { 0, 50000000L };
+
+        if (flock(dfd, LOCK_EX | LOCK_NB) == 0)
+            return 0;
+        if ((errno != EWOULDBLOCK && errno != EINTR) || ps_now() >= until)
+            return 1;
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void drop_record(int dfd, const char *name)
+{
+    unlinkat(dfd, name, 0);
+    fsync(dfd);
+}
+
+/* One record for this configuration: 0 settled (queued or dropped), 1 left. */
+static int resolve_one(ps_ctx_t *ctx, int dfd, const ps_unresolved_t *u, ps_resolve_stats_t *st)
+{
+    char elogin[PS_LOGIN_MAX * 4 + 8], esvc[PS_LOGIN_MAX * 4 + 8], err[1024], eerr[1200];
+    char when[32];
+    ps_mapping_t m;
+    ps_qentry_t e;
+    ps_queue_t *q;
+    struct tm tm;
+    time_t t = (time_t)u->recorded;
+    int lfd, rc;
+
+    ps_escape(u->login, elogin, sizeof(elogin));
+    ps_escape(u->service, esvc, sizeof(esvc));
+    if (!gmtime_r(&t, &tm) || !strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(when, sizeof(when), "%lld", u->recorded);
+    if (!strcmp(u->mode, PS_MODE_SERVICE) &&
+        !ps_config_pam_service_allowed(ctx->cfg, u->service)) {
+        ps_logf(ctx->log, LOG_NOTICE, "%s: recorded at %s by PAM service \"%s\" while the "
+                "configuration could not be loaded; that service is not in pam_services: "
+                "dropped", elogin, when, esvc);
+        st->dropped++;
+        drop_record(dfd, u->name);
+        return 0;
+    }
+    rc = ps_config_map(ctx->cfg, u->login, &m);
+    if (rc == 1) {
+        int strict = ctx->cfg->unmapped == PS_UNMAPPED_ERROR;
+
+        ps_audit(ctx->log, strict ? LOG_ERR : LOG_INFO, "unmapped", u->login, NULL, NULL, -1,
+                 -1, 0, "recorded while the configuration could not be loaded; dropped");
+        st->dropped++;
+        drop_record(dfd, u->name);
+        return 0;
+    }
+    if (rc < 0) {
+        ps_logf(ctx->log, LOG_ERR, "%s: recorded at %s while the configuration could not be "
+                "loaded; still no organization for it: left for the next retry", elogin, when);
+        st->left++;
+        return 1;
+    }
+    if (!(q = ps_ctx_queue(ctx, err, sizeof(err)))) {
+        ps_logf(ctx->log, LOG_ERR, "%s: NOT queued, left for the next retry: %s", elogin,
+                ps_escape(err, eerr, sizeof(eerr)));
+        st->left++;
+        return 1;
+    }
+    memset(&e, 0, sizeof(e));
+    snprintf(e.login, sizeof(e.login), "%s", m.login);
+    snprintf(e.organization, sizeof(e.organization), "%s", m.organization);
+    snprintf(e.id, sizeof(e.id), "%s", m.id);
+    e.delete_passwords = m.delete_passwords;
+    e.delete_service_tokens = m.delete_service_tokens;
+    e.first_attempt = u->recorded;
+    snprintf(e.last_error, sizeof(e.last_error),
+             "recorded while the configuration could not be loaded");
+    ps_queue_name(e.login, e.organization, e.id, e.name);
+    rc = ps_queue_lock_key(q, e.name, 1.0, &lfd, err, sizeof(err));
+    if (rc == 1) {
+        /* another process is removing this very login now */
+        st->left++;
+        return 1;
+    }
+    if (rc != 0 || ps_queue_put(q, &e, err, sizeof(err)) != 0) {
+        ps_logf(ctx->log, LOG_ERR, "%s: NOT queued, left for the next retry: %s", elogin,
+                ps_escape(err, eerr, sizeof(eerr)));
+        if (rc == 0)
+            ps_queue_unlock(lfd);
+        st->left++;
+        return 1;
+    }
+    ps_queue_unlock(lfd);
+    ps_audit(ctx->log, LOG_WARNING, "queued", e.login, e.organization, e.id, e.delete_passwords,
+             e.delete_service_tokens, 0,
+             "recorded while the configuration could not be loaded");
+    st->queued++;
+    drop_record(dfd, u->name);
+    return 0;
+}
+
+int ps_unresolved_resolve(ps_ctx_t *ctx, const char *dir, ps_resolve_stats_t *st, char *err,
+                          size_t errlen)
+{
+    ps_unresolved_t *list = NULL;
+    char mine[PS_UNRESOLVED_PATH_MAX];
+    size_t n = 0, i;
+    int dfd, rv = -1;
+
+    memset(st, 0, sizeof(*st));
+    dfd = open_dir(dir, 0, err, errlen);
+    if (dfd == -2)
+        return 0;
+    if (dfd < 0)
+        return -1;
+    if (lock_dir(dfd) != 0) {
+        close(dfd);
+        return 1;
+    }
+    if (list_fd(dfd, dir, &list, &n, &st->invalid, err, errlen) != 0)
+        goto out;
+    ps_unresolved_config_key(ctx->cfg->path, mine);
+    for (i = 0; i < n; i++) {
+        char theirs[PS_UNRESOLVED_PATH_MAX];
+
+        ps_unresolved_config_key(list[i].config, theirs);
+        if (strcmp(theirs, mine) != 0)
+            st->other++;
+        else
+            resolve_one(ctx, dfd, &list[i], st);
+    }
+    rv = 0;
+out:
+    free(list);
+    close(dfd);     /* releases the lock */
+    return rv;
+}
