@@ -17,6 +17,7 @@
 #include "helper.h"
 #include "remove.h"
 #include "sender.h"
+#include "unresolved.h"
 
 #ifndef PS_VERSION
 #define PS_VERSION "0.0.0"
@@ -36,8 +37,11 @@ static const char usage_text[] =
     "                                            remove these logins' memberships\n"
     "                                            (LOGIN \"-\" reads logins from stdin)\n"
     "  retry [--deadline SECONDS]                drain the queue of removals that could\n"
-    "                                            not complete (run by a systemd timer)\n"
-    "  queue                                     list pending and dead-letter entries\n"
+    "                                            not complete (run by a systemd timer),\n"
+    "                                            first queueing the logins recorded while\n"
+    "                                            this configuration did not load\n"
+    "  queue                                     list pending, dead-letter and unresolved\n"
+    "                                            entries\n"
     "  check                                     validate the configuration and permissions\n"
     "  lookup LOGIN...                           show what would be sent (no network)\n"
     "  serve [--socket PATH]                     keep one API connection warm and send the\n"
@@ -168,6 +172,113 @@ static int load_config(const opts_t *o, const ps_log_t *lg, int require_auth,
     return EX_OK_;
 }
 
+/* The next login from stdin (one per line, empty lines skipped), in *line
+ * (getline's buffer, freed by the caller); NULL at the end. A line longer
+ * than a login can be is reported as invalid, not split; a line with a NUL
+ * byte is made invalid ("\n") rather than cut at the NUL. */
+static char *next_stdin_login(char **line, size_t *cap)
+{
+    ssize_t len;
+
+    while ((len = getline(line, cap, stdin)) != -1) {
+        char *l = *line;
+
+        if (len > 0 && l[len - 1] == '\n')
+            l[--len] = '\0';
+        if (len > 0 && l[len - 1] == '\r')
+            l[--len] = '\0';
+        if (len == 0)
+            continue;
+        if ((size_t)len != strlen(l))   /* embedded NUL */
+            l[0] = '\n';
+        return l;
+    }
+    return NULL;
+}
+
+/* The configuration could not be loaded, so LOGIN cannot be mapped; the
+ * account may already be gone, so the request is recorded for `retry`
+ * (unresolved.h) instead of being lost. Returns 1 when recorded. */
+static int record_unresolved(const opts_t *o, const ps_log_t *lg, const char *login,
+                             const char *service, const char *mode, json_object *arr)
+{
+    char elogin[PS_LOGIN_MAX * 4 + 8], err[1024], eerr[1200], detail[1600];
+    const char *dir = ps_unresolved_dir();
+    ps_unresolved_t u;
+    int ok;
+
+    ps_escape(login, elogin, sizeof(elogin));
+    memset(&u, 0, sizeof(u));
+    if (!ps_login_valid(login)) {
+        ok = 0;
+        snprintf(err, sizeof(err), "invalid login name");
+    } else {
+        snprintf(u.login, sizeof(u.login), "%s", login);
+        ps_unresolved_config_key(o->config, u.config);
+        /* a service name we could not keep can never match pam_services */
+        snprintf(u.service, sizeof(u.service), "%s",
+                 !mode ? "" : ps_login_valid(service) ? service : "(invalid)");
+        snprintf(u.mode, sizeof(u.mode), "%s", mode ? mode : "");
+        ok = ps_unresolved_record(dir, &u, err, sizeof(err)) == 0;
+    }
+    ps_escape(err, eerr, sizeof(eerr));
+    if (ok)
+        snprintf(detail, sizeof(detail), "configuration could not be loaded; recorded in %s/%s "
+                 "for retry", dir, u.name);
+    else
+        snprintf(detail, sizeof(detail), "configuration could not be loaded; NOT recorded: %s",
+                 eerr);
+    ps_audit(lg, LOG_ERR, ok ? "recorded" : "failed", login, NULL, NULL, -1, -1, 0, detail);
+    if (arr) {
+        json_object *j = json_object_new_object();
+
+        json_object_object_add(j, "login", json_object_new_string(login));
+        json_object_object_add(j, "outcome", json_object_new_string(ok ? "recorded" : "config"));
+        json_object_object_add(j, "exit", json_object_new_int(EX_CONFIG_));
+        json_object_object_add(j, "message", json_object_new_string(detail));
+        json_object_array_add(arr, j);
+    } else if (lg->to_stderr) {
+        if (ok)
+            fprintf(stderr, "planetscale-deprovision: %s: NOT removed yet: recorded in %s/%s; "
+                    "`planetscale-deprovision retry` removes it once the configuration loads\n",
+                    elogin, dir, u.name);
+        else
+            fprintf(stderr, "planetscale-deprovision: %s: NOT removed and NOT recorded: %s\n",
+                    elogin, eerr);
+    }
+    return ok;
+}
+
+/* `remove` without a configuration: record every login (stdin too). */
+static int remove_unresolved(const opts_t *o, const ps_log_t *lg)
+{
+    json_object *arr = o->json ? json_object_new_array() : NULL;
+    char *line = NULL;
+    size_t cap = 0;
+    int i, rv = EX_CONFIG_;
+
+    for (i = 0; i < o->nargs; i++) {
+        if (strcmp(o->args[i], "-") == 0) {
+            char *login;
+
+            while ((login = next_stdin_login(&line, &cap)) != NULL)
+                if (!record_unresolved(o, lg, login, NULL, NULL, arr))
+                    rv = 1;
+        } else if (!record_unresolved(o, lg, o->args[i], NULL, NULL, arr)) {
+            rv = 1;
+        }
+    }
+    free(line);
+    if (arr) {
+        puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
+                                                 JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(arr);
+    }
+    /* 78 when every login is kept for retry; 1 ("anything else") when one
+     * could be neither removed nor recorded */
+    return rv;
+}
+
 /* ------------------------------------------------------------ remove */
 
 typedef struct out {
@@ -257,25 +368,14 @@ static ps_status_t remove_one(ps_ctx_t *ctx, out_t *out, const char *login, ps_s
     return ps_status_worse(st, worst) ? st : worst;
 }
 
-/* Reads logins from stdin, one per line; a line longer than a login can be
- * is reported as invalid, not split. */
+/* Removes each login read from stdin. */
 static ps_status_t remove_stdin(ps_ctx_t *ctx, out_t *out, ps_status_t worst)
 {
-    char *line = NULL;
+    char *line = NULL, *login;
     size_t cap = 0;
-    ssize_t len;
 
-    while ((len = getline(&line, &cap, stdin)) != -1) {
-        if (len > 0 && line[len - 1] == '\n')
-            line[--len] = '\0';
-        if (len > 0 && line[len - 1] == '\r')
-            line[--len] = '\0';
-        if (len == 0)
-            continue;
-        if ((size_t)len != strlen(line))   /* embedded NUL */
-            line[0] = '\n';
-        worst = remove_one(ctx, out, line, worst);
-    }
+    while ((login = next_stdin_login(&line, &cap)) != NULL)
+        worst = remove_one(ctx, out, login, worst);
     free(line);
     return worst;
 }
@@ -333,6 +433,7 @@ static int cmd_pam_helper(const opts_t *o, ps_log_t *lg)
     }
     if (load_config(o, lg, 0, &cfg) != EX_OK_) {
         word = PS_HELPER_CONFIG;
+        record_unresolved(o, lg, o->args[0], o->service ? o->service : "", o->mode, NULL);
         goto out;
     }
     if (strcmp(o->mode, PS_MODE_SERVICE) == 0 &&
@@ -449,7 +550,9 @@ static int cmd_check(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg
     ps_queue_t *q = NULL;
     ps_qentry_t *pend = NULL, *dead = NULL;
     size_t npend = 0, ndead = 0;
-    char smsg[512];
+    char smsg[512], mine[PS_UNRESOLVED_PATH_MAX];
+    ps_unresolved_t *unres = NULL;
+    size_t nunres = 0, nmine = 0, i;
     int rv = EX_OK_, sender;
 
     if (ps_queue_open(&q, cfg->queue_dir, err, sizeof(err)) != 0) {
@@ -461,6 +564,18 @@ static int cmd_check(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg
         ps_logf(lg, LOG_ERR, "queue: %s", err);
         rv = EX_CONFIG_;
         goto out;
+    }
+    if (ps_unresolved_list(ps_unresolved_dir(), &unres, &nunres, NULL, err, sizeof(err)) != 0) {
+        ps_logf(lg, LOG_ERR, "unresolved removals: %s", err);
+        rv = EX_CONFIG_;
+        goto out;
+    }
+    ps_unresolved_config_key(cfg->path, mine);
+    for (i = 0; i < nunres; i++) {
+        char theirs[PS_UNRESOLVED_PATH_MAX];
+
+        ps_unresolved_config_key(unres[i].config, theirs);
+        nmine += strcmp(theirs, mine) == 0;
     }
     sender = ps_sender_probe(cfg, smsg, sizeof(smsg));
     if (o->json) {
@@ -475,6 +590,9 @@ static int cmd_check(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg
         json_object_object_add(j, "queue_dir", json_object_new_string(cfg->queue_dir));
         json_object_object_add(j, "pending", json_object_new_int64((int64_t)npend));
         json_object_object_add(j, "dead", json_object_new_int64((int64_t)ndead));
+        json_object_object_add(j, "unresolved", json_object_new_int64((int64_t)nmine));
+        json_object_object_add(j, "unresolved_other_config",
+                               json_object_new_int64((int64_t)(nunres - nmine)));
         json_object_object_add(j, "sender_socket", json_object_new_string(cfg->sender_socket));
         json_object_object_add(j, "sender", json_object_new_string(
                                    sender == 0 ? "running" : sender < 0 ? "disabled"
@@ -493,8 +611,13 @@ static int cmd_check(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg
             printf("  sender: %s\n", smsg);
         else
             printf("  sender: %s: %s\n", cfg->sender_socket, smsg);
+        if (nunres)
+            printf("  unresolved: %zu recorded while this configuration could not be loaded "
+                   "(`retry` queues them), %zu for other configurations (%s)\n", nmine,
+                   nunres - nmine, ps_unresolved_dir());
     }
 out:
+    free(unres);
     free(pend);
     free(dead);
     ps_queue_close(q);
@@ -550,6 +673,43 @@ static void list_entries(json_object *arr, const char *state, const ps_qentry_t 
     }
 }
 
+static void list_unresolved(json_object *arr, const ps_unresolved_t *u, size_t n)
+{
+    time_t now = time(NULL);
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        char when[32], why[PS_UNRESOLVED_PATH_MAX + PS_LOGIN_MAX + 128], ewhy[4096];
+
+        fmt_time(u[i].recorded, when, sizeof(when));
+        snprintf(why, sizeof(why), "recorded while %s could not be loaded%s%s%s%s", u[i].config,
+                 u[i].mode[0] ? " (PAM service " : "", u[i].service,
+                 u[i].mode[0] ? ", mode " : "", u[i].mode[0] ? u[i].mode : "");
+        if (u[i].mode[0])
+            strncat(why, ")", sizeof(why) - strlen(why) - 1);
+        if (arr) {
+            json_object *j = json_object_new_object();
+
+            json_object_object_add(j, "state", json_object_new_string("unresolved"));
+            json_object_object_add(j, "login", json_object_new_string(u[i].login));
+            json_object_object_add(j, "config", json_object_new_string(u[i].config));
+            json_object_object_add(j, "source", json_object_new_string(
+                                                    u[i].mode[0] ? "pam" : "remove"));
+            if (u[i].mode[0]) {
+                json_object_object_add(j, "service", json_object_new_string(u[i].service));
+                json_object_object_add(j, "mode", json_object_new_string(u[i].mode));
+            }
+            json_object_object_add(j, "first_attempt", json_object_new_string(when));
+            json_object_object_add(j, "age_seconds",
+                                   json_object_new_int64((int64_t)(now - u[i].recorded)));
+            json_object_array_add(arr, j);
+        } else {
+            printf("%-7s %-16s %-16s %-16s %8d %-20s %-20s %s\n", "unresolved", u[i].login, "-",
+                   "-", 0, when, "-", ps_escape(why, ewhy, sizeof(ewhy)));
+        }
+    }
+}
+
 static void invalid_note(void *arg, const char *name, const char *reason)
 {
     ps_log_t *lg = arg;
@@ -564,7 +724,8 @@ static int cmd_queue(const opts_t *o, ps_log_t *lg, const ps_config_t *cfg)
     char err[1024];
     ps_queue_t *q = NULL;
     ps_qentry_t *pend = NULL, *dead = NULL;
-    size_t npend = 0, ndead = 0;
+    ps_unresolved_t *unres = NULL;
+    size_t npend = 0, ndead = 0, nunres = 0;
     json_object *arr = NULL;
     int rv = EX_OK_;
 
@@ -578,9 +739,14 @@ static int cmd_queue(const opts_t *o, ps_log_t *lg, const ps_config_t *cfg)
         rv = 1;
         goto out;
     }
+    if (ps_unresolved_list(ps_unresolved_dir(), &unres, &nunres, NULL, err, sizeof(err)) != 0) {
+        ps_logf(lg, LOG_ERR, "unresolved removals: %s", err);
+        rv = 1;
+        goto out;
+    }
     if (o->json) {
         arr = json_object_new_array();
-    } else if (npend + ndead == 0) {
+    } else if (npend + ndead + nunres == 0) {
         printf("queue %s is empty\n", cfg->queue_dir);
         goto out;
     } else {
@@ -589,14 +755,20 @@ static int cmd_queue(const opts_t *o, ps_log_t *lg, const ps_config_t *cfg)
     }
     list_entries(arr, "pending", pend, npend);
     list_entries(arr, "dead", dead, ndead);
+    list_unresolved(arr, unres, nunres);
     if (arr) {
         puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
                                                  JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(arr);
     } else {
         printf("%zu pending, %zu dead letters (%s)\n", npend, ndead, cfg->queue_dir);
+        if (nunres)
+            printf("%zu unresolved: recorded while a configuration could not be loaded; "
+                   "`retry` with that configuration queues them (%s)\n", nunres,
+                   ps_unresolved_dir());
     }
 out:
+    free(unres);
     free(pend);
     free(dead);
     ps_queue_close(q);
@@ -609,16 +781,30 @@ static int cmd_retry(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg
 {
     ps_ctx_t ctx;
     ps_drain_stats_t st;
+    ps_resolve_stats_t rs;
     ps_status_t rv;
+    char err[1024], eerr[1200];
     double rate;
+    int ur;
 
     memset(&ctx, 0, sizeof(ctx));
     ctx.cfg = cfg;
     ctx.log = lg;
     if (o->deadline > 0)
         ctx.deadline = ps_now() + o->deadline;
+    /* first the logins recorded while this configuration could not be
+     * loaded: the mapped ones join the queue and are drained with it */
+    ur = ps_unresolved_resolve(&ctx, ps_unresolved_dir(), &rs, err, sizeof(err));
+    if (ur < 0)
+        ps_logf(lg, LOG_ERR, "unresolved removals: %s", ps_escape(err, eerr, sizeof(eerr)));
+    else if (ur == 1)
+        ps_logf(lg, LOG_NOTICE, "unresolved removals: another retry is resolving them");
     rv = ps_drain(&ctx, !o->json && isatty(STDERR_FILENO), &st);
     ps_ctx_release(&ctx);
+    if (ur < 0 && ps_status_worse(PS_ST_ERROR, rv))
+        rv = PS_ST_ERROR;
+    else if (rs.left > 0 && ps_status_worse(PS_ST_QUEUED, rv))
+        rv = PS_ST_QUEUED;
     rate = st.elapsed > 0 ? (double)(st.removed + st.absent + st.requeued + st.dead) / st.elapsed
                           : 0;
     if (o->json) {
@@ -638,16 +824,35 @@ static int cmd_retry(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg
         json_object_object_add(j, "rate", json_object_new_double(rate));
         if (st.stopped)
             json_object_object_add(j, "stopped", json_object_new_string(st.reason));
+        if (ur == 0) {
+            json_object *u = json_object_new_object();
+
+            json_object_object_add(u, "queued", json_object_new_int64((int64_t)rs.queued));
+            json_object_object_add(u, "dropped", json_object_new_int64((int64_t)rs.dropped));
+            json_object_object_add(u, "left", json_object_new_int64((int64_t)rs.left));
+            json_object_object_add(u, "other_config", json_object_new_int64((int64_t)rs.other));
+            json_object_object_add(u, "invalid", json_object_new_int64((int64_t)rs.invalid));
+            json_object_object_add(j, "unresolved", u);
+        }
         puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
         json_object_put(j);
-    } else if (st.total == 0 && !st.reason[0]) {
-        printf("retry: the queue is empty\n");
     } else {
-        printf("retry: %zu entries: %zu removed, %zu already absent, %zu still queued, "
-               "%zu dead letters, %zu busy, %zu invalid; %ld 429s, %ld connections, "
-               "%.1f s, %.1f req/s\n", st.total, st.removed, st.absent, st.requeued,
-               st.dead + st.aged, st.busy, st.invalid, st.http_429, st.connects, st.elapsed,
-               rate);
+        if (ur == 0 && rs.queued + rs.dropped + rs.left + rs.invalid > 0)
+            printf("retry: %zu logins recorded while the configuration could not be loaded: "
+                   "%zu queued, %zu dropped (not mapped or service not listed), %zu left, "
+                   "%zu invalid\n", rs.queued + rs.dropped + rs.left + rs.invalid, rs.queued,
+                   rs.dropped, rs.left, rs.invalid);
+        if (ur == 0 && rs.other > 0)
+            printf("retry: %zu recorded logins belong to another configuration (see "
+                   "`queue`)\n", rs.other);
+        if (st.total == 0 && !st.reason[0])
+            printf("retry: the queue is empty\n");
+        else
+            printf("retry: %zu entries: %zu removed, %zu already absent, %zu still queued, "
+                   "%zu dead letters, %zu busy, %zu invalid; %ld 429s, %ld connections, "
+                   "%.1f s, %.1f req/s\n", st.total, st.removed, st.absent, st.requeued,
+                   st.dead + st.aged, st.busy, st.invalid, st.http_429, st.connects,
+                   st.elapsed, rate);
     }
     if (st.stopped || (st.reason[0] && rv != PS_ST_REMOVED)) {
         char er[512];
@@ -691,6 +896,8 @@ int main(int argc, char **argv)
             rv = usage_error("--dry-run and --no-queue go with remove");
         else if ((rv = load_config(&o, &lg, 0, &cfg)) == EX_OK_)
             rv = o.command[0] == 'r' ? cmd_remove(&o, &lg, cfg) : cmd_lookup(&o, cfg);
+        else if (o.command[0] == 'r' && !o.dry_run && !o.no_queue)
+            rv = remove_unresolved(&o, &lg);
     } else if (o.socket && strcmp(o.command, "serve") != 0) {
         rv = usage_error("--socket goes with serve");
     } else if (strcmp(o.command, "serve") == 0) {

@@ -376,6 +376,9 @@ def write_config(dir, sim=None, name="deprovision.conf", **kw):
 
 # ---------------------------------------------------------------- command
 
+UNRESOLVED_ENV = "PLANETSCALE_DEPROVISION_UNRESOLVED_DIR"
+
+
 def command_path():
     path = os.environ.get("PS_COMMAND")
     if not path:
@@ -397,6 +400,11 @@ def run_cmd(args, config=None, input=None, timeout=60, env=None):
     wrapper = os.environ.get("TEST_WRAPPER", "").split()
     argv = wrapper + [cmd] + (["--config", config] if config else []) + list(args)
     full_env = dict(os.environ)
+    # logins recorded while a config cannot be loaded go beside that config,
+    # never into the machine's spool (src/unresolved.h)
+    if config and UNRESOLVED_ENV not in full_env:
+        full_env[UNRESOLVED_ENV] = os.path.join(os.path.dirname(os.path.abspath(config)),
+                                                "unresolved")
     for k, v in (env or {}).items():
         if v is None:
             full_env.pop(k, None)

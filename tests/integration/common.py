@@ -17,7 +17,8 @@ SECRETS = (pslib.TOKEN, pslib.OAUTH_TOKEN)
 
 
 def shim_env(logfile):
-    env = {"PS_SYSLOG_FILE": logfile}
+    env = {"PS_SYSLOG_FILE": logfile,
+           pslib.UNRESOLVED_ENV: os.path.join(os.path.dirname(logfile), "unresolved")}
     shim = os.environ.get("PS_SYSLOG_SHIM", "")
     if shim and os.path.exists(shim):
         pre = os.environ.get("LD_PRELOAD", "")

@@ -162,6 +162,7 @@ class HookTestCase(SimTestCase):
         shutil.copy(DELUSER_LOCAL, os.path.join(self.ns, "deluser.local"))
         os.chmod(os.path.join(self.ns, "deluser.local"), 0o755)
         self.qdir = os.path.join(self.dir, "queue")
+        self.udir = os.path.join(self.dir, "unresolved")
 
     # ---- fixtures in the copied /etc
     def install_hook(self):
@@ -202,6 +203,8 @@ class HookTestCase(SimTestCase):
                     "WITH_DELUSER_LOCAL": "1" if with_deluser_local else "0",
                     "SHIM": shim if shim and os.path.exists(shim) else "",
                     "SYSLOG": self.syslog})
+        # logins recorded under a broken config: kept in this test's dir
+        env.setdefault(pslib.UNRESOLVED_ENV, self.udir)
         if with_cmd and not os.access(pslib.command_path(), os.X_OK):
             self.skipTest("command not built: " + pslib.command_path())
         p = subprocess.run(["unshare", "-m", "bash", script], capture_output=True, text=True,
@@ -330,8 +333,9 @@ class UserdelHookTest(HookTestCase):
         self.assertIn("psit_alice", lines[0])
         self.assertTrue(lines[0].startswith("authpriv."), lines[0])
 
-    def test_command_failure_userdel_still_succeeds(self):
-        # a config error (group-readable secret: exit 78) must not fail userdel
+    def test_config_error_recorded_and_retry_removes_later(self):
+        # a config error (group-readable secret: exit 78) must not fail
+        # userdel, and must not lose the removal: the login is recorded
         self.install_hook()
         self.write_etc_config(mode=0o644)
         rcs = self.run_ns(USERADD_USERDEL)
@@ -339,10 +343,36 @@ class UserdelHookTest(HookTestCase):
         self.assertEqual(self.deletes(), [])
         errs = [l for l in self.logger_lines() if l.startswith("authpriv.err")]
         self.assertEqual(len(errs), 1, self.logger_lines())
-        self.assertIn("psit_alice", errs[0])
+        self.assertIn("psit_alice: configuration error", errs[0])
+        self.assertIn("recorded", errs[0])
+        self.assertIn("chmod", self.err("userdel"), "the fix is named")
+        recs = [n for n in os.listdir(self.udir) if n.endswith(".json")]
+        self.assertEqual(len(recs), 1)
+        with open(os.path.join(self.udir, recs[0])) as f:
+            self.assertIn('"config":"/etc/planetscale/deprovision.conf"', f.read())
+        # the administrator fixes the mode; the timer's retry finishes the job
+        self.write_etc_config(mode=0o600)
+        rcs = self.run_ns("run retry /usr/sbin/planetscale-deprovision retry\n")
+        self.assertEqual(rcs, {"retry": 0}, self.texts)
+        self.assert_alice_deleted_once()
+        self.assertEqual([n for n in os.listdir(self.udir) if n.endswith(".json")], [])
+
+    def test_command_failure_userdel_still_succeeds(self):
+        # a config error and nowhere to record the login (exit 1): userdel
+        # still succeeds and the log says how to finish by hand
+        self.install_hook()
+        self.write_etc_config(mode=0o644)
+        os.mkdir(self.udir, 0o755)
+        os.chmod(self.udir, 0o755)
+        rcs = self.run_ns(USERADD_USERDEL)
+        self.assertEqual(rcs, {"useradd": 0, "userdel": 0, "gone": 0}, self.texts)
+        self.assertEqual(self.deletes(), [])
+        errs = [l for l in self.logger_lines() if l.startswith("authpriv.err")]
+        self.assertEqual(len(errs), 1, self.logger_lines())
+        self.assertIn("exit status 1", errs[0])
         self.assertIn("planetscale-deprovision remove psit_alice", errs[0],
                       "says how to finish by hand")
-        self.assertIn("psit_alice", self.err("userdel"))
+        self.assertIn("NOT recorded", self.err("userdel"))
 
     def test_command_absent_userdel_quiet(self):
         # package removed, conffile (the hook) kept

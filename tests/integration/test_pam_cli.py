@@ -33,7 +33,9 @@ def find_pam_module(name):
 TODAY = int(time.time() // 86400)
 
 
-class PamTest(SimTestCase):
+class PamFixture(SimTestCase):
+    """pamtester under pam_wrapper and nss_wrapper, a service dir, a helper
+    wrapper that keeps the test's syslog capture."""
 
     @classmethod
     def setUpClass(cls):
@@ -111,6 +113,10 @@ class PamTest(SimTestCase):
                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
         self.outputs.append(p.stdout + p.stderr)
         return p.returncode, p.stdout + p.stderr
+
+
+
+class PamTest(PamFixture):
 
     def test_dedicated_service_removes(self):
         cfg = self.config()
