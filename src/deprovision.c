@@ -202,7 +202,7 @@ static char *next_stdin_login(char **line, size_t *cap)
 static int record_unresolved(const opts_t *o, const ps_log_t *lg, const char *login,
                              const char *service, const char *mode, json_object *arr)
 {
-    char elogin[PS_LOGIN_MAX * 4 + 8], err[1024], eerr[1200], detail[1600];
+    char elogin[PS_LOGIN_MAX * 4 + 8], err[1024] = "", eerr[1200], detail[1600];
     const char *dir = ps_unresolved_dir();
     ps_unresolved_t u;
     int ok;
