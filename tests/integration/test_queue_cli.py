@@ -220,6 +220,79 @@ class CrashSafetyTest(QueueTestCase):
             self.assertTrue(name in ("dead", "invalid") or name.startswith("."), name)
 
 
+    def test_kill_9_during_remove_loses_nothing(self):
+        """`remove` killed at any moment: before, during or after its
+        write-ahead, while a DELETE is in flight, while it settles an entry.
+        A member the simulator still has is always a valid pending entry."""
+        n = 8
+        ids = ["kr%02d" % i for i in range(n)]
+        logins = ["ku%02d" % i for i in range(n)]
+        users = [{"login": l, "id": i} for l, i in zip(logins, ids)]
+        members = members_with(ids)
+        cfg = self.config(users=users, retries=1, timeout=3)
+        seed = int(os.environ.get("PS_TEST_SEED", random.randrange(1 << 30)))
+        rng = random.Random(seed)
+        print("seed", seed)
+        early = mid = failing_sent = 0
+        for run in range(self.RUNS):
+            for name in self.queue_entries():
+                os.unlink(os.path.join(self.qdir(), name))
+            self.sim.set_members(members)
+            self.sim.reset()
+            # two members fail (503): once their DELETE is sent, only the
+            # write-ahead entry remembers them; every other answer takes
+            # 20 ms, so a kill lands inside the removals
+            self.sim.set_faults(["status:503;count=-1;match=/%s" % ids[2],
+                                 "status:503;count=-1;match=/%s" % ids[5],
+                                 "delay:0.02;count=-1"])
+            delay = rng.uniform(0, 0.25)
+            p = self.popen(["remove"] + logins, cfg, stdout=subprocess.DEVNULL)
+            time.sleep(delay)
+            p.send_signal(signal.SIGKILL)
+            p.communicate(timeout=30)
+            if p.returncode != -signal.SIGKILL:
+                self.assertEqual(p.returncode, 75, "run %d: remove exit status" % run)
+            files = self.queue_entries()
+            self.assertEqual(os.listdir(self.qdir("invalid")), [],
+                             "run %d: a kill produced an invalid entry" % run)
+            q = self.queue_json(cfg)
+            self.assertEqual(len(q), len(files), q)
+            queued = {e["id"] for e in q}
+            self.sim.wait_idle(10)
+            still = set(self.sim.members_of("acme"))
+            for i in ids:
+                if i in still and i not in queued:
+                    # not yet reached: remove never got to this login
+                    self.assertFalse(any(r["target"].split("?")[0].endswith("/" + i)
+                                         for r in self.deletes()),
+                                     "run %d (kill after %.0f ms): member %s was sent, "
+                                     "neither removed nor queued: LOST" % (run, delay * 1000, i))
+            sent = {r["target"].split("?")[0].rsplit("/", 1)[-1] for r in self.deletes()}
+            for i in (ids[2], ids[5]):
+                self.assertIn(i, still)
+                if i in sent:
+                    failing_sent += 1
+                    self.assertIn(i, queued, "run %d: %s answered 503 and is not queued: LOST"
+                                  % (run, i))
+            gone = n - len(still & set(ids))
+            if gone == 0:
+                early += 1
+            elif gone < n:
+                mid += 1
+            # whatever is queued, retry finishes it
+            self.sim.set_faults([])
+            rc, out, err = self.run_cmd(["retry"], cfg)
+            self.assertEqual(rc, 0, out + err)
+            self.assertEqual(self.queue_entries(), [])
+            for i in queued:
+                self.assertNotIn(i, self.sim.members_of("acme"))
+        print("runs with nothing removed yet: %d, killed mid-way: %d, failing members sent: "
+              "%d" % (early, mid, failing_sent))
+        self.assertGreater(failing_sent, 0, "no failing member was ever sent before the kill")
+        self.assertGreaterEqual(mid, 3, "the kills did not land between removals: the test "
+                                "proves little")
+
+
 # ====================================================================== disk
 
 @unittest.skipIf(have_unshare(), have_unshare())
