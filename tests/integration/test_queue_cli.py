@@ -253,8 +253,10 @@ class CrashSafetyTest(QueueTestCase):
             if p.returncode != -signal.SIGKILL:
                 self.assertEqual(p.returncode, 75, "run %d: remove exit status" % run)
             files = self.queue_entries()
-            self.assertEqual(os.listdir(self.qdir("invalid")), [],
-                             "run %d: a kill produced an invalid entry" % run)
+            # (a kill before remove opened the queue leaves no invalid/ yet)
+            if os.path.isdir(self.qdir("invalid")):
+                self.assertEqual(os.listdir(self.qdir("invalid")), [],
+                                 "run %d: a kill produced an invalid entry" % run)
             q = self.queue_json(cfg)
             self.assertEqual(len(q), len(files), q)
             queued = {e["id"] for e in q}
