@@ -32,186 +32,173 @@
 
 #include <security/pam_appl.h>
 
-static int
-conv(int n, const struct pam_message **msg, struct pam_response **resp,
-    void *data)
+static int conv(int n, const struct pam_message **msg, struct pam_response **resp, void *data)
 {
-	(void)n;
-	(void)msg;
-	(void)data;
-	*resp = NULL;
-	return PAM_CONV_ERR;    /* nothing on the account path may prompt */
+    (void)n;
+    (void)msg;
+    (void)data;
+    *resp = NULL;
+    return PAM_CONV_ERR; /* nothing on the account path may prompt */
 }
 
 static int count_fds_list(int list);
 
-static int
-count_fds(void)
+static int count_fds(void)
 {
-	return count_fds_list(0);
+    return count_fds_list(0);
 }
 
-static int
-count_fds_list(int list)
+static int count_fds_list(int list)
 {
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *de;
-	int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    int n = 0;
 
-	if (d == NULL)
-		return -1;
-	while ((de = readdir(d)) != NULL) {
-		char path[300], target[512];
-		ssize_t len;
+    if(d == NULL)
+        return -1;
+    while((de = readdir(d)) != NULL) {
+        char path[300], target[512];
+        ssize_t len;
 
-		if (de->d_name[0] == '.')
-			continue;
-		n++;
-		if (!list)
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
-		len = readlink(path, target, sizeof(target) - 1);
-		target[len > 0 ? len : 0] = '\0';
-		printf("fd %s -> %s\n", de->d_name, target);
-	}
-	closedir(d);
-	return n - 1;           /* the DIR's own descriptor */
+        if(de->d_name[0] == '.')
+            continue;
+        n++;
+        if(!list)
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+        len = readlink(path, target, sizeof(target) - 1);
+        target[len > 0 ? len : 0] = '\0';
+        printf("fd %s -> %s\n", de->d_name, target);
+    }
+    closedir(d);
+    return n - 1; /* the DIR's own descriptor */
 }
 
-static long
-vm_rss_kb(void)
+static long vm_rss_kb(void)
 {
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long kb = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
 
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, "VmRSS:", 6) == 0) {
-			kb = strtol(line + 6, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return kb;
+    if(f == NULL)
+        return -1;
+    while(fgets(line, sizeof(line), f) != NULL)
+        if(strncmp(line, "VmRSS:", 6) == 0) {
+            kb = strtol(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kb;
 }
 
 /* Which interesting libraries are mapped into this process right now. */
-static void
-report_maps(void)
+static void report_maps(void)
 {
-	FILE *f = fopen("/proc/self/maps", "r");
-	char line[1024];
-	int curl = 0, tls = 0, cfg = 0, json = 0;
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[1024];
+    int curl = 0, tls = 0, cfg = 0, json = 0;
 
-	if (f == NULL) {
-		printf("mapped_libcurl=-1\n");
-		return;
-	}
-	while (fgets(line, sizeof(line), f) != NULL) {
-		if (strstr(line, "libcurl") != NULL)
-			curl = 1;
-		if (strstr(line, "libssl") != NULL ||
-		    strstr(line, "libcrypto") != NULL ||
-		    strstr(line, "libgnutls") != NULL ||
-		    strstr(line, "libnettle") != NULL)
-			tls = 1;
-		if (strstr(line, "libconfig") != NULL)
-			cfg = 1;
-		if (strstr(line, "libjson-c") != NULL)
-			json = 1;
-	}
-	fclose(f);
-	printf("mapped_libcurl=%d\nmapped_tls=%d\nmapped_libconfig=%d\n"
-	    "mapped_jsonc=%d\n", curl, tls, cfg, json);
+    if(f == NULL) {
+        printf("mapped_libcurl=-1\n");
+        return;
+    }
+    while(fgets(line, sizeof(line), f) != NULL) {
+        if(strstr(line, "libcurl") != NULL)
+            curl = 1;
+        if(strstr(line, "libssl") != NULL || strstr(line, "libcrypto") != NULL ||
+           strstr(line, "libgnutls") != NULL || strstr(line, "libnettle") != NULL)
+            tls = 1;
+        if(strstr(line, "libconfig") != NULL)
+            cfg = 1;
+        if(strstr(line, "libjson-c") != NULL)
+            json = 1;
+    }
+    fclose(f);
+    printf("mapped_libcurl=%d\nmapped_tls=%d\nmapped_libconfig=%d\n"
+           "mapped_jsonc=%d\n",
+           curl, tls, cfg, json);
 }
 
-static double
-now_ns(void)
+static double now_ns(void)
 {
-	struct timespec ts;
+    struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
-	const struct pam_conv pc = { conv, NULL };
-	const char *service, *user;
-	int session = 0, report = 0, fds_before = 0, fds_first = -1, i;
-	long n, rss1000 = -1;
-	double t0, t1;
+    const struct pam_conv pc = { conv, NULL };
+    const char *service, *user;
+    int session = 0, report = 0, fds_before = 0, fds_first = -1, i;
+    long n, rss1000 = -1;
+    double t0, t1;
 
-	if (argc < 4) {
-		fprintf(stderr,
-		    "usage: %s SERVICE USER N [--session] [--report]\n",
-		    argv[0]);
-		return 64;
-	}
-	service = argv[1];
-	user = argv[2];
-	n = strtol(argv[3], NULL, 10);
-	for (i = 4; i < argc; i++) {
-		if (strcmp(argv[i], "--session") == 0)
-			session = 1;
-		else if (strcmp(argv[i], "--report") == 0)
-			report = 1;
-		else {
-			fprintf(stderr, "unknown option %s\n", argv[i]);
-			return 64;
-		}
-	}
-	if (report)
-		fds_before = count_fds();
+    if(argc < 4) {
+        fprintf(stderr, "usage: %s SERVICE USER N [--session] [--report]\n", argv[0]);
+        return 64;
+    }
+    service = argv[1];
+    user = argv[2];
+    n = strtol(argv[3], NULL, 10);
+    for(i = 4; i < argc; i++) {
+        if(strcmp(argv[i], "--session") == 0)
+            session = 1;
+        else if(strcmp(argv[i], "--report") == 0)
+            report = 1;
+        else {
+            fprintf(stderr, "unknown option %s\n", argv[i]);
+            return 64;
+        }
+    }
+    if(report)
+        fds_before = count_fds();
 
-	t0 = now_ns();
-	for (i = 0; i < n; i++) {
-		pam_handle_t *h = NULL;
-		int rc = pam_start(service, user, &pc, &h);
+    t0 = now_ns();
+    for(i = 0; i < n; i++) {
+        pam_handle_t *h = NULL;
+        int rc = pam_start(service, user, &pc, &h);
 
-		if (rc != PAM_SUCCESS) {
-			fprintf(stderr, "pam_start: %d\n", rc);
-			return 2;
-		}
-		rc = pam_acct_mgmt(h, PAM_SILENT);
-		if (rc != PAM_SUCCESS) {
-			fprintf(stderr, "cycle %d: pam_acct_mgmt: %s\n", i,
-			    pam_strerror(h, rc));
-			pam_end(h, rc);
-			return 2;
-		}
-		if (session) {
-			rc = pam_open_session(h, PAM_SILENT);
-			if (rc == PAM_SUCCESS)
-				rc = pam_close_session(h, PAM_SILENT);
-			if (rc != PAM_SUCCESS) {
-				fprintf(stderr, "cycle %d: session: %s\n", i,
-				    pam_strerror(h, rc));
-				pam_end(h, rc);
-				return 2;
-			}
-		}
-		pam_end(h, rc);
-		if (report && i == 0)
-			fds_first = count_fds();
-		if (report && i + 1 == 1000)
-			rss1000 = vm_rss_kb();
-	}
-	t1 = now_ns();
+        if(rc != PAM_SUCCESS) {
+            fprintf(stderr, "pam_start: %d\n", rc);
+            return 2;
+        }
+        rc = pam_acct_mgmt(h, PAM_SILENT);
+        if(rc != PAM_SUCCESS) {
+            fprintf(stderr, "cycle %d: pam_acct_mgmt: %s\n", i, pam_strerror(h, rc));
+            pam_end(h, rc);
+            return 2;
+        }
+        if(session) {
+            rc = pam_open_session(h, PAM_SILENT);
+            if(rc == PAM_SUCCESS)
+                rc = pam_close_session(h, PAM_SILENT);
+            if(rc != PAM_SUCCESS) {
+                fprintf(stderr, "cycle %d: session: %s\n", i, pam_strerror(h, rc));
+                pam_end(h, rc);
+                return 2;
+            }
+        }
+        pam_end(h, rc);
+        if(report && i == 0)
+            fds_first = count_fds();
+        if(report && i + 1 == 1000)
+            rss1000 = vm_rss_kb();
+    }
+    t1 = now_ns();
 
-	printf("cycles=%ld\ntotal_ns=%.0f\nper_call_ns=%.1f\n", n, t1 - t0,
-	    n > 0 ? (t1 - t0) / (double)n : 0.0);
-	if (report) {
-		int fds_after = count_fds();
+    printf("cycles=%ld\ntotal_ns=%.0f\nper_call_ns=%.1f\n", n, t1 - t0,
+           n > 0 ? (t1 - t0) / (double)n : 0.0);
+    if(report) {
+        int fds_after = count_fds();
 
-		printf("fds_before=%d\nfds_after_first=%d\nfds_after=%d\n",
-		    fds_before, fds_first, fds_after);
-		if (fds_after != fds_before)
-			(void)count_fds_list(1);
-		printf("rss_kb_1000=%ld\nrss_kb_end=%ld\n", rss1000, vm_rss_kb());
-		report_maps();
-	}
-	return 0;
+        printf("fds_before=%d\nfds_after_first=%d\nfds_after=%d\n", fds_before, fds_first,
+               fds_after);
+        if(fds_after != fds_before)
+            (void)count_fds_list(1);
+        printf("rss_kb_1000=%ld\nrss_kb_end=%ld\n", rss1000, vm_rss_kb());
+        report_maps();
+    }
+    return 0;
 }

@@ -4,16 +4,14 @@
 int fsync(int fd);
 int fdatasync(int fd);
 
-int
-fsync(int fd)
+int fsync(int fd)
 {
-	(void)fd;
-	return 0;
+    (void)fd;
+    return 0;
 }
 
-int
-fdatasync(int fd)
+int fdatasync(int fd)
 {
-	(void)fd;
-	return 0;
+    (void)fd;
+    return 0;
 }

@@ -14,39 +14,37 @@
 #include <time.h>
 #include <unistd.h>
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
-	struct timespec t0, t1;
-	struct rusage ru;
-	int status;
-	pid_t pid;
-	FILE *f;
+    struct timespec t0, t1;
+    struct rusage ru;
+    int status;
+    pid_t pid;
+    FILE *f;
 
-	if (argc < 3) {
-		fprintf(stderr, "usage: %s OUTFILE CMD [ARGS...]\n", argv[0]);
-		return 64;
-	}
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	pid = fork();
-	if (pid < 0)
-		return 71;
-	if (pid == 0) {
-		execv(argv[2], argv + 2);
-		_exit(127);
-	}
-	if (wait4(pid, &status, 0, &ru) != pid)
-		return 71;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	f = fopen(argv[1], "w");
-	if (f == NULL)
-		return 71;
-	fprintf(f, "%d %.6f %.6f %.6f %ld\n", WIFEXITED(status) ?
-	    WEXITSTATUS(status) : 128 + WTERMSIG(status),
-	    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
-	    (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
-	    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6,
-	    ru.ru_maxrss);
-	fclose(f);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+    if(argc < 3) {
+        fprintf(stderr, "usage: %s OUTFILE CMD [ARGS...]\n", argv[0]);
+        return 64;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    pid = fork();
+    if(pid < 0)
+        return 71;
+    if(pid == 0) {
+        execv(argv[2], argv + 2);
+        _exit(127);
+    }
+    if(wait4(pid, &status, 0, &ru) != pid)
+        return 71;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    f = fopen(argv[1], "w");
+    if(f == NULL)
+        return 71;
+    fprintf(f, "%d %.6f %.6f %.6f %ld\n",
+            WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+            (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+            (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
+            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, ru.ru_maxrss);
+    fclose(f);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }

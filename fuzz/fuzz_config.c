@@ -49,8 +49,7 @@ static void init_once(void)
 
 static void write_input(const uint8_t *data, size_t size)
 {
-    int fd = open(fuzz_path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
-                  O_CLOEXEC, 0600);
+    int fd = open(fuzz_path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 
     if(fd < 0) {
         perror(fuzz_path);
@@ -93,7 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             ps_config_map(cfg, cfg->users[i].login, &m);
         ps_config_pam_service_allowed(cfg, "planetscale-deprovision");
     } else if(cfg || !err[0]) {
-        abort();            /* a failure always says why, and returns nothing */
+        abort(); /* a failure always says why, and returns nothing */
     }
     ps_config_free(cfg);
     return 0;

@@ -16,9 +16,8 @@ static int same(const ps_qentry_t *a, const ps_qentry_t *b)
            !strcmp(a->organization, b->organization) && !strcmp(a->id, b->id) &&
            a->delete_passwords == b->delete_passwords &&
            a->delete_service_tokens == b->delete_service_tokens &&
-           a->first_attempt == b->first_attempt &&
-           a->last_attempt == b->last_attempt && a->attempts == b->attempts &&
-           !strcmp(a->last_error, b->last_error);
+           a->first_attempt == b->first_attempt && a->last_attempt == b->last_attempt &&
+           a->attempts == b->attempts && !strcmp(a->last_error, b->last_error);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -32,12 +31,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     err[0] = '\0';
     if(ps_queue_parse((const char *)data, size, &e, err, sizeof(err)) != 0) {
         if(!err[0])
-            abort();            /* every refusal says why */
+            abort(); /* every refusal says why */
         return 0;
     }
-    if(!ps_login_valid(e.login) || !ps_id_valid(e.organization) ||
-       !ps_id_valid(e.id) || e.attempts < 0 || e.first_attempt < 0 ||
-       e.last_attempt < 0 || !memchr(e.last_error, '\0', sizeof(e.last_error)))
+    if(!ps_login_valid(e.login) || !ps_id_valid(e.organization) || !ps_id_valid(e.id) ||
+       e.attempts < 0 || e.first_attempt < 0 || e.last_attempt < 0 ||
+       !memchr(e.last_error, '\0', sizeof(e.last_error)))
         abort();
     ps_queue_name(e.login, e.organization, e.id, name);
     if(strcmp(name, e.name))
@@ -45,8 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s = ps_queue_format(&e);
     if(!s)
         abort();
-    if(ps_queue_parse(s, strlen(s), &back, err, sizeof(err)) != 0 ||
-       !same(&e, &back))
+    if(ps_queue_parse(s, strlen(s), &back, err, sizeof(err)) != 0 || !same(&e, &back))
         abort();
     free(s);
     return 0;

@@ -20,21 +20,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *c;
 
     err[0] = '\0';
-    if (ps_unresolved_parse((const char *)data, size, &u, err, sizeof(err)) != 0) {
-        if (!err[0])
-            abort();            /* every refusal says why */
+    if(ps_unresolved_parse((const char *)data, size, &u, err, sizeof(err)) != 0) {
+        if(!err[0])
+            abort(); /* every refusal says why */
         return 0;
     }
-    if (!ps_login_valid(u.login) || u.config[0] != '/' || u.recorded <= 0 ||
-        strlen(u.name) != 21 || strcmp(u.name + 16, ".json") != 0)
+    if(!ps_login_valid(u.login) || u.config[0] != '/' || u.recorded <= 0 || strlen(u.name) != 21 ||
+       strcmp(u.name + 16, ".json") != 0)
         abort();
-    for (c = u.config; *c; c++)
-        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+    for(c = u.config; *c; c++)
+        if((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
             abort();
-    if (u.mode[0] && strcmp(u.mode, PS_MODE_SERVICE) && strcmp(u.mode, PS_MODE_EXPIRED) &&
-        strcmp(u.mode, PS_MODE_CLOSE))
+    if(u.mode[0] && strcmp(u.mode, PS_MODE_SERVICE) && strcmp(u.mode, PS_MODE_EXPIRED) &&
+       strcmp(u.mode, PS_MODE_CLOSE))
         abort();
-    if (!u.mode[0] && u.service[0])
+    if(!u.mode[0] && u.service[0])
         abort();
     return 0;
 }

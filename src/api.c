@@ -10,7 +10,7 @@
  * The credential lives only in the header list of one request, which is wiped
  * before it is freed. CURLOPT_VERBOSE is never set: it would print it. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE     /* explicit_bzero, strptime_l, timegm */
+#define _GNU_SOURCE /* explicit_bzero, strptime_l, timegm */
 #endif
 
 #include <errno.h>
@@ -58,25 +58,25 @@ static struct ps_curl_api {
 
 #undef curl_easy_setopt
 #undef curl_easy_getinfo
-#define curl_global_init ps_curl.global_init
+#define curl_global_init    ps_curl.global_init
 #define curl_global_cleanup ps_curl.global_cleanup
-#define curl_easy_init ps_curl.easy_init
-#define curl_easy_cleanup ps_curl.easy_cleanup
-#define curl_easy_setopt ps_curl.easy_setopt
-#define curl_easy_getinfo ps_curl.easy_getinfo
-#define curl_easy_perform ps_curl.easy_perform
-#define curl_easy_strerror ps_curl.easy_strerror
-#define curl_slist_append ps_curl.slist_append
+#define curl_easy_init      ps_curl.easy_init
+#define curl_easy_cleanup   ps_curl.easy_cleanup
+#define curl_easy_setopt    ps_curl.easy_setopt
+#define curl_easy_getinfo   ps_curl.easy_getinfo
+#define curl_easy_perform   ps_curl.easy_perform
+#define curl_easy_strerror  ps_curl.easy_strerror
+#define curl_slist_append   ps_curl.slist_append
 #define curl_slist_free_all ps_curl.slist_free_all
 
 /* 0, or -1 with a message that says what to install. */
 static int load_libcurl(char *err, size_t errlen)
 {
-    static const char *const names[] = {
-        "curl_global_init", "curl_global_cleanup", "curl_easy_init", "curl_easy_cleanup",
-        "curl_easy_setopt", "curl_easy_getinfo", "curl_easy_perform", "curl_easy_strerror",
-        "curl_slist_append", "curl_slist_free_all"
-    };
+    static const char *const names[] = { "curl_global_init",  "curl_global_cleanup",
+                                         "curl_easy_init",    "curl_easy_cleanup",
+                                         "curl_easy_setopt",  "curl_easy_getinfo",
+                                         "curl_easy_perform", "curl_easy_strerror",
+                                         "curl_slist_append", "curl_slist_free_all" };
     void *sym[sizeof(names) / sizeof(names[0])];
     void *h;
     size_t i;
@@ -120,16 +120,16 @@ static int load_libcurl(char *err, size_t errlen)
 #define PS_VERSION "0.0.0"
 #endif
 
-#define PS_USER_AGENT "pam-planetscale/" PS_VERSION
-#define PS_BODY_MAX (64 * 1024)          /* response bodies beyond this abort */
-#define PS_RETRY_AFTER_LEN 64            /* longest Retry-After value kept */
-#define PS_RETRY_AFTER_MAX 2147483647.0  /* clamp of delta-seconds */
-#define PS_JSON_DEPTH 16
-#define PS_DEFAULT_TIMEOUT 10.0
+#define PS_USER_AGENT              "pam-planetscale/" PS_VERSION
+#define PS_BODY_MAX                (64 * 1024)  /* response bodies beyond this abort */
+#define PS_RETRY_AFTER_LEN         64           /* longest Retry-After value kept */
+#define PS_RETRY_AFTER_MAX         2147483647.0 /* clamp of delta-seconds */
+#define PS_JSON_DEPTH              16
+#define PS_DEFAULT_TIMEOUT         10.0
 #define PS_DEFAULT_CONNECT_TIMEOUT 5.0
-#define PS_DEFAULT_BACKOFF_BASE 1.0
-#define PS_DEFAULT_BACKOFF_CAP 60.0
-#define PS_MIN_REQUEST_TIME 0.001        /* below this a request is not tried */
+#define PS_DEFAULT_BACKOFF_BASE    1.0
+#define PS_DEFAULT_BACKOFF_CAP     60.0
+#define PS_MIN_REQUEST_TIME        0.001 /* below this a request is not tried */
 
 struct ps_client {
     CURL *curl;
@@ -175,16 +175,11 @@ static void set_msg(char *msg, size_t msglen, const char *fmt, ...)
 const char *ps_outcome_name(ps_outcome_t o)
 {
     switch(o) {
-    case PS_OUT_REMOVED:
-        return "removed";
-    case PS_OUT_ABSENT:
-        return "absent";
-    case PS_OUT_REFUSED:
-        return "refused";
-    case PS_OUT_TRANSIENT:
-        return "transient";
-    case PS_OUT_CONFIG:
-        return "config";
+    case PS_OUT_REMOVED: return "removed";
+    case PS_OUT_ABSENT: return "absent";
+    case PS_OUT_REFUSED: return "refused";
+    case PS_OUT_TRANSIENT: return "transient";
+    case PS_OUT_CONFIG: return "config";
     }
     return "unknown";
 }
@@ -193,9 +188,8 @@ const char *ps_outcome_name(ps_outcome_t o)
 
 static int unreserved(unsigned char ch)
 {
-    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-           (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '~' ||
-           ch == '-';
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+           ch == '_' || ch == '.' || ch == '~' || ch == '-';
 }
 
 /* Bytes the escaped form of a valid segment takes, 0 when invalid. */
@@ -228,8 +222,8 @@ static char *append_segment(char *out, const char *seg)
     return out;
 }
 
-char *ps_build_url(const char *base, const char *organization, const char *id,
-                   int flags_mode, int delete_passwords, int delete_service_tokens)
+char *ps_build_url(const char *base, const char *organization, const char *id, int flags_mode,
+                   int delete_passwords, int delete_service_tokens)
 {
     static const char orgs[] = "/organizations/";
     static const char members[] = "/members/";
@@ -249,11 +243,10 @@ char *ps_build_url(const char *base, const char *organization, const char *id,
     ilen = segment_len(id);
     if(!olen || !ilen)
         return NULL;
-    if(flags_mode != PS_FLAGS_BODY) {     /* query mode, the default */
-        int n = snprintf(query, sizeof(query),
-                         "?delete_passwords=%s&delete_service_tokens=%s",
-                         delete_passwords ? "true" : "false",
-                         delete_service_tokens ? "true" : "false");
+    if(flags_mode != PS_FLAGS_BODY) { /* query mode, the default */
+        int n =
+            snprintf(query, sizeof(query), "?delete_passwords=%s&delete_service_tokens=%s",
+                     delete_passwords ? "true" : "false", delete_service_tokens ? "true" : "false");
         if(n < 0 || (size_t)n >= sizeof(query))
             return NULL;
         qlen = (size_t)n;
@@ -282,8 +275,7 @@ char *ps_build_body(int delete_passwords, int delete_service_tokens)
     char *body = NULL;
 
     if(asprintf(&body, "{\"delete_passwords\":%s,\"delete_service_tokens\":%s}",
-                delete_passwords ? "true" : "false",
-                delete_service_tokens ? "true" : "false") < 0)
+                delete_passwords ? "true" : "false", delete_service_tokens ? "true" : "false") < 0)
         return NULL;
     return body;
 }
@@ -324,8 +316,7 @@ static int json_message(const char *body, size_t len, char *msg, size_t msglen)
        !json_object_is_type(jm, json_type_string))
         goto out;
     /* an embedded NUL ends the message */
-    copy_str(msg, msglen, json_object_get_string(jm),
-             strlen(json_object_get_string(jm)));
+    copy_str(msg, msglen, json_object_get_string(jm), strlen(json_object_get_string(jm)));
     rv = 0;
 out:
     json_object_put(obj);
@@ -371,8 +362,7 @@ static ps_outcome_t status_outcome(long status)
     return PS_OUT_TRANSIENT;
 }
 
-ps_outcome_t ps_classify_http(long status, const char *body, size_t len, char *msg,
-                              size_t msglen)
+ps_outcome_t ps_classify_http(long status, const char *body, size_t len, char *msg, size_t msglen)
 {
     ps_outcome_t o = status_outcome(status);
     const char *reason;
@@ -407,9 +397,9 @@ static int http_ws(char ch)
 static double parse_http_date(const char *s, time_t now)
 {
     static const char *const fmts[] = {
-        "%a, %d %b %Y %H:%M:%S GMT",    /* IMF-fixdate */
-        "%A, %d-%b-%y %H:%M:%S GMT",    /* RFC 850 */
-        "%a %b %e %H:%M:%S %Y",         /* asctime */
+        "%a, %d %b %Y %H:%M:%S GMT", /* IMF-fixdate */
+        "%A, %d-%b-%y %H:%M:%S GMT", /* RFC 850 */
+        "%a %b %e %H:%M:%S %Y",      /* asctime */
     };
     locale_t loc;
     double rv = -1;
@@ -464,9 +454,9 @@ double ps_parse_retry_after(const char *value, time_t now)
             secs = PS_RETRY_AFTER_MAX;
     }
     if(i == len)
-        return secs;    /* delta-seconds, however many digits */
+        return secs; /* delta-seconds, however many digits */
     if(i || len >= sizeof(buf))
-        return -1;      /* "12abc", or too long to be a date */
+        return -1; /* "12abc", or too long to be a date */
     memcpy(buf, value, len);
     buf[len] = '\0';
     return parse_http_date(buf, now);
@@ -481,7 +471,7 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
 
     if(n > PS_BODY_MAX - c->body_len) {
         c->body_overflow = 1;
-        return 0;   /* aborts the transfer: CURLE_WRITE_ERROR */
+        return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
     }
     memcpy(c->body + c->body_len, ptr, n);
     c->body_len += n;
@@ -514,7 +504,7 @@ static size_t header_cb(char *buf, size_t size, size_t nitems, void *userp)
     while(vlen && http_ws(v[vlen - 1]))
         vlen--;
     if(!vlen || vlen >= sizeof(c->retry_after) || memchr(v, '\0', vlen))
-        c->retry_after[0] = '\0';   /* absent or not a value we accept */
+        c->retry_after[0] = '\0'; /* absent or not a value we accept */
     else
         copy_str(c->retry_after, sizeof(c->retry_after), v, vlen);
     return len;
@@ -536,7 +526,7 @@ static CURLcode set_static_options(ps_client_t *c)
         rc = curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     if(!rc)
         rc = curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-#if LIBCURL_VERSION_NUM >= 0x075500   /* 7.85.0 */
+#if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85.0 */
     if(!rc)
         rc = curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, protocols);
     if(!rc)
@@ -693,7 +683,7 @@ static long to_ms(double secs)
     double ms = secs * 1000.0 + 0.999;
 
     if(ms < 1)
-        return 1;      /* 0 would mean "no timeout" to libcurl */
+        return 1; /* 0 would mean "no timeout" to libcurl */
     if(ms > 86400000.0)
         return 86400000L;
     return (long)ms;
@@ -704,8 +694,8 @@ static long to_ms(double secs)
 static int set_timeouts(ps_client_t *c, double deadline)
 {
     double total = c->cfg->timeout > 0 ? c->cfg->timeout : PS_DEFAULT_TIMEOUT;
-    double conn = c->cfg->connect_timeout > 0 ? c->cfg->connect_timeout
-                                             : PS_DEFAULT_CONNECT_TIMEOUT;
+    double conn =
+        c->cfg->connect_timeout > 0 ? c->cfg->connect_timeout : PS_DEFAULT_CONNECT_TIMEOUT;
     CURLcode rc;
 
     if(deadline > 0) {
@@ -738,8 +728,7 @@ static CURLcode set_request(ps_client_t *c, const char *url, struct curl_slist *
         rc = curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
         if(!rc)
             rc = curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-    }
-    else if(!rc) {
+    } else if(!rc) {
         rc = curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
     }
     if(!rc)
@@ -769,8 +758,7 @@ static ps_outcome_t curl_outcome(CURLcode res)
     case CURLE_SSL_CRL_BADFILE:
     case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
     case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_URL_MALFORMAT:
-        return PS_OUT_CONFIG;
+    case CURLE_URL_MALFORMAT: return PS_OUT_CONFIG;
     default:
         /* resolve/connect/timeout/TLS handshake/send/recv/HTTP2 errors and
          * anything unexpected: try again later rather than lose it */
@@ -788,10 +776,8 @@ static const char *curl_hint(CURLcode res)
         return " (TLS certificate verification failed: check api.url and api.ca_file)";
     case CURLE_UNSUPPORTED_PROTOCOL:
         return " (only https is allowed, http only to a loopback address: check api.url)";
-    case CURLE_URL_MALFORMAT:
-        return " (check api.url)";
-    default:
-        return "";
+    case CURLE_URL_MALFORMAT: return " (check api.url)";
+    default: return "";
     }
 }
 
@@ -828,8 +814,7 @@ static int contains_secret(const char *auth, const char *msg)
     return 0;
 }
 
-static ps_outcome_t classify_transfer(ps_client_t *c, CURLcode res, long status,
-                                      ps_result_t *r)
+static ps_outcome_t classify_transfer(ps_client_t *c, CURLcode res, long status, ps_result_t *r)
 {
     char *location = NULL;
     ps_outcome_t o;
@@ -842,13 +827,10 @@ static ps_outcome_t classify_transfer(ps_client_t *c, CURLcode res, long status,
     if(o == PS_OUT_CONFIG) {
         if(curl_easy_getinfo(c->curl, CURLINFO_REDIRECT_URL, &location) || !location)
             location = NULL;
-        set_msg(r->message, sizeof(r->message),
-                "redirect to %.300s refused: check api.url",
+        set_msg(r->message, sizeof(r->message), "redirect to %.300s refused: check api.url",
                 location ? location : "an unnamed location");
-    }
-    else if(c->body_overflow) {
-        set_msg(r->message, sizeof(r->message),
-                "response body too large (HTTP %ld)", status);
+    } else if(c->body_overflow) {
+        set_msg(r->message, sizeof(r->message), "response body too large (HTTP %ld)", status);
     }
     return o;
 }
@@ -879,8 +861,8 @@ static ps_outcome_t delete_once(ps_client_t *c, const ps_mapping_t *m, double de
         rv = PS_OUT_CONFIG;
         goto out;
     }
-    url = ps_build_url(cfg->api_url, m->organization, m->id, cfg->flags_mode,
-                       m->delete_passwords, m->delete_service_tokens);
+    url = ps_build_url(cfg->api_url, m->organization, m->id, cfg->flags_mode, m->delete_passwords,
+                       m->delete_service_tokens);
     if(!url) {
         set_msg(r->message, sizeof(r->message),
                 "cannot build the request URL: invalid api.url, organization or id");
@@ -953,7 +935,7 @@ static double random01(void)
 
     if(getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v))
         return 0.5;
-    return (double)(v >> 11) * (1.0 / 9007199254740992.0);   /* 2^-53 */
+    return (double)(v >> 11) * (1.0 / 9007199254740992.0); /* 2^-53 */
 }
 
 static double next_wait(const ps_client_t *c, const ps_result_t *r, int attempt)
@@ -962,8 +944,7 @@ static double next_wait(const ps_client_t *c, const ps_result_t *r, int attempt)
 
     if(r->retry_after >= 0) {
         wait = r->retry_after;
-    }
-    else {
+    } else {
         double max = c->backoff_base;
         int i;
 
@@ -971,7 +952,7 @@ static double next_wait(const ps_client_t *c, const ps_result_t *r, int attempt)
             max *= 2;
         if(max > c->backoff_cap)
             max = c->backoff_cap;
-        wait = random01() * max;   /* full jitter */
+        wait = random01() * max; /* full jitter */
     }
     return wait > c->backoff_cap ? c->backoff_cap : wait;
 }

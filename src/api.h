@@ -8,19 +8,19 @@
 #include "config.h"
 
 typedef enum ps_outcome {
-    PS_OUT_REMOVED = 0,   /* 2xx (204): the member was removed */
-    PS_OUT_ABSENT,        /* 404: already gone - success for us */
-    PS_OUT_REFUSED,       /* 400/401/403/422 and other 4xx: permanent, not queued */
-    PS_OUT_TRANSIENT,     /* 408/429/5xx, timeout, connect/TLS-handshake failure */
-    PS_OUT_CONFIG         /* certificate verification failed, 3xx, bad URL: permanent */
+    PS_OUT_REMOVED = 0, /* 2xx (204): the member was removed */
+    PS_OUT_ABSENT,      /* 404: already gone - success for us */
+    PS_OUT_REFUSED,     /* 400/401/403/422 and other 4xx: permanent, not queued */
+    PS_OUT_TRANSIENT,   /* 408/429/5xx, timeout, connect/TLS-handshake failure */
+    PS_OUT_CONFIG       /* certificate verification failed, 3xx, bad URL: permanent */
 } ps_outcome_t;
 
 typedef struct ps_result {
     ps_outcome_t outcome;
-    long http_status;        /* 0 when no HTTP answer */
-    int attempts;            /* attempts made by ps_client_remove */
-    double retry_after;      /* seconds from Retry-After, -1 when absent */
-    char message[512];       /* API "message" or curl's error; unescaped; never a secret */
+    long http_status;   /* 0 when no HTTP answer */
+    int attempts;       /* attempts made by ps_client_remove */
+    double retry_after; /* seconds from Retry-After, -1 when absent */
+    char message[512];  /* API "message" or curl's error; unescaped; never a secret */
 } ps_result_t;
 
 typedef struct ps_client ps_client_t;
@@ -31,7 +31,7 @@ typedef struct ps_client ps_client_t;
  * environment), protocols limited to https (and http to loopback), timeouts
  * from cfg, User-Agent "pam-planetscale/VERSION". Returns NULL with err. */
 ps_client_t *ps_client_new(const ps_config_t *cfg, char *err, size_t errlen);
-void ps_client_free(ps_client_t *c);   /* curl_global_cleanup: reference-counted */
+void ps_client_free(ps_client_t *c); /* curl_global_cleanup: reference-counted */
 
 /* Test hook: base of the exponential backoff in seconds (default 1.0) and
  * the cap of any single wait (default 60). */
@@ -55,8 +55,8 @@ long ps_client_connects(const ps_client_t *c);
  * with %XX for anything outside [A-Za-z0-9_.~-] (and "." / ".." rejected);
  * in query mode "?delete_passwords=true&delete_service_tokens=false".
  * Returns a malloc'd string or NULL. */
-char *ps_build_url(const char *base, const char *organization, const char *id,
-                   int flags_mode, int delete_passwords, int delete_service_tokens);
+char *ps_build_url(const char *base, const char *organization, const char *id, int flags_mode,
+                   int delete_passwords, int delete_service_tokens);
 
 /* The JSON body of body mode: {"delete_passwords":true,"delete_service_tokens":false}.
  * malloc'd. */
@@ -66,8 +66,7 @@ char *ps_build_body(int delete_passwords, int delete_service_tokens);
  * may be binary) into an outcome and copies the API's "message" (when the
  * body is a JSON object with a string "message", parsed strictly: trailing
  * garbage is not JSON) or a short description into msg. */
-ps_outcome_t ps_classify_http(long status, const char *body, size_t len, char *msg,
-                              size_t msglen);
+ps_outcome_t ps_classify_http(long status, const char *body, size_t len, char *msg, size_t msglen);
 
 /* Parses a Retry-After value (delta-seconds or an HTTP-date) relative to
  * `now`; returns seconds >= 0, or -1 when absent/invalid. */

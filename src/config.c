@@ -41,18 +41,19 @@
 #include "util.h"
 
 #define PS_TOKEN_FILE_MAX 4096
-#define PS_IOBUF_SIZE 16384
-#define PS_ID_RULE "1-64 characters of A-Z a-z 0-9 _ . -, not starting with '.' or '-'"
-#define PS_LOGIN_RULE "1-256 bytes, no space, control character, '/', ':' or '\\', " \
+#define PS_IOBUF_SIZE     16384
+#define PS_ID_RULE        "1-64 characters of A-Z a-z 0-9 _ . -, not starting with '.' or '-'"
+#define PS_LOGIN_RULE                                              \
+    "1-256 bytes, no space, control character, '/', ':' or '\\', " \
     "not starting with '-'"
 
 struct loader {
     ps_config_t *cfg;
-    const char *file;                  /* file being walked, for messages */
+    const char *file; /* file being walked, for messages */
     char *err;
     size_t errlen;
-    size_t cap;                        /* allocated entries in cfg->users */
-    ps_user_t *user;                   /* user being walked */
+    size_t cap;      /* allocated entries in cfg->users */
+    ps_user_t *user; /* user being walked */
 
     /* credentials as found in the main file (point into the libconfig tree) */
     const config_setting_t *s_api;
@@ -99,10 +100,9 @@ static void setting_path(const config_setting_t *s, char *buf, size_t len)
 /* "FILE:LINE: PATH: message"; returns -1 so that callers can return it.
  * libconfig 1.5 keeps source lines in an unsigned short: past line 65535 the
  * number it reports wraps around (the PATH, e.g. users[70000], stays exact). */
-static int fail_at(struct loader *ld, const config_setting_t *s,
-                   const char *fmt, ...) PS_PRINTF(3, 4);
-static int fail_at(struct loader *ld, const config_setting_t *s,
-                   const char *fmt, ...)
+static int fail_at(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
+    PS_PRINTF(3, 4);
+static int fail_at(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
 {
     char where[256];
     va_list ap;
@@ -112,8 +112,7 @@ static int fail_at(struct loader *ld, const config_setting_t *s,
         return -1;
     setting_path(s, where, sizeof(where));
     n = snprintf(ld->err, ld->errlen, "%s:%u: %s%s", ld->file,
-                 (unsigned)config_setting_source_line(s), where,
-                 where[0] ? ": " : "");
+                 (unsigned)config_setting_source_line(s), where, where[0] ? ": " : "");
     if(n < 0 || (size_t)n >= ld->errlen)
         return -1;
     va_start(ap, fmt);
@@ -123,8 +122,7 @@ static int fail_at(struct loader *ld, const config_setting_t *s,
 }
 
 /* "FILE: message" */
-static int fail_file(struct loader *ld, const char *file, const char *fmt, ...)
-    PS_PRINTF(3, 4);
+static int fail_file(struct loader *ld, const char *file, const char *fmt, ...) PS_PRINTF(3, 4);
 static int fail_file(struct loader *ld, const char *file, const char *fmt, ...)
 {
     va_list ap;
@@ -166,11 +164,9 @@ static const char *type_name(int type)
     }
 }
 
-static int wrong_type(struct loader *ld, const config_setting_t *s,
-                      const char *expected)
+static int wrong_type(struct loader *ld, const config_setting_t *s, const char *expected)
 {
-    return fail_at(ld, s, "expected %s, got %s", expected,
-                   type_name(config_setting_type(s)));
+    return fail_at(ld, s, "expected %s, got %s", expected, type_name(config_setting_type(s)));
 }
 
 /* ------------------------------------------------------------ scalars */
@@ -228,8 +224,8 @@ static int get_bool(struct loader *ld, const config_setting_t *s, int *out)
     return 0;
 }
 
-static int get_int(struct loader *ld, const config_setting_t *s, long long lo,
-                   long long hi, long long *out)
+static int get_int(struct loader *ld, const config_setting_t *s, long long lo, long long hi,
+                   long long *out)
 {
     long long v = 0;
 
@@ -246,23 +242,15 @@ static int get_int(struct loader *ld, const config_setting_t *s, long long lo,
 }
 
 /* An integer or a float in (0, hi]. */
-static int get_positive(struct loader *ld, const config_setting_t *s, double hi,
-                        double *out)
+static int get_positive(struct loader *ld, const config_setting_t *s, double hi, double *out)
 {
     double v;
 
     switch(config_setting_type(s)) {
-    case CONFIG_TYPE_INT:
-        v = config_setting_get_int(s);
-        break;
-    case CONFIG_TYPE_INT64:
-        v = (double)config_setting_get_int64(s);
-        break;
-    case CONFIG_TYPE_FLOAT:
-        v = config_setting_get_float(s);
-        break;
-    default:
-        return wrong_type(ld, s, "a number");
+    case CONFIG_TYPE_INT: v = config_setting_get_int(s); break;
+    case CONFIG_TYPE_INT64: v = (double)config_setting_get_int64(s); break;
+    case CONFIG_TYPE_FLOAT: v = config_setting_get_float(s); break;
+    default: return wrong_type(ld, s, "a number");
     }
     if(!(v > 0) || v > hi)
         return fail_at(ld, s, "%g is out of range (more than 0, at most %g)", v, hi);
@@ -270,8 +258,7 @@ static int get_positive(struct loader *ld, const config_setting_t *s, double hi,
     return 0;
 }
 
-static int get_id(struct loader *ld, const config_setting_t *s, const char *what,
-                  char **out)
+static int get_id(struct loader *ld, const config_setting_t *s, const char *what, char **out)
 {
     const char *v = NULL;
     char esc[PS_ID_MAX * 4 + 8];
@@ -282,8 +269,8 @@ static int get_id(struct loader *ld, const config_setting_t *s, const char *what
     if(!v || !v[0])
         return fail_at(ld, s, "empty %s", what);
     if(!ps_id_valid(v))
-        return fail_at(ld, s, "invalid %s \"%s\" (%s)", what,
-                       ps_escape(v, esc, sizeof(esc)), PS_ID_RULE);
+        return fail_at(ld, s, "invalid %s \"%s\" (%s)", what, ps_escape(v, esc, sizeof(esc)),
+                       PS_ID_RULE);
     free(*out);
     *out = strdup(v);
     if(!*out)
@@ -318,13 +305,14 @@ static char *resolve_path(const ps_config_t *cfg, const char *p)
 static int from_include_directive(struct loader *ld, const config_setting_t *s)
 {
     if(config_setting_source_file(s))
-        return fail_at(ld, s, "comes from @include \"%s\", which is not supported; "
-                       "use include_dir", config_setting_source_file(s));
+        return fail_at(ld, s,
+                       "comes from @include \"%s\", which is not supported; "
+                       "use include_dir",
+                       config_setting_source_file(s));
     return 0;
 }
 
-static int unknown_key(struct loader *ld, const config_setting_t *s,
-                       const struct key *keys)
+static int unknown_key(struct loader *ld, const config_setting_t *s, const struct key *keys)
 {
     char known[256];
     size_t pos = 0;
@@ -332,8 +320,7 @@ static int unknown_key(struct loader *ld, const config_setting_t *s,
 
     known[0] = '\0';
     for(k = keys; k->name && pos < sizeof(known); k++) {
-        int w = snprintf(known + pos, sizeof(known) - pos, "%s%s",
-                         pos ? ", " : "", k->name);
+        int w = snprintf(known + pos, sizeof(known) - pos, "%s%s", pos ? ", " : "", k->name);
         if(w < 0)
             break;
         pos += (size_t)w;
@@ -341,8 +328,7 @@ static int unknown_key(struct loader *ld, const config_setting_t *s,
     return fail_at(ld, s, "unknown key (known here: %s)", known);
 }
 
-static int walk_group(struct loader *ld, const config_setting_t *g,
-                      const struct key *keys)
+static int walk_group(struct loader *ld, const config_setting_t *g, const struct key *keys)
 {
     int n = config_setting_length(g);
     int i;
@@ -366,8 +352,7 @@ static int walk_group(struct loader *ld, const config_setting_t *g,
     return 0;
 }
 
-static int walk_subgroup(struct loader *ld, const config_setting_t *s,
-                         const struct key *keys)
+static int walk_subgroup(struct loader *ld, const config_setting_t *s, const struct key *keys)
 {
     if(config_setting_type(s) != CONFIG_TYPE_GROUP)
         return wrong_type(ld, s, "a group { ... }");
@@ -385,7 +370,8 @@ static int k_token_id(struct loader *ld, const config_setting_t *s)
     if(get_cstr(ld, s, &v))
         return -1;
     if(!visible_ascii(v) || strchr(v, ':'))
-        return fail_at(ld, s, "contains a space, ':', control or non-ASCII "
+        return fail_at(ld, s,
+                       "contains a space, ':', control or non-ASCII "
                        "character (value not shown)");
     ld->s_token_id = s;
     return 0;
@@ -400,7 +386,8 @@ static int secret_value(struct loader *ld, const config_setting_t *s)
     if(get_cstr(ld, s, &v))
         return -1;
     if(!visible_ascii(v))
-        return fail_at(ld, s, "contains a space, control or non-ASCII character "
+        return fail_at(ld, s,
+                       "contains a space, control or non-ASCII character "
                        "(value not shown)");
     return 0;
 }
@@ -495,7 +482,8 @@ static int k_proxy(struct loader *ld, const config_setting_t *s)
     if(get_cstr(ld, s, &v))
         return -1;
     if(!visible_ascii(v))
-        return fail_at(ld, s, "contains a space, control or non-ASCII character "
+        return fail_at(ld, s,
+                       "contains a space, control or non-ASCII character "
                        "(value not shown)");
     free(ld->cfg->proxy);
     ld->cfg->proxy = strdup(v);
@@ -504,21 +492,19 @@ static int k_proxy(struct loader *ld, const config_setting_t *s)
     return 0;
 }
 
-static const struct key api_keys[] = {
-    { "url", k_url },
-    { "token_id", k_token_id },
-    { "token", k_token },
-    { "token_file", k_token_file },
-    { "oauth_token", k_oauth_token },
-    { "cleanup_flags", k_cleanup_flags },
-    { "timeout", k_timeout },
-    { "connect_timeout", k_connect_timeout },
-    { "retries", k_retries },
-    { "rate_limit", k_rate_limit },
-    { "ca_file", k_ca_file },
-    { "proxy", k_proxy },
-    { NULL, NULL }
-};
+static const struct key api_keys[] = { { "url", k_url },
+                                       { "token_id", k_token_id },
+                                       { "token", k_token },
+                                       { "token_file", k_token_file },
+                                       { "oauth_token", k_oauth_token },
+                                       { "cleanup_flags", k_cleanup_flags },
+                                       { "timeout", k_timeout },
+                                       { "connect_timeout", k_connect_timeout },
+                                       { "retries", k_retries },
+                                       { "rate_limit", k_rate_limit },
+                                       { "ca_file", k_ca_file },
+                                       { "proxy", k_proxy },
+                                       { NULL, NULL } };
 
 static int k_api(struct loader *ld, const config_setting_t *s)
 {
@@ -560,8 +546,7 @@ static int url_split(const char *url, struct url_parts *u, const char **why)
     if(!strncasecmp(url, "https://", 8)) {
         u->https = 1;
         p = url + 8;
-    }
-    else if(!strncasecmp(url, "http://", 7))
+    } else if(!strncasecmp(url, "http://", 7))
         p = url + 7;
     else {
         *why = "must start with https://";
@@ -590,8 +575,7 @@ static int url_split(const char *url, struct url_parts *u, const char **why)
         u->hostlen = (size_t)(close - p - 1);
         u->ipv6 = 1;
         after = close + 1;
-    }
-    else {
+    } else {
         const char *colon = memchr(p, ':', (size_t)(end - p));
         after = colon ? colon : end;
         u->host = p;
@@ -649,7 +633,8 @@ static int k_url(struct loader *ld, const config_setting_t *s)
     if(url_split(v, &u, &why))
         return fail_at(ld, s, "%s", why);
     if(!u.https && !host_is_loopback(&u))
-        return fail_at(ld, s, "plain http:// is allowed only to a loopback "
+        return fail_at(ld, s,
+                       "plain http:// is allowed only to a loopback "
                        "address (127.0.0.0/8, [::1], localhost); use https://");
     free(ld->cfg->api_url);
     ld->cfg->api_url = strdup(v);
@@ -674,8 +659,8 @@ static int k_u_login(struct loader *ld, const config_setting_t *s)
     if(!v || !v[0])
         return fail_at(ld, s, "empty login");
     if(!ps_login_valid(v))
-        return fail_at(ld, s, "invalid login \"%s\" (%s)",
-                       ps_escape(v, esc, sizeof(esc)), PS_LOGIN_RULE);
+        return fail_at(ld, s, "invalid login \"%s\" (%s)", ps_escape(v, esc, sizeof(esc)),
+                       PS_LOGIN_RULE);
     ld->user->login = strdup(v);
     if(!ld->user->login)
         return fail_at(ld, s, "out of memory");
@@ -702,14 +687,12 @@ static int k_u_delete_service_tokens(struct loader *ld, const config_setting_t *
     return get_bool(ld, s, &ld->user->delete_service_tokens);
 }
 
-static const struct key user_keys[] = {
-    { "login", k_u_login },
-    { "id", k_u_id },
-    { "organization", k_u_organization },
-    { "delete_passwords", k_u_delete_passwords },
-    { "delete_service_tokens", k_u_delete_service_tokens },
-    { NULL, NULL }
-};
+static const struct key user_keys[] = { { "login", k_u_login },
+                                        { "id", k_u_id },
+                                        { "organization", k_u_organization },
+                                        { "delete_passwords", k_u_delete_passwords },
+                                        { "delete_service_tokens", k_u_delete_service_tokens },
+                                        { NULL, NULL } };
 
 /* A zeroed slot at the end of cfg->users, counted at once so that
  * ps_config_free() releases whatever the walk puts in it. */
@@ -790,11 +773,10 @@ static int k_def_delete_service_tokens(struct loader *ld, const config_setting_t
     return get_bool(ld, s, &ld->cfg->def_delete_service_tokens);
 }
 
-static const struct key defaults_keys[] = {
-    { "delete_passwords", k_def_delete_passwords },
-    { "delete_service_tokens", k_def_delete_service_tokens },
-    { NULL, NULL }
-};
+static const struct key defaults_keys[] = { { "delete_passwords", k_def_delete_passwords },
+                                            { "delete_service_tokens",
+                                              k_def_delete_service_tokens },
+                                            { NULL, NULL } };
 
 static int k_defaults(struct loader *ld, const config_setting_t *s)
 {
@@ -850,11 +832,9 @@ static int k_max_age_days(struct loader *ld, const config_setting_t *s)
     return 0;
 }
 
-static const struct key queue_keys[] = {
-    { "dir", k_queue_dir },
-    { "max_age_days", k_max_age_days },
-    { NULL, NULL }
-};
+static const struct key queue_keys[] = { { "dir", k_queue_dir },
+                                         { "max_age_days", k_max_age_days },
+                                         { NULL, NULL } };
 
 static int k_queue(struct loader *ld, const config_setting_t *s)
 {
@@ -868,7 +848,7 @@ static int k_sender_socket(struct loader *ld, const config_setting_t *s)
     if(config_setting_type(s) != CONFIG_TYPE_STRING)
         return wrong_type(ld, s, "a string");
     if(!config_setting_get_string(s)[0]) {
-        ld->cfg->sender_socket[0] = '\0';   /* "": no sender */
+        ld->cfg->sender_socket[0] = '\0'; /* "": no sender */
         return 0;
     }
     v = NULL;
@@ -895,11 +875,9 @@ static int k_sender_idle(struct loader *ld, const config_setting_t *s)
     return 0;
 }
 
-static const struct key sender_keys[] = {
-    { "socket", k_sender_socket },
-    { "idle_timeout", k_sender_idle },
-    { NULL, NULL }
-};
+static const struct key sender_keys[] = { { "socket", k_sender_socket },
+                                          { "idle_timeout", k_sender_idle },
+                                          { NULL, NULL } };
 
 static int k_sender(struct loader *ld, const config_setting_t *s)
 {
@@ -923,8 +901,7 @@ static int k_pam_services(struct loader *ld, const config_setting_t *s)
     int n;
     int i;
 
-    if(config_setting_type(s) != CONFIG_TYPE_ARRAY &&
-       config_setting_type(s) != CONFIG_TYPE_LIST)
+    if(config_setting_type(s) != CONFIG_TYPE_ARRAY && config_setting_type(s) != CONFIG_TYPE_LIST)
         return wrong_type(ld, s, "an array of strings [ \"...\", ... ]");
     free_services(cfg);
     n = config_setting_length(s);
@@ -938,29 +915,25 @@ static int k_pam_services(struct loader *ld, const config_setting_t *s)
             return -1;
         cfg->pam_services[cfg->npam_services++] = v;
         if(!visible_ascii(v))
-            return fail_at(ld, e, "a PAM service name has no space or "
+            return fail_at(ld, e,
+                           "a PAM service name has no space or "
                            "non-ASCII character");
     }
     return 0;
 }
 
-static const struct key top_keys[] = {
-    { "organization", k_organization },
-    { "api", k_api },
-    { "defaults", k_defaults },
-    { "unmapped", k_unmapped },
-    { "users", k_users },
-    { "include_dir", k_include_dir },
-    { "queue", k_queue },
-    { "sender", k_sender },
-    { "pam_services", k_pam_services },
-    { NULL, NULL }
-};
+static const struct key top_keys[] = { { "organization", k_organization },
+                                       { "api", k_api },
+                                       { "defaults", k_defaults },
+                                       { "unmapped", k_unmapped },
+                                       { "users", k_users },
+                                       { "include_dir", k_include_dir },
+                                       { "queue", k_queue },
+                                       { "sender", k_sender },
+                                       { "pam_services", k_pam_services },
+                                       { NULL, NULL } };
 
-static const struct key include_keys[] = {
-    { "users", k_users },
-    { NULL, NULL }
-};
+static const struct key include_keys[] = { { "users", k_users }, { NULL, NULL } };
 
 /* ------------------------------------------------------------ files */
 
@@ -974,8 +947,7 @@ static int parse_stream(struct loader *ld, config_t *lc, FILE *fp, const char *p
                          config_error_text(lc) ? config_error_text(lc) : "I/O error");
     if(ld->err && ld->errlen)
         snprintf(ld->err, ld->errlen, "%s:%d: %s",
-                 config_error_file(lc) ? config_error_file(lc) : path,
-                 config_error_line(lc),
+                 config_error_file(lc) ? config_error_file(lc) : path, config_error_line(lc),
                  config_error_text(lc) ? config_error_text(lc) : "syntax error");
     return -1;
 }
@@ -1045,12 +1017,15 @@ static int check_include_dir(struct loader *ld, DIR *d)
     if(fstat(dirfd(d), &st))
         return fail_at(ld, ld->s_include_dir, "%s: %s", dir, strerror(errno));
     if(st.st_uid != 0 && st.st_uid != geteuid())
-        return fail_at(ld, ld->s_include_dir, "%s: owned by uid %lu, must be "
-                       "owned by root; fix: chown root %s", dir,
-                       (unsigned long)st.st_uid, dir);
+        return fail_at(ld, ld->s_include_dir,
+                       "%s: owned by uid %lu, must be "
+                       "owned by root; fix: chown root %s",
+                       dir, (unsigned long)st.st_uid, dir);
     if(st.st_mode & (S_IWGRP | S_IWOTH))
-        return fail_at(ld, ld->s_include_dir, "%s: writable by group or others; "
-                       "fix: chmod go-w %s", dir, dir);
+        return fail_at(ld, ld->s_include_dir,
+                       "%s: writable by group or others; "
+                       "fix: chmod go-w %s",
+                       dir, dir);
     return 0;
 }
 
@@ -1067,8 +1042,7 @@ static int load_include_dir(struct loader *ld)
 
     d = opendir(dir);
     if(!d)
-        return fail_at(ld, ld->s_include_dir, "cannot open %s: %s", dir,
-                       strerror(errno));
+        return fail_at(ld, ld->s_include_dir, "cannot open %s: %s", dir, strerror(errno));
     if(check_include_dir(ld, d))
         goto err;
     while((e = readdir(d))) {
@@ -1105,8 +1079,8 @@ err:
 
 /* ------------------------------------------------------------ credentials */
 
-static int set_auth(ps_config_t *cfg, const char *prefix, const char *a,
-                    const char *sep, const char *b)
+static int set_auth(ps_config_t *cfg, const char *prefix, const char *a, const char *sep,
+                    const char *b)
 {
     size_t len = strlen(prefix) + strlen(a) + strlen(sep) + strlen(b) + 1;
 
@@ -1118,8 +1092,8 @@ static int set_auth(ps_config_t *cfg, const char *prefix, const char *a,
 }
 
 /* Reads "ID:TOKEN" (one line, a trailing newline allowed) from the buffer. */
-static int parse_token_line(struct loader *ld, const config_setting_t *s,
-                            const char *path, char *buf, size_t len)
+static int parse_token_line(struct loader *ld, const config_setting_t *s, const char *path,
+                            char *buf, size_t len)
 {
     char *colon;
 
@@ -1134,7 +1108,8 @@ static int parse_token_line(struct loader *ld, const config_setting_t *s,
         return fail_at(ld, s, "%s: must hold one line \"TOKEN_ID:TOKEN\"", path);
     *colon = '\0';
     if(!visible_ascii(buf) || !visible_ascii(colon + 1))
-        return fail_at(ld, s, "%s: must hold one line \"TOKEN_ID:TOKEN\" with no "
+        return fail_at(ld, s,
+                       "%s: must hold one line \"TOKEN_ID:TOKEN\" with no "
                        "space, control or non-ASCII character (content not shown)",
                        path);
     if(set_auth(ld->cfg, "Authorization: ", buf, ":", colon + 1))
@@ -1161,8 +1136,10 @@ static int read_token_file(struct loader *ld)
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
     if(fd < 0) {
         if(errno == ELOOP)
-            fail_at(ld, s, "%s: is a symbolic link; a secret is read only from "
-                    "a file named directly", path);
+            fail_at(ld, s,
+                    "%s: is a symbolic link; a secret is read only from "
+                    "a file named directly",
+                    path);
         else
             fail_at(ld, s, "cannot open %s: %s", path, strerror(errno));
         goto err;
@@ -1191,7 +1168,7 @@ static int read_token_file(struct loader *ld)
     rv = parse_token_line(ld, s, path, buf, len);
     if(rv == 0) {
         free(ld->cfg->token_file);
-        ld->cfg->token_file = path;   /* where the secret came from, not the secret */
+        ld->cfg->token_file = path; /* where the secret came from, not the secret */
         path = NULL;
     }
 err:
@@ -1207,33 +1184,36 @@ static int build_auth(struct loader *ld, int require_auth)
     int forms = 0;
 
     if(ld->s_token_id && !ld->s_token)
-        return fail_at(ld, ld->s_token_id, "api.token is missing (token_id and "
+        return fail_at(ld, ld->s_token_id,
+                       "api.token is missing (token_id and "
                        "token go together)");
     if(ld->s_token && !ld->s_token_id)
-        return fail_at(ld, ld->s_token, "api.token_id is missing (token_id and "
+        return fail_at(ld, ld->s_token,
+                       "api.token_id is missing (token_id and "
                        "token go together)");
-    forms = (ld->s_token != NULL) + (ld->s_token_file != NULL) +
-            (ld->s_oauth != NULL);
+    forms = (ld->s_token != NULL) + (ld->s_token_file != NULL) + (ld->s_oauth != NULL);
     if(forms > 1)
-        return fail_at(ld, ld->s_api, "more than one credential: keep exactly one "
+        return fail_at(ld, ld->s_api,
+                       "more than one credential: keep exactly one "
                        "of token_id and token, token_file, oauth_token");
     if(forms == 0) {
         if(!require_auth)
             return 0;
-        return fail_file(ld, ld->cfg->path, "no API credential: set api.token_id "
+        return fail_file(ld, ld->cfg->path,
+                         "no API credential: set api.token_id "
                          "and api.token, api.token_file or api.oauth_token");
     }
     if(ld->s_token_file)
         return read_token_file(ld);
     if(ld->s_oauth) {
         ld->cfg->auth_is_oauth = 1;
-        if(set_auth(ld->cfg, "Authorization: Bearer ",
-                    config_setting_get_string(ld->s_oauth), "", ""))
+        if(set_auth(ld->cfg, "Authorization: Bearer ", config_setting_get_string(ld->s_oauth), "",
+                    ""))
             return fail_at(ld, ld->s_oauth, "out of memory");
         return 0;
     }
-    if(set_auth(ld->cfg, "Authorization: ", config_setting_get_string(ld->s_token_id),
-                ":", config_setting_get_string(ld->s_token)))
+    if(set_auth(ld->cfg, "Authorization: ", config_setting_get_string(ld->s_token_id), ":",
+                config_setting_get_string(ld->s_token)))
         return fail_at(ld, ld->s_token, "out of memory");
     return 0;
 }
@@ -1271,8 +1251,7 @@ static int holds_secret(config_t *lc)
     if(config_lookup(lc, "api.token") || config_lookup(lc, "api.oauth_token"))
         return 1;
     return proxy && config_setting_type(proxy) == CONFIG_TYPE_STRING &&
-           config_setting_get_string(proxy) &&
-           strchr(config_setting_get_string(proxy), '@');
+           config_setting_get_string(proxy) && strchr(config_setting_get_string(proxy), '@');
 }
 
 /* ------------------------------------------------------------ main file */
@@ -1331,8 +1310,7 @@ static int set_defaults(ps_config_t *cfg, const char *path)
         if(cfg->pam_services[0])
             cfg->npam_services = 1;
     }
-    if(!cfg->path || !cfg->api_url || !cfg->queue_dir || !cfg->sender_socket ||
-       !cfg->npam_services)
+    if(!cfg->path || !cfg->api_url || !cfg->queue_dir || !cfg->sender_socket || !cfg->npam_services)
         return -1;
     return 0;
 }
@@ -1343,8 +1321,7 @@ static int check_cross(struct loader *ld)
     size_t i;
 
     if(cfg->connect_timeout > cfg->timeout) {
-        const config_setting_t *s = ld->s_connect_timeout ? ld->s_connect_timeout :
-                                    ld->s_timeout;
+        const config_setting_t *s = ld->s_connect_timeout ? ld->s_connect_timeout : ld->s_timeout;
         return fail_at(ld, s, "connect_timeout (%g) must not exceed timeout (%g)",
                        cfg->connect_timeout, cfg->timeout);
     }
@@ -1357,7 +1334,8 @@ static int check_cross(struct loader *ld)
         if(u->organization)
             continue;
         if(ld->err && ld->errlen)
-            snprintf(ld->err, ld->errlen, "%s:%d: users: login \"%s\" has no "
+            snprintf(ld->err, ld->errlen,
+                     "%s:%d: users: login \"%s\" has no "
                      "organization and there is no default organization",
                      u->file, u->line, ps_escape(u->login, esc, sizeof(esc)));
         return -1;
@@ -1398,9 +1376,10 @@ static int sort_users(struct loader *ld)
         if(!strcmp(ptrs[i - 1]->login, ptrs[i]->login)) {
             char esc[128];
             if(ld->err && ld->errlen)
-                snprintf(ld->err, ld->errlen, "%s:%d: duplicate login \"%s\", "
-                         "already defined at %s:%d", ptrs[i]->file, ptrs[i]->line,
-                         ps_escape(ptrs[i]->login, esc, sizeof(esc)),
+                snprintf(ld->err, ld->errlen,
+                         "%s:%d: duplicate login \"%s\", "
+                         "already defined at %s:%d",
+                         ptrs[i]->file, ptrs[i]->line, ps_escape(ptrs[i]->login, esc, sizeof(esc)),
                          ptrs[i - 1]->file, ptrs[i - 1]->line);
             free(ptrs);
             return -1;
@@ -1420,8 +1399,8 @@ static int sort_users(struct loader *ld)
     return 0;
 }
 
-static int load_main(struct loader *ld, config_t *lc, FILE *fp, int fd,
-                     int is_link, int require_auth)
+static int load_main(struct loader *ld, config_t *lc, FILE *fp, int fd, int is_link,
+                     int require_auth)
 {
     ps_config_t *cfg = ld->cfg;
     char msg[512];
@@ -1430,7 +1409,8 @@ static int load_main(struct loader *ld, config_t *lc, FILE *fp, int fd,
         return -1;
     if(holds_secret(lc)) {
         if(is_link)
-            return fail_file(ld, cfg->path, "holds a secret and is a symbolic "
+            return fail_file(ld, cfg->path,
+                             "holds a secret and is a symbolic "
                              "link; name the file itself (or move the secret to "
                              "api.token_file)");
         if(ps_check_fd_perms(fd, cfg->path, 1, msg, sizeof(msg)))
@@ -1447,8 +1427,7 @@ static int load_main(struct loader *ld, config_t *lc, FILE *fp, int fd,
     return sort_users(ld);
 }
 
-int ps_config_load(ps_config_t **out, const char *path, int require_auth,
-                   char *err, size_t errlen)
+int ps_config_load(ps_config_t **out, const char *path, int require_auth, char *err, size_t errlen)
 {
     struct loader ld;
     ps_config_t *cfg;
@@ -1561,11 +1540,10 @@ int ps_config_map(const ps_config_t *cfg, const char *login, ps_mapping_t *m)
     m->login = u->login;
     m->id = u->id;
     m->organization = u->organization ? u->organization : cfg->organization;
-    m->delete_passwords = u->delete_passwords >= 0 ? u->delete_passwords :
-                          cfg->def_delete_passwords;
-    m->delete_service_tokens = u->delete_service_tokens >= 0 ?
-                               u->delete_service_tokens :
-                               cfg->def_delete_service_tokens;
+    m->delete_passwords =
+        u->delete_passwords >= 0 ? u->delete_passwords : cfg->def_delete_passwords;
+    m->delete_service_tokens =
+        u->delete_service_tokens >= 0 ? u->delete_service_tokens : cfg->def_delete_service_tokens;
     return m->organization ? 0 : -1;
 }
 

@@ -4,11 +4,11 @@
 
 #include <stddef.h>
 
-#define PS_DEFAULT_CONFIG SYSCONFDIR "/planetscale/deprovision.conf"
-#define PS_DEFAULT_QUEUE_DIR LOCALSTATEDIR "/spool/planetscale-deprovision"
-#define PS_DEFAULT_API_URL "https://api.planetscale.com/v1"
+#define PS_DEFAULT_CONFIG        SYSCONFDIR "/planetscale/deprovision.conf"
+#define PS_DEFAULT_QUEUE_DIR     LOCALSTATEDIR "/spool/planetscale-deprovision"
+#define PS_DEFAULT_API_URL       "https://api.planetscale.com/v1"
 #define PS_DEFAULT_SENDER_SOCKET "/run/planetscale-deprovision.sock"
-#define PS_DEFAULT_SENDER_IDLE 300
+#define PS_DEFAULT_SENDER_IDLE   300
 
 enum ps_flags_mode { PS_FLAGS_QUERY = 0, PS_FLAGS_BODY = 1 };
 enum ps_unmapped { PS_UNMAPPED_IGNORE = 0, PS_UNMAPPED_ERROR = 1 };
@@ -16,43 +16,43 @@ enum ps_unmapped { PS_UNMAPPED_IGNORE = 0, PS_UNMAPPED_ERROR = 1 };
 typedef struct ps_user {
     char *login;
     char *id;
-    char *organization;          /* NULL: the default organization */
-    int delete_passwords;        /* -1: the default */
-    int delete_service_tokens;   /* -1: the default */
-    char *file;                  /* where it was defined */
+    char *organization;        /* NULL: the default organization */
+    int delete_passwords;      /* -1: the default */
+    int delete_service_tokens; /* -1: the default */
+    char *file;                /* where it was defined */
     int line;
 } ps_user_t;
 
 typedef struct ps_config {
-    char *path;                  /* main file */
-    char *organization;          /* default organization, may be NULL */
+    char *path;         /* main file */
+    char *organization; /* default organization, may be NULL */
 
     /* api */
-    char *api_url;               /* no trailing '/' */
-    char *auth_header;           /* complete "Authorization: ..." line: SECRET */
-    char *token_file;            /* the api.token_file it was read from, or NULL */
-    int auth_is_oauth;           /* 1 when it is Bearer */
-    int flags_mode;              /* enum ps_flags_mode */
-    double timeout;              /* seconds, total per request */
-    double connect_timeout;      /* seconds */
-    int retries;                 /* attempts before the request is queued, >= 1 */
-    double rate_limit;           /* requests per second when draining */
-    char *ca_file;               /* may be NULL */
-    char *proxy;                 /* may be NULL: then no proxy at all */
+    char *api_url;          /* no trailing '/' */
+    char *auth_header;      /* complete "Authorization: ..." line: SECRET */
+    char *token_file;       /* the api.token_file it was read from, or NULL */
+    int auth_is_oauth;      /* 1 when it is Bearer */
+    int flags_mode;         /* enum ps_flags_mode */
+    double timeout;         /* seconds, total per request */
+    double connect_timeout; /* seconds */
+    int retries;            /* attempts before the request is queued, >= 1 */
+    double rate_limit;      /* requests per second when draining */
+    char *ca_file;          /* may be NULL */
+    char *proxy;            /* may be NULL: then no proxy at all */
 
     int def_delete_passwords;
     int def_delete_service_tokens;
-    int unmapped;                /* enum ps_unmapped */
+    int unmapped; /* enum ps_unmapped */
 
-    ps_user_t *users;            /* sorted by login after load */
+    ps_user_t *users; /* sorted by login after load */
     size_t nusers;
-    char *include_dir;           /* may be NULL */
+    char *include_dir; /* may be NULL */
 
     char *queue_dir;
     int max_age_days;
 
-    char *sender_socket;         /* "" = never hand removals to a sender */
-    int sender_idle;             /* seconds `serve` waits idle before it exits, 0 = never */
+    char *sender_socket; /* "" = never hand removals to a sender */
+    int sender_idle;     /* seconds `serve` waits idle before it exits, 0 = never */
 
     char **pam_services;
     size_t npam_services;
@@ -76,8 +76,7 @@ typedef struct ps_mapping {
  * than one credential form, no credential at all: all errors. A config with
  * no users and no credential is valid ("nothing to do") when `require_auth`
  * is 0. */
-int ps_config_load(ps_config_t **out, const char *path, int require_auth,
-                   char *err, size_t errlen);
+int ps_config_load(ps_config_t **out, const char *path, int require_auth, char *err, size_t errlen);
 void ps_config_free(ps_config_t *cfg);
 
 /* Resolve a login. Returns 0 with *m filled, 1 when unmapped, -1 when the

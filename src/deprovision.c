@@ -23,8 +23,8 @@
 #define PS_VERSION "0.0.0"
 #endif
 
-#define EX_OK_ 0
-#define EX_USAGE_ 64
+#define EX_OK_     0
+#define EX_USAGE_  64
 #define EX_CONFIG_ 78
 
 static const char usage_text[] =
@@ -66,12 +66,12 @@ typedef struct opts {
     int dry_run;
     int no_queue;
     int debug;
-    double deadline;          /* seconds from now, 0 = none */
+    double deadline; /* seconds from now, 0 = none */
     const char *mode;
     const char *service;
     const char *socket;
     const char *command;
-    char **args;              /* positional arguments after the command */
+    char **args; /* positional arguments after the command */
     int nargs;
 } opts_t;
 
@@ -96,7 +96,7 @@ static int parse_seconds(const char *s, double *out)
 
     errno = 0;
     v = strtod(s, &end);
-    if (errno || end == s || *end || v <= 0 || v > 86400 * 7)
+    if(errno || end == s || *end || v <= 0 || v > 86400 * 7)
         return -1;
     *out = v;
     return 0;
@@ -105,29 +105,26 @@ static int parse_seconds(const char *s, double *out)
 /* Global options are accepted anywhere; "--" ends option parsing. */
 static int parse_args(int argc, char **argv, opts_t *o)
 {
-    enum { O_DRY = 256, O_NOQUEUE, O_JSON, O_DEADLINE, O_MODE, O_SERVICE, O_DEBUG,
-           O_SOCKET };
-    static const struct option longopts[] = {
-        { "config", required_argument, NULL, 'c' },
-        { "verbose", no_argument, NULL, 'v' },
-        { "json", no_argument, NULL, O_JSON },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },
-        { "dry-run", no_argument, NULL, O_DRY },
-        { "no-queue", no_argument, NULL, O_NOQUEUE },
-        { "deadline", required_argument, NULL, O_DEADLINE },
-        { "mode", required_argument, NULL, O_MODE },
-        { "service", required_argument, NULL, O_SERVICE },
-        { "debug", no_argument, NULL, O_DEBUG },
-        { "socket", required_argument, NULL, O_SOCKET },
-        { NULL, 0, NULL, 0 }
-    };
+    enum { O_DRY = 256, O_NOQUEUE, O_JSON, O_DEADLINE, O_MODE, O_SERVICE, O_DEBUG, O_SOCKET };
+    static const struct option longopts[] = { { "config", required_argument, NULL, 'c' },
+                                              { "verbose", no_argument, NULL, 'v' },
+                                              { "json", no_argument, NULL, O_JSON },
+                                              { "help", no_argument, NULL, 'h' },
+                                              { "version", no_argument, NULL, 'V' },
+                                              { "dry-run", no_argument, NULL, O_DRY },
+                                              { "no-queue", no_argument, NULL, O_NOQUEUE },
+                                              { "deadline", required_argument, NULL, O_DEADLINE },
+                                              { "mode", required_argument, NULL, O_MODE },
+                                              { "service", required_argument, NULL, O_SERVICE },
+                                              { "debug", no_argument, NULL, O_DEBUG },
+                                              { "socket", required_argument, NULL, O_SOCKET },
+                                              { NULL, 0, NULL, 0 } };
     int c;
 
     opterr = 0;
     /* GNU getopt permutes: options may come before or after the command. */
-    while ((c = getopt_long(argc, argv, ":c:vhV", longopts, NULL)) != -1) {
-        switch (c) {
+    while((c = getopt_long(argc, argv, ":c:vhV", longopts, NULL)) != -1) {
+        switch(c) {
         case 'c': o->config = optarg; break;
         case 'v': o->verbose = 1; break;
         case O_JSON: o->json = 1; break;
@@ -136,22 +133,20 @@ static int parse_args(int argc, char **argv, opts_t *o)
         case O_DRY: o->dry_run = 1; break;
         case O_NOQUEUE: o->no_queue = 1; break;
         case O_DEADLINE:
-            if (parse_seconds(optarg, &o->deadline) != 0)
+            if(parse_seconds(optarg, &o->deadline) != 0)
                 return -usage_error("--deadline: not a number of seconds: %s", optarg);
             break;
         case O_MODE: o->mode = optarg; break;
         case O_SERVICE: o->service = optarg; break;
         case O_DEBUG: o->debug = 1; break;
         case O_SOCKET: o->socket = optarg; break;
-        case ':':
-            return -usage_error("option %s needs an argument", argv[optind - 1]);
-        default:
-            return -usage_error("unknown option: %s", argv[optind - 1]);
+        case ':': return -usage_error("option %s needs an argument", argv[optind - 1]);
+        default: return -usage_error("unknown option: %s", argv[optind - 1]);
         }
     }
     /* arguments after "--" */
-    while (optind < argc) {
-        if (!o->command)
+    while(optind < argc) {
+        if(!o->command)
             o->command = argv[optind];
         else
             o->args[o->nargs++] = argv[optind];
@@ -160,12 +155,11 @@ static int parse_args(int argc, char **argv, opts_t *o)
     return 0;
 }
 
-static int load_config(const opts_t *o, const ps_log_t *lg, int require_auth,
-                       ps_config_t **cfg)
+static int load_config(const opts_t *o, const ps_log_t *lg, int require_auth, ps_config_t **cfg)
 {
     char err[1024];
 
-    if (ps_config_load(cfg, o->config, require_auth, err, sizeof(err)) != 0) {
+    if(ps_config_load(cfg, o->config, require_auth, err, sizeof(err)) != 0) {
         ps_logf(lg, LOG_ERR, "configuration error: %s", err);
         return EX_CONFIG_;
     }
@@ -180,16 +174,16 @@ static char *next_stdin_login(char **line, size_t *cap)
 {
     ssize_t len;
 
-    while ((len = getline(line, cap, stdin)) != -1) {
+    while((len = getline(line, cap, stdin)) != -1) {
         char *l = *line;
 
-        if (len > 0 && l[len - 1] == '\n')
+        if(len > 0 && l[len - 1] == '\n')
             l[--len] = '\0';
-        if (len > 0 && l[len - 1] == '\r')
+        if(len > 0 && l[len - 1] == '\r')
             l[--len] = '\0';
-        if (len == 0)
+        if(len == 0)
             continue;
-        if ((size_t)len != strlen(l))   /* embedded NUL */
+        if((size_t)len != strlen(l)) /* embedded NUL */
             l[0] = '\n';
         return l;
     }
@@ -209,7 +203,7 @@ static int record_unresolved(const opts_t *o, const ps_log_t *lg, const char *lo
 
     ps_escape(login, elogin, sizeof(elogin));
     memset(&u, 0, sizeof(u));
-    if (!ps_login_valid(login)) {
+    if(!ps_login_valid(login)) {
         ok = 0;
         snprintf(err, sizeof(err), "invalid login name");
     } else {
@@ -217,19 +211,23 @@ static int record_unresolved(const opts_t *o, const ps_log_t *lg, const char *lo
         ps_unresolved_config_key(o->config, u.config);
         /* a service name we could not keep can never match pam_services */
         snprintf(u.service, sizeof(u.service), "%s",
-                 !mode ? "" : ps_login_valid(service) ? service : "(invalid)");
+                 !mode                     ? ""
+                 : ps_login_valid(service) ? service
+                                           : "(invalid)");
         snprintf(u.mode, sizeof(u.mode), "%s", mode ? mode : "");
         ok = ps_unresolved_record(dir, &u, err, sizeof(err)) == 0;
     }
     ps_escape(err, eerr, sizeof(eerr));
-    if (ok)
-        snprintf(detail, sizeof(detail), "configuration could not be loaded; recorded in %s/%s "
-                 "for retry", dir, u.name);
+    if(ok)
+        snprintf(detail, sizeof(detail),
+                 "configuration could not be loaded; recorded in %s/%s "
+                 "for retry",
+                 dir, u.name);
     else
         snprintf(detail, sizeof(detail), "configuration could not be loaded; NOT recorded: %s",
                  eerr);
     ps_audit(lg, LOG_ERR, ok ? "recorded" : "failed", login, NULL, NULL, -1, -1, 0, detail);
-    if (arr) {
+    if(arr) {
         json_object *j = json_object_new_object();
 
         json_object_object_add(j, "login", json_object_new_string(login));
@@ -237,9 +235,10 @@ static int record_unresolved(const opts_t *o, const ps_log_t *lg, const char *lo
         json_object_object_add(j, "exit", json_object_new_int(EX_CONFIG_));
         json_object_object_add(j, "message", json_object_new_string(detail));
         json_object_array_add(arr, j);
-    } else if (lg->to_stderr) {
-        if (ok)
-            fprintf(stderr, "planetscale-deprovision: %s: NOT removed yet: recorded in %s/%s; "
+    } else if(lg->to_stderr) {
+        if(ok)
+            fprintf(stderr,
+                    "planetscale-deprovision: %s: NOT removed yet: recorded in %s/%s; "
                     "`planetscale-deprovision retry` removes it once the configuration loads\n",
                     elogin, dir, u.name);
         else
@@ -257,21 +256,21 @@ static int remove_unresolved(const opts_t *o, const ps_log_t *lg)
     size_t cap = 0;
     int i, rv = EX_CONFIG_;
 
-    for (i = 0; i < o->nargs; i++) {
-        if (strcmp(o->args[i], "-") == 0) {
+    for(i = 0; i < o->nargs; i++) {
+        if(strcmp(o->args[i], "-") == 0) {
             char *login;
 
-            while ((login = next_stdin_login(&line, &cap)) != NULL)
-                if (!record_unresolved(o, lg, login, NULL, NULL, arr))
+            while((login = next_stdin_login(&line, &cap)) != NULL)
+                if(!record_unresolved(o, lg, login, NULL, NULL, arr))
                     rv = 1;
-        } else if (!record_unresolved(o, lg, o->args[i], NULL, NULL, arr)) {
+        } else if(!record_unresolved(o, lg, o->args[i], NULL, NULL, arr)) {
             rv = 1;
         }
     }
     free(line);
-    if (arr) {
+    if(arr) {
         puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
-                                                 JSON_C_TO_STRING_NOSLASHESCAPE));
+                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(arr);
     }
     /* 78 when every login is kept for retry; 1 ("anything else") when one
@@ -291,14 +290,14 @@ static void report(out_t *out, const char *login, const ps_report_t *rep)
     char elogin[PS_LOGIN_MAX * 4 + 8], emsg[2048];
 
     ps_escape(login, elogin, sizeof(elogin));
-    snprintf(emsg, sizeof(emsg), "%s", rep->message);   /* built printable by the core */
-    if (out->o->json) {
+    snprintf(emsg, sizeof(emsg), "%s", rep->message); /* built printable by the core */
+    if(out->o->json) {
         json_object *j = json_object_new_object();
 
         json_object_object_add(j, "login", json_object_new_string(login));
         json_object_object_add(j, "outcome", json_object_new_string(ps_status_word(rep->status)));
         json_object_object_add(j, "exit", json_object_new_int(ps_status_exit(rep->status)));
-        if (rep->mapped) {
+        if(rep->mapped) {
             json_object_object_add(j, "organization",
                                    json_object_new_string(rep->map.organization));
             json_object_object_add(j, "id", json_object_new_string(rep->map.id));
@@ -307,14 +306,14 @@ static void report(out_t *out, const char *login, const ps_report_t *rep)
             json_object_object_add(j, "delete_service_tokens",
                                    json_object_new_boolean(rep->map.delete_service_tokens));
         }
-        if (rep->http_status)
+        if(rep->http_status)
             json_object_object_add(j, "http_status", json_object_new_int((int)rep->http_status));
-        if (rep->message[0])
+        if(rep->message[0])
             json_object_object_add(j, "message", json_object_new_string(rep->message));
         json_object_array_add(out->arr, j);
         return;
     }
-    switch (rep->status) {
+    switch(rep->status) {
     case PS_ST_REMOVED:
         printf("%s: removed from %s (user %s)%s%s\n", elogin, rep->map.organization, rep->map.id,
                rep->message[0] && !rep->http_status ? ": " : "",
@@ -329,7 +328,8 @@ static void report(out_t *out, const char *login, const ps_report_t *rep)
         break;
     case PS_ST_DRYRUN:
         printf("%s: would remove user %s from %s (delete_passwords=%s, "
-               "delete_service_tokens=%s)\n", elogin, rep->map.id, rep->map.organization,
+               "delete_service_tokens=%s)\n",
+               elogin, rep->map.id, rep->map.organization,
                rep->map.delete_passwords ? "true" : "false",
                rep->map.delete_service_tokens ? "true" : "false");
         break;
@@ -337,12 +337,12 @@ static void report(out_t *out, const char *login, const ps_report_t *rep)
         fprintf(stderr, "planetscale-deprovision: %s: queued for retry: %s\n", elogin, emsg);
         break;
     case PS_ST_NOT_QUEUED:
-        fprintf(stderr, "planetscale-deprovision: %s: NOT removed and not queued (--no-queue): "
-                "%s\n", elogin, emsg);
+        fprintf(stderr,
+                "planetscale-deprovision: %s: NOT removed and not queued (--no-queue): "
+                "%s\n",
+                elogin, emsg);
         break;
-    case PS_ST_UNKNOWN:
-        fprintf(stderr, "planetscale-deprovision: %s: %s\n", elogin, emsg);
-        break;
+    case PS_ST_UNKNOWN: fprintf(stderr, "planetscale-deprovision: %s: %s\n", elogin, emsg); break;
     case PS_ST_REFUSED:
         fprintf(stderr, "planetscale-deprovision: %s: refused by the API, not retried: %s\n",
                 elogin, emsg);
@@ -350,9 +350,7 @@ static void report(out_t *out, const char *login, const ps_report_t *rep)
     case PS_ST_CONFIG:
         fprintf(stderr, "planetscale-deprovision: %s: configuration error: %s\n", elogin, emsg);
         break;
-    case PS_ST_INVALID:
-        fprintf(stderr, "planetscale-deprovision: %s\n", emsg);
-        break;
+    case PS_ST_INVALID: fprintf(stderr, "planetscale-deprovision: %s\n", emsg); break;
     case PS_ST_ERROR:
         fprintf(stderr, "planetscale-deprovision: %s: NOT removed: %s\n", elogin, emsg);
         break;
@@ -374,7 +372,7 @@ static ps_status_t remove_stdin(ps_ctx_t *ctx, out_t *out, ps_status_t worst)
     char *line = NULL, *login;
     size_t cap = 0;
 
-    while ((login = next_stdin_login(&line, &cap)) != NULL)
+    while((login = next_stdin_login(&line, &cap)) != NULL)
         worst = remove_one(ctx, out, login, worst);
     free(line);
     return worst;
@@ -392,21 +390,21 @@ static int cmd_remove(const opts_t *o, const ps_log_t *lg, const ps_config_t *cf
     ctx.log = lg;
     ctx.dry_run = o->dry_run;
     ctx.no_queue = o->no_queue;
-    if (o->deadline > 0)
+    if(o->deadline > 0)
         ctx.deadline = ps_now() + o->deadline;
-    if (o->json)
+    if(o->json)
         out.arr = json_object_new_array();
 
-    for (i = 0; i < o->nargs; i++) {
-        if (strcmp(o->args[i], "-") == 0)
+    for(i = 0; i < o->nargs; i++) {
+        if(strcmp(o->args[i], "-") == 0)
             worst = remove_stdin(&ctx, &out, worst);
         else
             worst = remove_one(&ctx, &out, o->args[i], worst);
     }
     ps_ctx_release(&ctx);
-    if (out.arr) {
+    if(out.arr) {
         puts(json_object_to_json_string_ext(out.arr, JSON_C_TO_STRING_PRETTY |
-                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
+                                                         JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(out.arr);
     }
     return ps_status_exit(worst);
@@ -425,19 +423,19 @@ static int cmd_pam_helper(const opts_t *o, ps_log_t *lg)
 
     lg->to_stderr = 0;
     lg->verbose = o->debug;
-    if (!o->mode || o->nargs != 1 ||
-        (strcmp(o->mode, PS_MODE_SERVICE) && strcmp(o->mode, PS_MODE_EXPIRED) &&
-         strcmp(o->mode, PS_MODE_CLOSE))) {
+    if(!o->mode || o->nargs != 1 ||
+       (strcmp(o->mode, PS_MODE_SERVICE) && strcmp(o->mode, PS_MODE_EXPIRED) &&
+        strcmp(o->mode, PS_MODE_CLOSE))) {
         ps_logf(lg, LOG_ERR, "pam-helper: bad invocation");
         goto out;
     }
-    if (load_config(o, lg, 0, &cfg) != EX_OK_) {
+    if(load_config(o, lg, 0, &cfg) != EX_OK_) {
         word = PS_HELPER_CONFIG;
         record_unresolved(o, lg, o->args[0], o->service ? o->service : "", o->mode, NULL);
         goto out;
     }
-    if (strcmp(o->mode, PS_MODE_SERVICE) == 0 &&
-        !ps_config_pam_service_allowed(cfg, o->service ? o->service : "")) {
+    if(strcmp(o->mode, PS_MODE_SERVICE) == 0 &&
+       !ps_config_pam_service_allowed(cfg, o->service ? o->service : "")) {
         ps_logf(lg, LOG_NOTICE, "not acting: PAM service \"%s\" is not in pam_services",
                 ps_escape(o->service ? o->service : "", esvc, sizeof(esvc)));
         word = PS_HELPER_IGNORED;
@@ -450,11 +448,11 @@ static int cmd_pam_helper(const opts_t *o, ps_log_t *lg)
     st = ps_remove_login(&ctx, o->args[0], &rep);
     ps_ctx_release(&ctx);
     word = st == PS_ST_INVALID || st == PS_ST_NOT_QUEUED ? PS_HELPER_ERROR : ps_status_word(st);
-    if (st != PS_ST_REMOVED && st != PS_ST_ABSENT && st != PS_ST_UNMAPPED && rep.message[0]) {
+    if(st != PS_ST_REMOVED && st != PS_ST_ABSENT && st != PS_ST_UNMAPPED && rep.message[0]) {
         char emsg[1024];
 
-        ps_logf(lg, st == PS_ST_QUEUED ? LOG_WARNING : LOG_ERR, "pam-helper (%s): %s: %s",
-                o->mode, ps_status_word(st), ps_escape(rep.message, emsg, sizeof(emsg)));
+        ps_logf(lg, st == PS_ST_QUEUED ? LOG_WARNING : LOG_ERR, "pam-helper (%s): %s: %s", o->mode,
+                ps_status_word(st), ps_escape(rep.message, emsg, sizeof(emsg)));
     }
 out:
     printf("%s\n", word);
@@ -471,7 +469,7 @@ static int cmd_lookup(const opts_t *o, const ps_config_t *cfg)
     ps_status_t worst = PS_ST_REMOVED;
     int i;
 
-    for (i = 0; i < o->nargs; i++) {
+    for(i = 0; i < o->nargs; i++) {
         const char *login = o->args[i];
         char elogin[PS_LOGIN_MAX * 4 + 8];
         ps_mapping_t m;
@@ -480,43 +478,43 @@ static int cmd_lookup(const opts_t *o, const ps_config_t *cfg)
         int rc;
 
         ps_escape(login, elogin, sizeof(elogin));
-        if (!ps_login_valid(login)) {
+        if(!ps_login_valid(login)) {
             st = PS_ST_INVALID;
             fprintf(stderr, "planetscale-deprovision: invalid login name \"%s\"\n", elogin);
-        } else if ((rc = ps_config_map(cfg, login, &m)) == 1) {
+        } else if((rc = ps_config_map(cfg, login, &m)) == 1) {
             st = cfg->unmapped == PS_UNMAPPED_ERROR ? PS_ST_UNKNOWN : PS_ST_UNMAPPED;
-            if (!o->json)
+            if(!o->json)
                 printf("%s: not mapped%s\n", elogin,
                        st == PS_ST_UNKNOWN ? " (unmapped = \"error\")" : ", would be ignored");
-        } else if (rc < 0) {
+        } else if(rc < 0) {
             st = PS_ST_CONFIG;
             fprintf(stderr, "planetscale-deprovision: %s: no organization\n", elogin);
         } else {
             st = PS_ST_DRYRUN;
             url = ps_build_url(cfg->api_url, m.organization, m.id, cfg->flags_mode,
                                m.delete_passwords, m.delete_service_tokens);
-            if (cfg->flags_mode == PS_FLAGS_BODY)
+            if(cfg->flags_mode == PS_FLAGS_BODY)
                 body = ps_build_body(m.delete_passwords, m.delete_service_tokens);
-            if (!o->json) {
+            if(!o->json) {
                 printf("%s:\n  organization: %s\n  user id: %s\n  delete_passwords: %s\n"
-                       "  delete_service_tokens: %s\n  request: DELETE %s\n", elogin,
-                       m.organization, m.id, m.delete_passwords ? "true" : "false",
+                       "  delete_service_tokens: %s\n  request: DELETE %s\n",
+                       elogin, m.organization, m.id, m.delete_passwords ? "true" : "false",
                        m.delete_service_tokens ? "true" : "false", url ? url : "?");
-                if (body)
+                if(body)
                     printf("  body: %s\n", body);
-                printf("  authorization: %s\n", !cfg->auth_header ? "none configured"
+                printf("  authorization: %s\n", !cfg->auth_header    ? "none configured"
                                                 : cfg->auth_is_oauth ? "OAuth token (Bearer)"
                                                                      : "service token");
             }
         }
-        if (arr) {
+        if(arr) {
             json_object *j = json_object_new_object();
 
             json_object_object_add(j, "login", json_object_new_string(login));
-            json_object_object_add(j, "outcome", json_object_new_string(
-                                                     st == PS_ST_DRYRUN ? "mapped"
-                                                                        : ps_status_word(st)));
-            if (st == PS_ST_DRYRUN) {
+            json_object_object_add(
+                j, "outcome",
+                json_object_new_string(st == PS_ST_DRYRUN ? "mapped" : ps_status_word(st)));
+            if(st == PS_ST_DRYRUN) {
                 json_object_object_add(j, "organization", json_object_new_string(m.organization));
                 json_object_object_add(j, "id", json_object_new_string(m.id));
                 json_object_object_add(j, "delete_passwords",
@@ -531,12 +529,12 @@ static int cmd_lookup(const opts_t *o, const ps_config_t *cfg)
         }
         free(url);
         free(body);
-        if (ps_status_worse(st, worst))
+        if(ps_status_worse(st, worst))
             worst = st;
     }
-    if (arr) {
+    if(arr) {
         puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
-                                                 JSON_C_TO_STRING_NOSLASHESCAPE));
+                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(arr);
     }
     return ps_status_exit(worst);
@@ -555,38 +553,38 @@ static int cmd_check(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg
     size_t nunres = 0, nmine = 0, i;
     int rv = EX_OK_, sender;
 
-    if (ps_queue_open(&q, cfg->queue_dir, err, sizeof(err)) != 0) {
+    if(ps_queue_open(&q, cfg->queue_dir, err, sizeof(err)) != 0) {
         ps_logf(lg, LOG_ERR, "queue: %s", err);
         return EX_CONFIG_;
     }
-    if (ps_queue_list(q, 0, &pend, &npend, NULL, NULL, err, sizeof(err)) != 0 ||
-        ps_queue_list(q, 1, &dead, &ndead, NULL, NULL, err, sizeof(err)) != 0) {
+    if(ps_queue_list(q, 0, &pend, &npend, NULL, NULL, err, sizeof(err)) != 0 ||
+       ps_queue_list(q, 1, &dead, &ndead, NULL, NULL, err, sizeof(err)) != 0) {
         ps_logf(lg, LOG_ERR, "queue: %s", err);
         rv = EX_CONFIG_;
         goto out;
     }
-    if (ps_unresolved_list(ps_unresolved_dir(), &unres, &nunres, NULL, err, sizeof(err)) != 0) {
+    if(ps_unresolved_list(ps_unresolved_dir(), &unres, &nunres, NULL, err, sizeof(err)) != 0) {
         ps_logf(lg, LOG_ERR, "unresolved removals: %s", err);
         rv = EX_CONFIG_;
         goto out;
     }
     ps_unresolved_config_key(cfg->path, mine);
-    for (i = 0; i < nunres; i++) {
+    for(i = 0; i < nunres; i++) {
         char theirs[PS_UNRESOLVED_PATH_MAX];
 
         ps_unresolved_config_key(unres[i].config, theirs);
         nmine += strcmp(theirs, mine) == 0;
     }
     sender = ps_sender_probe(cfg, smsg, sizeof(smsg));
-    if (o->json) {
+    if(o->json) {
         json_object *j = json_object_new_object();
 
         json_object_object_add(j, "config", json_object_new_string(cfg->path));
         json_object_object_add(j, "ok", json_object_new_boolean(1));
         json_object_object_add(j, "users", json_object_new_int64((int64_t)cfg->nusers));
         json_object_object_add(j, "api_url", json_object_new_string(cfg->api_url));
-        json_object_object_add(j, "auth", json_object_new_string(cfg->auth_is_oauth
-                                                                     ? "oauth" : "service-token"));
+        json_object_object_add(
+            j, "auth", json_object_new_string(cfg->auth_is_oauth ? "oauth" : "service-token"));
         json_object_object_add(j, "queue_dir", json_object_new_string(cfg->queue_dir));
         json_object_object_add(j, "pending", json_object_new_int64((int64_t)npend));
         json_object_object_add(j, "dead", json_object_new_int64((int64_t)ndead));
@@ -594,11 +592,12 @@ static int cmd_check(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg
         json_object_object_add(j, "unresolved_other_config",
                                json_object_new_int64((int64_t)(nunres - nmine)));
         json_object_object_add(j, "sender_socket", json_object_new_string(cfg->sender_socket));
-        json_object_object_add(j, "sender", json_object_new_string(
-                                   sender == 0 ? "running" : sender < 0 ? "disabled"
-                                                                        : "not-used"));
+        json_object_object_add(j, "sender",
+                               json_object_new_string(sender == 0  ? "running"
+                                                      : sender < 0 ? "disabled"
+                                                                   : "not-used"));
         puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
-                                               JSON_C_TO_STRING_NOSLASHESCAPE));
+                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(j);
     } else {
         printf("%s: OK\n  users mapped: %zu\n  default organization: %s\n  api: %s (%s, "
@@ -607,14 +606,14 @@ static int cmd_check(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg
                cfg->api_url, cfg->auth_is_oauth ? "OAuth token" : "service token",
                cfg->flags_mode == PS_FLAGS_BODY ? "a JSON body" : "query parameters",
                cfg->queue_dir, npend, ndead);
-        if (sender < 0)
+        if(sender < 0)
             printf("  sender: %s\n", smsg);
         else
             printf("  sender: %s: %s\n", cfg->sender_socket, smsg);
-        if (nunres)
+        if(nunres)
             printf("  unresolved: %zu recorded while this configuration could not be loaded "
-                   "(`retry` queues them), %zu for other configurations (%s)\n", nmine,
-                   nunres - nmine, ps_unresolved_dir());
+                   "(`retry` queues them), %zu for other configurations (%s)\n",
+                   nmine, nunres - nmine, ps_unresolved_dir());
     }
 out:
     free(unres);
@@ -631,7 +630,7 @@ static void fmt_time(long long t, char *buf, size_t len)
     struct tm tm;
     time_t tt = (time_t)t;
 
-    if (t <= 0 || !gmtime_r(&tt, &tm))
+    if(t <= 0 || !gmtime_r(&tt, &tm))
         snprintf(buf, len, "-");
     else
         strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -642,12 +641,12 @@ static void list_entries(json_object *arr, const char *state, const ps_qentry_t 
     size_t i;
     time_t now = time(NULL);
 
-    for (i = 0; i < n; i++) {
+    for(i = 0; i < n; i++) {
         char first[32], last[32], eerr[1024];
 
         fmt_time(e[i].first_attempt, first, sizeof(first));
         fmt_time(e[i].last_attempt, last, sizeof(last));
-        if (arr) {
+        if(arr) {
             json_object *j = json_object_new_object();
 
             json_object_object_add(j, "state", json_object_new_string(state));
@@ -678,24 +677,24 @@ static void list_unresolved(json_object *arr, const ps_unresolved_t *u, size_t n
     time_t now = time(NULL);
     size_t i;
 
-    for (i = 0; i < n; i++) {
+    for(i = 0; i < n; i++) {
         char when[32], why[PS_UNRESOLVED_PATH_MAX + PS_LOGIN_MAX + 128], ewhy[4096];
 
         fmt_time(u[i].recorded, when, sizeof(when));
         snprintf(why, sizeof(why), "recorded while %s could not be loaded%s%s%s%s", u[i].config,
-                 u[i].mode[0] ? " (PAM service " : "", u[i].service,
-                 u[i].mode[0] ? ", mode " : "", u[i].mode[0] ? u[i].mode : "");
-        if (u[i].mode[0])
+                 u[i].mode[0] ? " (PAM service " : "", u[i].service, u[i].mode[0] ? ", mode " : "",
+                 u[i].mode[0] ? u[i].mode : "");
+        if(u[i].mode[0])
             strncat(why, ")", sizeof(why) - strlen(why) - 1);
-        if (arr) {
+        if(arr) {
             json_object *j = json_object_new_object();
 
             json_object_object_add(j, "state", json_object_new_string("unresolved"));
             json_object_object_add(j, "login", json_object_new_string(u[i].login));
             json_object_object_add(j, "config", json_object_new_string(u[i].config));
-            json_object_object_add(j, "source", json_object_new_string(
-                                                    u[i].mode[0] ? "pam" : "remove"));
-            if (u[i].mode[0]) {
+            json_object_object_add(j, "source",
+                                   json_object_new_string(u[i].mode[0] ? "pam" : "remove"));
+            if(u[i].mode[0]) {
                 json_object_object_add(j, "service", json_object_new_string(u[i].service));
                 json_object_object_add(j, "mode", json_object_new_string(u[i].mode));
             }
@@ -729,24 +728,24 @@ static int cmd_queue(const opts_t *o, ps_log_t *lg, const ps_config_t *cfg)
     json_object *arr = NULL;
     int rv = EX_OK_;
 
-    if (ps_queue_open(&q, cfg->queue_dir, err, sizeof(err)) != 0) {
+    if(ps_queue_open(&q, cfg->queue_dir, err, sizeof(err)) != 0) {
         ps_logf(lg, LOG_ERR, "queue: %s", err);
         return EX_CONFIG_;
     }
-    if (ps_queue_list(q, 0, &pend, &npend, invalid_note, lg, err, sizeof(err)) != 0 ||
-        ps_queue_list(q, 1, &dead, &ndead, invalid_note, lg, err, sizeof(err)) != 0) {
+    if(ps_queue_list(q, 0, &pend, &npend, invalid_note, lg, err, sizeof(err)) != 0 ||
+       ps_queue_list(q, 1, &dead, &ndead, invalid_note, lg, err, sizeof(err)) != 0) {
         ps_logf(lg, LOG_ERR, "queue: %s", err);
         rv = 1;
         goto out;
     }
-    if (ps_unresolved_list(ps_unresolved_dir(), &unres, &nunres, NULL, err, sizeof(err)) != 0) {
+    if(ps_unresolved_list(ps_unresolved_dir(), &unres, &nunres, NULL, err, sizeof(err)) != 0) {
         ps_logf(lg, LOG_ERR, "unresolved removals: %s", err);
         rv = 1;
         goto out;
     }
-    if (o->json) {
+    if(o->json) {
         arr = json_object_new_array();
-    } else if (npend + ndead + nunres == 0) {
+    } else if(npend + ndead + nunres == 0) {
         printf("queue %s is empty\n", cfg->queue_dir);
         goto out;
     } else {
@@ -756,16 +755,16 @@ static int cmd_queue(const opts_t *o, ps_log_t *lg, const ps_config_t *cfg)
     list_entries(arr, "pending", pend, npend);
     list_entries(arr, "dead", dead, ndead);
     list_unresolved(arr, unres, nunres);
-    if (arr) {
+    if(arr) {
         puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
-                                                 JSON_C_TO_STRING_NOSLASHESCAPE));
+                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(arr);
     } else {
         printf("%zu pending, %zu dead letters (%s)\n", npend, ndead, cfg->queue_dir);
-        if (nunres)
+        if(nunres)
             printf("%zu unresolved: recorded while a configuration could not be loaded; "
-                   "`retry` with that configuration queues them (%s)\n", nunres,
-                   ps_unresolved_dir());
+                   "`retry` with that configuration queues them (%s)\n",
+                   nunres, ps_unresolved_dir());
     }
 out:
     free(unres);
@@ -790,24 +789,24 @@ static int cmd_retry(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg
     memset(&ctx, 0, sizeof(ctx));
     ctx.cfg = cfg;
     ctx.log = lg;
-    if (o->deadline > 0)
+    if(o->deadline > 0)
         ctx.deadline = ps_now() + o->deadline;
     /* first the logins recorded while this configuration could not be
      * loaded: the mapped ones join the queue and are drained with it */
     ur = ps_unresolved_resolve(&ctx, ps_unresolved_dir(), &rs, err, sizeof(err));
-    if (ur < 0)
+    if(ur < 0)
         ps_logf(lg, LOG_ERR, "unresolved removals: %s", ps_escape(err, eerr, sizeof(eerr)));
-    else if (ur == 1)
+    else if(ur == 1)
         ps_logf(lg, LOG_NOTICE, "unresolved removals: another retry is resolving them");
     rv = ps_drain(&ctx, !o->json && isatty(STDERR_FILENO), &st);
     ps_ctx_release(&ctx);
-    if (ur < 0 && ps_status_worse(PS_ST_ERROR, rv))
+    if(ur < 0 && ps_status_worse(PS_ST_ERROR, rv))
         rv = PS_ST_ERROR;
-    else if (rs.left > 0 && ps_status_worse(PS_ST_QUEUED, rv))
+    else if(rs.left > 0 && ps_status_worse(PS_ST_QUEUED, rv))
         rv = PS_ST_QUEUED;
-    rate = st.elapsed > 0 ? (double)(st.removed + st.absent + st.requeued + st.dead) / st.elapsed
-                          : 0;
-    if (o->json) {
+    rate =
+        st.elapsed > 0 ? (double)(st.removed + st.absent + st.requeued + st.dead) / st.elapsed : 0;
+    if(o->json) {
         json_object *j = json_object_new_object();
 
         json_object_object_add(j, "total", json_object_new_int64((int64_t)st.total));
@@ -822,9 +821,9 @@ static int cmd_retry(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg
         json_object_object_add(j, "connections", json_object_new_int64(st.connects));
         json_object_object_add(j, "seconds", json_object_new_double(st.elapsed));
         json_object_object_add(j, "rate", json_object_new_double(rate));
-        if (st.stopped)
+        if(st.stopped)
             json_object_object_add(j, "stopped", json_object_new_string(st.reason));
-        if (ur == 0) {
+        if(ur == 0) {
             json_object *u = json_object_new_object();
 
             json_object_object_add(u, "queued", json_object_new_int64((int64_t)rs.queued));
@@ -837,28 +836,32 @@ static int cmd_retry(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg
         puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
         json_object_put(j);
     } else {
-        if (ur == 0 && rs.queued + rs.dropped + rs.left + rs.invalid > 0)
+        if(ur == 0 && rs.queued + rs.dropped + rs.left + rs.invalid > 0)
             printf("retry: %zu logins recorded while the configuration could not be loaded: "
                    "%zu queued, %zu dropped (not mapped or service not listed), %zu left, "
-                   "%zu invalid\n", rs.queued + rs.dropped + rs.left + rs.invalid, rs.queued,
-                   rs.dropped, rs.left, rs.invalid);
-        if (ur == 0 && rs.other > 0)
+                   "%zu invalid\n",
+                   rs.queued + rs.dropped + rs.left + rs.invalid, rs.queued, rs.dropped, rs.left,
+                   rs.invalid);
+        if(ur == 0 && rs.other > 0)
             printf("retry: %zu recorded logins belong to another configuration (see "
-                   "`queue`)\n", rs.other);
-        if (st.total == 0 && !st.reason[0])
+                   "`queue`)\n",
+                   rs.other);
+        if(st.total == 0 && !st.reason[0])
             printf("retry: the queue is empty\n");
         else
             printf("retry: %zu entries: %zu removed, %zu already absent, %zu still queued, "
                    "%zu dead letters, %zu busy, %zu invalid; %ld 429s, %ld connections, "
-                   "%.1f s, %.1f req/s\n", st.total, st.removed, st.absent, st.requeued,
-                   st.dead + st.aged, st.busy, st.invalid, st.http_429, st.connects,
-                   st.elapsed, rate);
+                   "%.1f s, %.1f req/s\n",
+                   st.total, st.removed, st.absent, st.requeued, st.dead + st.aged, st.busy,
+                   st.invalid, st.http_429, st.connects, st.elapsed, rate);
     }
-    if (st.stopped || (st.reason[0] && rv != PS_ST_REMOVED)) {
+    if(st.stopped || (st.reason[0] && rv != PS_ST_REMOVED)) {
         char er[512];
 
-        ps_logf(lg, rv == PS_ST_QUEUED ? LOG_WARNING : LOG_ERR, "retry stopped: %s; %zu left "
-                "in the queue", ps_escape(st.reason, er, sizeof(er)), st.left);
+        ps_logf(lg, rv == PS_ST_QUEUED ? LOG_WARNING : LOG_ERR,
+                "retry stopped: %s; %zu left "
+                "in the queue",
+                ps_escape(st.reason, er, sizeof(er)), st.left);
     }
     return ps_status_exit(rv);
 }
@@ -874,10 +877,10 @@ int main(int argc, char **argv)
 
     memset(&o, 0, sizeof(o));
     o.args = calloc((size_t)argc + 1, sizeof(char *));
-    if (!o.args)
+    if(!o.args)
         return 1;
     rv = parse_args(argc, argv, &o);
-    if (rv != 0) {
+    if(rv != 0) {
         free(o.args);
         return rv > 0 ? 0 : -rv;
     }
@@ -885,36 +888,36 @@ int main(int argc, char **argv)
     lg.json = o.json;
     openlog("planetscale-deprovision", LOG_PID, LOG_AUTHPRIV);
 
-    if (!o.command) {
+    if(!o.command) {
         rv = usage_error("no command given");
-    } else if (strcmp(o.command, PS_HELPER_SUBCOMMAND) == 0) {
+    } else if(strcmp(o.command, PS_HELPER_SUBCOMMAND) == 0) {
         rv = cmd_pam_helper(&o, &lg);
-    } else if (strcmp(o.command, "remove") == 0 || strcmp(o.command, "lookup") == 0) {
-        if (o.nargs == 0)
+    } else if(strcmp(o.command, "remove") == 0 || strcmp(o.command, "lookup") == 0) {
+        if(o.nargs == 0)
             rv = usage_error("%s: no LOGIN given", o.command);
-        else if ((o.dry_run || o.no_queue) && strcmp(o.command, "remove") != 0)
+        else if((o.dry_run || o.no_queue) && strcmp(o.command, "remove") != 0)
             rv = usage_error("--dry-run and --no-queue go with remove");
-        else if ((rv = load_config(&o, &lg, 0, &cfg)) == EX_OK_)
+        else if((rv = load_config(&o, &lg, 0, &cfg)) == EX_OK_)
             rv = o.command[0] == 'r' ? cmd_remove(&o, &lg, cfg) : cmd_lookup(&o, cfg);
-        else if (o.command[0] == 'r' && !o.dry_run && !o.no_queue)
+        else if(o.command[0] == 'r' && !o.dry_run && !o.no_queue)
             rv = remove_unresolved(&o, &lg);
-    } else if (o.socket && strcmp(o.command, "serve") != 0) {
+    } else if(o.socket && strcmp(o.command, "serve") != 0) {
         rv = usage_error("--socket goes with serve");
-    } else if (strcmp(o.command, "serve") == 0) {
-        if (o.nargs > 0)
+    } else if(strcmp(o.command, "serve") == 0) {
+        if(o.nargs > 0)
             rv = usage_error("serve takes no argument");
-        else if (o.dry_run || o.no_queue || o.deadline > 0)
+        else if(o.dry_run || o.no_queue || o.deadline > 0)
             rv = usage_error("--dry-run, --no-queue and --deadline do not go with serve");
-        else if ((rv = load_config(&o, &lg, 0, &cfg)) == EX_OK_)
+        else if((rv = load_config(&o, &lg, 0, &cfg)) == EX_OK_)
             rv = ps_sender_serve(&cfg, o.socket, &lg);
-    } else if (strcmp(o.command, "retry") == 0 || strcmp(o.command, "queue") == 0 ||
-               strcmp(o.command, "check") == 0) {
-        if (o.nargs > 0)
+    } else if(strcmp(o.command, "retry") == 0 || strcmp(o.command, "queue") == 0 ||
+              strcmp(o.command, "check") == 0) {
+        if(o.nargs > 0)
             rv = usage_error("%s takes no argument", o.command);
-        else if (o.dry_run || o.no_queue)
+        else if(o.dry_run || o.no_queue)
             rv = usage_error("--dry-run and --no-queue go with remove");
-        else if ((rv = load_config(&o, &lg, strcmp(o.command, "check") == 0, &cfg)) == EX_OK_)
-            rv = o.command[1] == 'e' ? cmd_retry(&o, &lg, cfg)
+        else if((rv = load_config(&o, &lg, strcmp(o.command, "check") == 0, &cfg)) == EX_OK_)
+            rv = o.command[1] == 'e'   ? cmd_retry(&o, &lg, cfg)
                  : o.command[0] == 'q' ? cmd_queue(&o, &lg, cfg)
                                        : cmd_check(&o, &lg, cfg);
     } else {

@@ -7,13 +7,13 @@
 #include "remove.h"
 
 typedef struct ps_drain_stats {
-    size_t total;         /* pending entries found */
+    size_t total; /* pending entries found */
     size_t removed, absent, requeued, dead, refused, busy, invalid, aged, left;
-    long http_429;        /* 429 answers seen */
-    long connects;        /* TCP/TLS connections opened */
-    double elapsed;       /* seconds */
-    int stopped;          /* 1 when the drain stopped early (deadline, outage, credentials) */
-    char reason[1024];    /* why it stopped */
+    long http_429;     /* 429 answers seen */
+    long connects;     /* TCP/TLS connections opened */
+    double elapsed;    /* seconds */
+    int stopped;       /* 1 when the drain stopped early (deadline, outage, credentials) */
+    char reason[1024]; /* why it stopped */
 } ps_drain_stats_t;
 
 /* Drains the queue of ctx->cfg until it is empty, ctx->deadline passes, the

@@ -17,23 +17,23 @@
 #ifndef PS_HELPER_H
 #define PS_HELPER_H
 
-#define PS_HELPER_SUBCOMMAND "pam-helper"
-#define PS_HELPER_PATH SBINDIR "/planetscale-deprovision"
-#define PS_HELPER_GRACE 2          /* seconds past --deadline before SIGKILL */
+#define PS_HELPER_SUBCOMMAND      "pam-helper"
+#define PS_HELPER_PATH            SBINDIR "/planetscale-deprovision"
+#define PS_HELPER_GRACE           2 /* seconds past --deadline before SIGKILL */
 #define PS_HELPER_DEFAULT_TIMEOUT 15
 
-#define PS_MODE_SERVICE "service"  /* dedicated service: helper checks pam_services */
-#define PS_MODE_EXPIRED "expired"  /* only_expired: the module saw sp_expire passed */
-#define PS_MODE_CLOSE   "close"    /* session on_close */
+#define PS_MODE_SERVICE "service" /* dedicated service: helper checks pam_services */
+#define PS_MODE_EXPIRED "expired" /* only_expired: the module saw sp_expire passed */
+#define PS_MODE_CLOSE   "close"   /* session on_close */
 
-#define PS_HELPER_REMOVED  "removed"   /* 204 */
-#define PS_HELPER_ABSENT   "absent"    /* 404: already gone */
-#define PS_HELPER_UNMAPPED "unmapped"  /* not in the map, unmapped = "ignore" */
-#define PS_HELPER_UNKNOWN  "unknown"   /* not in the map, unmapped = "error" */
-#define PS_HELPER_IGNORED  "ignored"   /* service not in pam_services */
-#define PS_HELPER_QUEUED   "queued"    /* transient failure, kept in the queue */
-#define PS_HELPER_REFUSED  "refused"   /* API refused (4xx): permanent */
-#define PS_HELPER_CONFIG   "config"    /* configuration error */
-#define PS_HELPER_ERROR    "error"     /* anything else (incl. not queued) */
+#define PS_HELPER_REMOVED  "removed"  /* 204 */
+#define PS_HELPER_ABSENT   "absent"   /* 404: already gone */
+#define PS_HELPER_UNMAPPED "unmapped" /* not in the map, unmapped = "ignore" */
+#define PS_HELPER_UNKNOWN  "unknown"  /* not in the map, unmapped = "error" */
+#define PS_HELPER_IGNORED  "ignored"  /* service not in pam_services */
+#define PS_HELPER_QUEUED   "queued"   /* transient failure, kept in the queue */
+#define PS_HELPER_REFUSED  "refused"  /* API refused (4xx): permanent */
+#define PS_HELPER_CONFIG   "config"   /* configuration error */
+#define PS_HELPER_ERROR    "error"    /* anything else (incl. not queued) */
 
 #endif

@@ -10,7 +10,7 @@
 #include "log.h"
 
 #define PS_LOG_PREFIX "planetscale-deprovision: "
-#define PS_LOG_LINE 2048
+#define PS_LOG_LINE   2048
 #define PS_AUDIT_LINE 4096
 
 /* A log line is one line: a control character left in the formatted text
@@ -58,7 +58,7 @@ void ps_logf(const ps_log_t *lg, int prio, const char *fmt, ...)
  * so that it cannot pass for further key=value pairs. NULL prints "-". */
 static const char *field(const char *in, char *out, size_t outsz)
 {
-    char *v = out + 1;           /* leaves room for the quotes */
+    char *v = out + 1; /* leaves room for the quotes */
     size_t len;
 
     if(!in)
@@ -93,8 +93,8 @@ void ps_audit(const ps_log_t *lg, int prio, const char *outcome, const char *log
              "outcome=%s login=%s organization=%s id=%s delete_passwords=%s "
              "delete_service_tokens=%s http_status=%ld detail=\"%s\"",
              field(outcome, o, sizeof(o)), field(login, l, sizeof(l)),
-             field(organization, org, sizeof(org)), field(id, i, sizeof(i)),
-             flag(delete_passwords), flag(delete_service_tokens), http_status, d);
+             field(organization, org, sizeof(org)), field(id, i, sizeof(i)), flag(delete_passwords),
+             flag(delete_service_tokens), http_status, d);
 
     syslog(LOG_AUTHPRIV | prio, "%s", line);
     if(lg && lg->to_stderr && lg->verbose)

@@ -9,10 +9,10 @@
 #include "util.h"
 
 typedef struct ps_log {
-    int to_stderr;   /* write messages to stderr (the command) */
-    int to_syslog;   /* write messages to syslog, LOG_AUTHPRIV */
-    int verbose;     /* LOG_DEBUG/LOG_INFO go to stderr too */
-    int json;        /* --json: stderr messages stay plain text, stdout is JSON */
+    int to_stderr; /* write messages to stderr (the command) */
+    int to_syslog; /* write messages to syslog, LOG_AUTHPRIV */
+    int verbose;   /* LOG_DEBUG/LOG_INFO go to stderr too */
+    int json;      /* --json: stderr messages stay plain text, stdout is JSON */
 } ps_log_t;
 
 /* A message. LOG_DEBUG goes out only when verbose. Callers escape any

@@ -26,7 +26,7 @@
  * No global or static mutable state, no signal handler, no signal
  * disposition changed, no exit(). */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE             /* pipe2, close_range, O_CLOEXEC */
+#define _GNU_SOURCE /* pipe2, close_range, O_CLOEXEC */
 #endif
 #include <errno.h>
 #include <fcntl.h>
@@ -56,257 +56,242 @@
 
 #define PS_TIMEOUT_MIN 1
 #define PS_TIMEOUT_MAX 120
-#define PS_WORD_MAX 64          /* longest line we accept from the helper */
-#define PS_ESC_MAX (PS_LOGIN_MAX * 4 + 4)
-#define PS_EXEC_MARK "!exec "   /* written by the child when execve fails */
+#define PS_WORD_MAX    64 /* longest line we accept from the helper */
+#define PS_ESC_MAX     (PS_LOGIN_MAX * 4 + 4)
+#define PS_EXEC_MARK   "!exec " /* written by the child when execve fails */
 
 /* ------------------------------------------------------------ arguments */
 
 struct ps_opts {
-	const char *conf;       /* conf=PATH, or NULL for the helper's default */
-	const char *helper;     /* helper=PATH */
-	int debug;
-	int only_expired;
-	int on_close;
-	int timeout;            /* seconds, passed as --deadline */
-	int bad;                /* an unusable conf= or helper=: do not act */
+    const char *conf;   /* conf=PATH, or NULL for the helper's default */
+    const char *helper; /* helper=PATH */
+    int debug;
+    int only_expired;
+    int on_close;
+    int timeout; /* seconds, passed as --deadline */
+    int bad;     /* an unusable conf= or helper=: do not act */
 };
 
-static int
-path_ok(const char *path)
+static int path_ok(const char *path)
 {
-	const unsigned char *p;
+    const unsigned char *p;
 
-	if (path[0] != '/' || strlen(path) >= PATH_MAX)
-		return 0;
-	for (p = (const unsigned char *)path; *p; p++)
-		if (*p < 0x20 || *p == 0x7f)
-			return 0;
-	return 1;
+    if(path[0] != '/' || strlen(path) >= PATH_MAX)
+        return 0;
+    for(p = (const unsigned char *)path; *p; p++)
+        if(*p < 0x20 || *p == 0x7f)
+            return 0;
+    return 1;
 }
 
-static void
-parse_args(pam_handle_t *pamh, int argc, const char **argv, struct ps_opts *o)
+static void parse_args(pam_handle_t *pamh, int argc, const char **argv, struct ps_opts *o)
 {
-	char esc[PS_ESC_MAX];
-	int i;
+    char esc[PS_ESC_MAX];
+    int i;
 
-	memset(o, 0, sizeof(*o));
-	o->helper = PS_HELPER_PATH;
-	o->timeout = PS_HELPER_DEFAULT_TIMEOUT;
+    memset(o, 0, sizeof(*o));
+    o->helper = PS_HELPER_PATH;
+    o->timeout = PS_HELPER_DEFAULT_TIMEOUT;
 
-	for (i = 0; i < argc; i++) {
-		const char *a = argv[i];
+    for(i = 0; i < argc; i++) {
+        const char *a = argv[i];
 
-		if (strcmp(a, "debug") == 0) {
-			o->debug = 1;
-		} else if (strcmp(a, "only_expired") == 0) {
-			o->only_expired = 1;
-		} else if (strcmp(a, "on_close") == 0) {
-			o->on_close = 1;
-		} else if (strncmp(a, "conf=", 5) == 0) {
-			o->conf = a + 5;
-			if (!path_ok(o->conf)) {
-				pam_syslog(pamh, LOG_ERR,
-				    "conf=%s: not an absolute path; not acting",
-				    ps_escape(o->conf, esc, sizeof(esc)));
-				o->bad = 1;
-			}
-		} else if (strncmp(a, "helper=", 7) == 0) {
-			o->helper = a + 7;
-			if (!path_ok(o->helper)) {
-				pam_syslog(pamh, LOG_ERR,
-				    "helper=%s: not an absolute path; not acting",
-				    ps_escape(o->helper, esc, sizeof(esc)));
-				o->bad = 1;
-			}
-		} else if (strncmp(a, "timeout=", 8) == 0) {
-			char *end;
-			long t;
+        if(strcmp(a, "debug") == 0) {
+            o->debug = 1;
+        } else if(strcmp(a, "only_expired") == 0) {
+            o->only_expired = 1;
+        } else if(strcmp(a, "on_close") == 0) {
+            o->on_close = 1;
+        } else if(strncmp(a, "conf=", 5) == 0) {
+            o->conf = a + 5;
+            if(!path_ok(o->conf)) {
+                pam_syslog(pamh, LOG_ERR, "conf=%s: not an absolute path; not acting",
+                           ps_escape(o->conf, esc, sizeof(esc)));
+                o->bad = 1;
+            }
+        } else if(strncmp(a, "helper=", 7) == 0) {
+            o->helper = a + 7;
+            if(!path_ok(o->helper)) {
+                pam_syslog(pamh, LOG_ERR, "helper=%s: not an absolute path; not acting",
+                           ps_escape(o->helper, esc, sizeof(esc)));
+                o->bad = 1;
+            }
+        } else if(strncmp(a, "timeout=", 8) == 0) {
+            char *end;
+            long t;
 
-			errno = 0;
-			t = strtol(a + 8, &end, 10);
-			if (errno != 0 || end == a + 8 || *end != '\0') {
-				pam_syslog(pamh, LOG_ERR,
-				    "timeout=%s: not a number; using %d",
-				    ps_escape(a + 8, esc, sizeof(esc)),
-				    PS_HELPER_DEFAULT_TIMEOUT);
-				o->timeout = PS_HELPER_DEFAULT_TIMEOUT;
-			} else if (t < PS_TIMEOUT_MIN || t > PS_TIMEOUT_MAX) {
-				o->timeout = t < PS_TIMEOUT_MIN ?
-				    PS_TIMEOUT_MIN : PS_TIMEOUT_MAX;
-				pam_syslog(pamh, LOG_ERR,
-				    "timeout=%ld: out of range %d..%d; using %d",
-				    t, PS_TIMEOUT_MIN, PS_TIMEOUT_MAX,
-				    o->timeout);
-			} else {
-				o->timeout = (int)t;
-			}
-		} else {
-			pam_syslog(pamh, LOG_ERR, "unknown argument ignored: %s",
-			    ps_escape(a, esc, sizeof(esc)));
-		}
-	}
+            errno = 0;
+            t = strtol(a + 8, &end, 10);
+            if(errno != 0 || end == a + 8 || *end != '\0') {
+                pam_syslog(pamh, LOG_ERR, "timeout=%s: not a number; using %d",
+                           ps_escape(a + 8, esc, sizeof(esc)), PS_HELPER_DEFAULT_TIMEOUT);
+                o->timeout = PS_HELPER_DEFAULT_TIMEOUT;
+            } else if(t < PS_TIMEOUT_MIN || t > PS_TIMEOUT_MAX) {
+                o->timeout = t < PS_TIMEOUT_MIN ? PS_TIMEOUT_MIN : PS_TIMEOUT_MAX;
+                pam_syslog(pamh, LOG_ERR, "timeout=%ld: out of range %d..%d; using %d", t,
+                           PS_TIMEOUT_MIN, PS_TIMEOUT_MAX, o->timeout);
+            } else {
+                o->timeout = (int)t;
+            }
+        } else {
+            pam_syslog(pamh, LOG_ERR, "unknown argument ignored: %s",
+                       ps_escape(a, esc, sizeof(esc)));
+        }
+    }
 }
 
 /* ------------------------------------------------------------ the child */
 
 /* What came back from one run of the helper. */
 enum ps_run {
-	RUN_WORD,               /* a line was read: see word */
-	RUN_NOWORD,             /* EOF or garbage before a complete line */
-	RUN_TIMEOUT,            /* deadline passed: child killed */
-	RUN_EXEC,               /* the helper could not be executed */
-	RUN_SYS                 /* pipe, fork, ... failed in the module */
+    RUN_WORD,    /* a line was read: see word */
+    RUN_NOWORD,  /* EOF or garbage before a complete line */
+    RUN_TIMEOUT, /* deadline passed: child killed */
+    RUN_EXEC,    /* the helper could not be executed */
+    RUN_SYS      /* pipe, fork, ... failed in the module */
 };
 
 struct ps_argv {
-	char *block;            /* one allocation holding every string */
-	char *argv[16];
-	char *envp[3];
+    char *block; /* one allocation holding every string */
+    char *argv[16];
+    char *envp[3];
 };
 
 /* Copies the strings into one allocation so that execve gets non-const
  * pointers without casts; built before fork (malloc is not async-signal
  * safe). Returns 0 or -1. */
-static int
-build_argv(struct ps_argv *a, const struct ps_opts *o, const char *mode,
-    const char *service, const char *user, const char *deadline)
+static int build_argv(struct ps_argv *a, const struct ps_opts *o, const char *mode,
+                      const char *service, const char *user, const char *deadline)
 {
-	const char *src[16];
-	const char *env[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C" };
-	size_t n = 0, i, total = 0;
-	char *p;
+    const char *src[16];
+    const char *env[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C" };
+    size_t n = 0, i, total = 0;
+    char *p;
 
-	src[n++] = o->helper;
-	src[n++] = PS_HELPER_SUBCOMMAND;
-	src[n++] = "--mode";
-	src[n++] = mode;
-	src[n++] = "--service";
-	src[n++] = service;
-	src[n++] = "--deadline";
-	src[n++] = deadline;
-	if (o->conf != NULL) {
-		src[n++] = "--config";
-		src[n++] = o->conf;
-	}
-	if (o->debug)
-		src[n++] = "--debug";
-	src[n++] = "--";
-	src[n++] = user;
+    src[n++] = o->helper;
+    src[n++] = PS_HELPER_SUBCOMMAND;
+    src[n++] = "--mode";
+    src[n++] = mode;
+    src[n++] = "--service";
+    src[n++] = service;
+    src[n++] = "--deadline";
+    src[n++] = deadline;
+    if(o->conf != NULL) {
+        src[n++] = "--config";
+        src[n++] = o->conf;
+    }
+    if(o->debug)
+        src[n++] = "--debug";
+    src[n++] = "--";
+    src[n++] = user;
 
-	for (i = 0; i < n; i++)
-		total += strlen(src[i]) + 1;
-	for (i = 0; i < 2; i++)
-		total += strlen(env[i]) + 1;
+    for(i = 0; i < n; i++)
+        total += strlen(src[i]) + 1;
+    for(i = 0; i < 2; i++)
+        total += strlen(env[i]) + 1;
 
-	a->block = malloc(total);
-	if (a->block == NULL)
-		return -1;
-	p = a->block;
-	for (i = 0; i < n; i++) {
-		size_t len = strlen(src[i]) + 1;
+    a->block = malloc(total);
+    if(a->block == NULL)
+        return -1;
+    p = a->block;
+    for(i = 0; i < n; i++) {
+        size_t len = strlen(src[i]) + 1;
 
-		memcpy(p, src[i], len);
-		a->argv[i] = p;
-		p += len;
-	}
-	a->argv[n] = NULL;
-	for (i = 0; i < 2; i++) {
-		size_t len = strlen(env[i]) + 1;
+        memcpy(p, src[i], len);
+        a->argv[i] = p;
+        p += len;
+    }
+    a->argv[n] = NULL;
+    for(i = 0; i < 2; i++) {
+        size_t len = strlen(env[i]) + 1;
 
-		memcpy(p, env[i], len);
-		a->envp[i] = p;
-		p += len;
-	}
-	a->envp[2] = NULL;
-	return 0;
+        memcpy(p, env[i], len);
+        a->envp[i] = p;
+        p += len;
+    }
+    a->envp[2] = NULL;
+    return 0;
 }
 
 /* Moves fd out of 0..2 (the host may run with stdio closed, and then pipe2
  * or open can hand those out), keeping O_CLOEXEC. Returns the new fd or -1;
  * closes the old one either way. */
-static int
-above_stdio(int fd)
+static int above_stdio(int fd)
 {
-	int nfd;
+    int nfd;
 
-	if (fd < 0 || fd > 2)
-		return fd;
-	nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-	close(fd);
-	return nfd;
+    if(fd < 0 || fd > 2)
+        return fd;
+    nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    close(fd);
+    return nfd;
 }
 
 /* In the child: async-signal-safe calls only. */
-static void
-child_exec(int devnull, int out, long maxfd, const sigset_t *empty,
-    const struct ps_argv *a)
+static void child_exec(int devnull, int out, long maxfd, const sigset_t *empty,
+                       const struct ps_argv *a)
 {
-	char msg[sizeof(PS_EXEC_MARK) + 16];
-	size_t len = sizeof(PS_EXEC_MARK) - 1, i;
-	char digits[12];
-	int err, nd = 0;
+    char msg[sizeof(PS_EXEC_MARK) + 16];
+    size_t len = sizeof(PS_EXEC_MARK) - 1, i;
+    char digits[12];
+    int err, nd = 0;
 
-	if (dup2(devnull, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0 ||
-	    dup2(devnull, STDERR_FILENO) < 0)
-		_exit(127);
-	if (close_range(3, ~0U, 0) != 0) {
-		long fd;
+    if(dup2(devnull, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0 ||
+       dup2(devnull, STDERR_FILENO) < 0)
+        _exit(127);
+    if(close_range(3, ~0U, 0) != 0) {
+        long fd;
 
-		for (fd = 3; fd < maxfd; fd++)
-			close((int)fd);
-	}
-	/* The host's blocked-signal mask is inherited through execve. */
-	(void)sigprocmask(SIG_SETMASK, empty, NULL);
+        for(fd = 3; fd < maxfd; fd++)
+            close((int)fd);
+    }
+    /* The host's blocked-signal mask is inherited through execve. */
+    (void)sigprocmask(SIG_SETMASK, empty, NULL);
 
-	execve(a->argv[0], a->argv, a->envp);
+    execve(a->argv[0], a->argv, a->envp);
 
-	/* Tell the parent why, as "!exec ERRNO\n" on the pipe. */
-	err = errno;
-	memcpy(msg, PS_EXEC_MARK, len);
-	do {
-		digits[nd++] = (char)('0' + err % 10);
-		err /= 10;
-	} while (err > 0 && nd < (int)sizeof(digits));
-	for (i = 0; nd > 0; i++)
-		msg[len++] = digits[--nd];
-	msg[len++] = '\n';
-	(void)!write(STDOUT_FILENO, msg, len);
-	_exit(127);
+    /* Tell the parent why, as "!exec ERRNO\n" on the pipe. */
+    err = errno;
+    memcpy(msg, PS_EXEC_MARK, len);
+    do {
+        digits[nd++] = (char)('0' + err % 10);
+        err /= 10;
+    } while(err > 0 && nd < (int)sizeof(digits));
+    for(i = 0; nd > 0; i++)
+        msg[len++] = digits[--nd];
+    msg[len++] = '\n';
+    (void)!write(STDOUT_FILENO, msg, len);
+    _exit(127);
 }
 
 /* Checks the helper before forking: a regular executable file owned by root
  * or by us, not writable by group or others (the module runs as root in
  * sshd: a helper that someone else could replace would be a way in).
  * Returns NULL when fine, else why not. */
-static const char *
-check_helper(const char *path)
+static const char *check_helper(const char *path)
 {
-	struct stat st;
+    struct stat st;
 
-	if (stat(path, &st) != 0)
-		return strerror(errno);
-	if (!S_ISREG(st.st_mode))
-		return "not a regular file";
-	if ((st.st_uid != 0 && st.st_uid != geteuid()) ||
-	    (st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
-		return "not owned by root, or writable by group or others";
-	if (access(path, X_OK) != 0)
-		return strerror(errno);
-	return NULL;
+    if(stat(path, &st) != 0)
+        return strerror(errno);
+    if(!S_ISREG(st.st_mode))
+        return "not a regular file";
+    if((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+        return "not owned by root, or writable by group or others";
+    if(access(path, X_OK) != 0)
+        return strerror(errno);
+    return NULL;
 }
 
-static int
-ms_left(double deadline)
+static int ms_left(double deadline)
 {
-	double left = deadline - ps_now();
+    double left = deadline - ps_now();
 
-	if (left <= 0)
-		return 0;
-	if (left > 3600)
-		return 3600 * 1000;
-	return (int)(left * 1000.0) + 1;
+    if(left <= 0)
+        return 0;
+    if(left > 3600)
+        return 3600 * 1000;
+    return (int)(left * 1000.0) + 1;
 }
 
 /* Runs the helper once and reads its answer into word (NUL-terminated, no
@@ -314,322 +299,304 @@ ms_left(double deadline)
  * child was reaped elsewhere: SIGCHLD ignored, or a host's own handler). On
  * RUN_EXEC, *why says why and *exec_errno is execve's errno, if it got
  * that far. */
-static enum ps_run
-run_helper(pam_handle_t *pamh, const struct ps_opts *o, const char *mode,
-    const char *service, const char *user, char *word, size_t wordsz,
-    int *status, int *exec_errno, const char **why)
+static enum ps_run run_helper(pam_handle_t *pamh, const struct ps_opts *o, const char *mode,
+                              const char *service, const char *user, char *word, size_t wordsz,
+                              int *status, int *exec_errno, const char **why)
 {
-	struct ps_argv a = { NULL, { NULL }, { NULL } };
-	enum ps_run rv = RUN_SYS;
-	char deadline_s[16];
-	char buf[PS_WORD_MAX];
-	size_t got = 0;
-	int pfd[2] = { -1, -1 };
-	int devnull = -1, timed_out = 0, have_line = 0;
-	long maxfd;
-	sigset_t empty;
-	double deadline;
-	pid_t pid;
+    struct ps_argv a = { NULL, { NULL }, { NULL } };
+    enum ps_run rv = RUN_SYS;
+    char deadline_s[16];
+    char buf[PS_WORD_MAX];
+    size_t got = 0;
+    int pfd[2] = { -1, -1 };
+    int devnull = -1, timed_out = 0, have_line = 0;
+    long maxfd;
+    sigset_t empty;
+    double deadline;
+    pid_t pid;
 
-	*status = -1;
-	*exec_errno = 0;
-	*why = NULL;
-	word[0] = '\0';
+    *status = -1;
+    *exec_errno = 0;
+    *why = NULL;
+    word[0] = '\0';
 
-	if ((*why = check_helper(o->helper)) != NULL)
-		return RUN_EXEC;
+    if((*why = check_helper(o->helper)) != NULL)
+        return RUN_EXEC;
 
-	snprintf(deadline_s, sizeof(deadline_s), "%d", o->timeout);
-	if (build_argv(&a, o, mode, service, user, deadline_s) != 0) {
-		pam_syslog(pamh, LOG_CRIT, "out of memory");
-		goto err;
-	}
-	maxfd = sysconf(_SC_OPEN_MAX);
-	if (maxfd < 0 || maxfd > INT_MAX)
-		maxfd = 1024;
-	sigemptyset(&empty);
+    snprintf(deadline_s, sizeof(deadline_s), "%d", o->timeout);
+    if(build_argv(&a, o, mode, service, user, deadline_s) != 0) {
+        pam_syslog(pamh, LOG_CRIT, "out of memory");
+        goto err;
+    }
+    maxfd = sysconf(_SC_OPEN_MAX);
+    if(maxfd < 0 || maxfd > INT_MAX)
+        maxfd = 1024;
+    sigemptyset(&empty);
 
-	devnull = above_stdio(open("/dev/null", O_RDWR | O_CLOEXEC));
-	if (devnull < 0) {
-		pam_syslog(pamh, LOG_ERR, "open /dev/null: %m");
-		goto err;
-	}
-	if (pipe2(pfd, O_CLOEXEC) != 0) {
-		pam_syslog(pamh, LOG_ERR, "pipe2: %m");
-		goto err;
-	}
-	pfd[0] = above_stdio(pfd[0]);
-	pfd[1] = above_stdio(pfd[1]);
-	if (pfd[0] < 0 || pfd[1] < 0) {
-		pam_syslog(pamh, LOG_ERR, "fcntl: %m");
-		goto err;
-	}
+    devnull = above_stdio(open("/dev/null", O_RDWR | O_CLOEXEC));
+    if(devnull < 0) {
+        pam_syslog(pamh, LOG_ERR, "open /dev/null: %m");
+        goto err;
+    }
+    if(pipe2(pfd, O_CLOEXEC) != 0) {
+        pam_syslog(pamh, LOG_ERR, "pipe2: %m");
+        goto err;
+    }
+    pfd[0] = above_stdio(pfd[0]);
+    pfd[1] = above_stdio(pfd[1]);
+    if(pfd[0] < 0 || pfd[1] < 0) {
+        pam_syslog(pamh, LOG_ERR, "fcntl: %m");
+        goto err;
+    }
 
-	deadline = ps_now() + o->timeout + PS_HELPER_GRACE;
-	pid = fork();
-	if (pid < 0) {
-		pam_syslog(pamh, LOG_ERR, "fork: %m");
-		goto err;
-	}
-	if (pid == 0)
-		child_exec(devnull, pfd[1], maxfd, &empty, &a);
+    deadline = ps_now() + o->timeout + PS_HELPER_GRACE;
+    pid = fork();
+    if(pid < 0) {
+        pam_syslog(pamh, LOG_ERR, "fork: %m");
+        goto err;
+    }
+    if(pid == 0)
+        child_exec(devnull, pfd[1], maxfd, &empty, &a);
 
-	close(pfd[1]);
-	pfd[1] = -1;
-	close(devnull);
-	devnull = -1;
+    close(pfd[1]);
+    pfd[1] = -1;
+    close(devnull);
+    devnull = -1;
 
-	/* Read one line, until the deadline. */
-	while (!have_line) {
-		struct pollfd p = { pfd[0], POLLIN, 0 };
-		int ms = ms_left(deadline), r;
-		ssize_t n;
+    /* Read one line, until the deadline. */
+    while(!have_line) {
+        struct pollfd p = { pfd[0], POLLIN, 0 };
+        int ms = ms_left(deadline), r;
+        ssize_t n;
 
-		if (ms == 0) {
-			timed_out = 1;
-			break;
-		}
-		r = poll(&p, 1, ms);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			pam_syslog(pamh, LOG_ERR, "poll: %m");
-			break;
-		}
-		if (r == 0)
-			continue;       /* the loop checks the deadline */
-		n = read(pfd[0], buf + got, sizeof(buf) - 1 - got);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0)
-			break;          /* EOF (or error) before a full line */
-		got += (size_t)n;
-		buf[got] = '\0';
-		if (memchr(buf, '\n', got) != NULL)
-			have_line = 1;
-		else if (got == sizeof(buf) - 1)
-			break;          /* too long to be a word */
-	}
-	close(pfd[0]);
-	pfd[0] = -1;
+        if(ms == 0) {
+            timed_out = 1;
+            break;
+        }
+        r = poll(&p, 1, ms);
+        if(r < 0 && errno == EINTR)
+            continue;
+        if(r < 0) {
+            pam_syslog(pamh, LOG_ERR, "poll: %m");
+            break;
+        }
+        if(r == 0)
+            continue; /* the loop checks the deadline */
+        n = read(pfd[0], buf + got, sizeof(buf) - 1 - got);
+        if(n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if(n <= 0)
+            break; /* EOF (or error) before a full line */
+        got += (size_t)n;
+        buf[got] = '\0';
+        if(memchr(buf, '\n', got) != NULL)
+            have_line = 1;
+        else if(got == sizeof(buf) - 1)
+            break; /* too long to be a word */
+    }
+    close(pfd[0]);
+    pfd[0] = -1;
 
-	/* Reap, waiting for the exit no later than the deadline. */
-	for (;;) {
-		int st;
-		pid_t w = waitpid(pid, &st, WNOHANG);
+    /* Reap, waiting for the exit no later than the deadline. */
+    for(;;) {
+        int st;
+        pid_t w = waitpid(pid, &st, WNOHANG);
 
-		if (w == pid) {
-			*status = st;
-			break;
-		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			break;          /* ECHILD: the host ignores SIGCHLD */
-		if (timed_out || ms_left(deadline) == 0) {
-			if (!have_line)
-				timed_out = 1;
-			(void)kill(pid, SIGKILL);
-			while ((w = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
-				;
-			if (w == pid)
-				*status = st;
-			break;
-		}
-		(void)poll(NULL, 0, 10);
-	}
+        if(w == pid) {
+            *status = st;
+            break;
+        }
+        if(w < 0 && errno == EINTR)
+            continue;
+        if(w < 0)
+            break; /* ECHILD: the host ignores SIGCHLD */
+        if(timed_out || ms_left(deadline) == 0) {
+            if(!have_line)
+                timed_out = 1;
+            (void)kill(pid, SIGKILL);
+            while((w = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
+                ;
+            if(w == pid)
+                *status = st;
+            break;
+        }
+        (void)poll(NULL, 0, 10);
+    }
 
-	if (timed_out) {
-		rv = RUN_TIMEOUT;
-	} else if (have_line) {
-		char *nl = memchr(buf, '\n', got);
+    if(timed_out) {
+        rv = RUN_TIMEOUT;
+    } else if(have_line) {
+        char *nl = memchr(buf, '\n', got);
 
-		*nl = '\0';
-		if (strlen(buf) != (size_t)(nl - buf)) {
-			/* a NUL inside the line: not a word */
-			snprintf(word, wordsz, "%s", buf);
-			rv = RUN_NOWORD;
-		} else if (strncmp(buf, PS_EXEC_MARK,
-		    sizeof(PS_EXEC_MARK) - 1) == 0) {
-			*exec_errno = atoi(buf + sizeof(PS_EXEC_MARK) - 1);
-			*why = strerror(*exec_errno);
-			rv = RUN_EXEC;
-		} else {
-			size_t len = strlen(buf);
+        *nl = '\0';
+        if(strlen(buf) != (size_t)(nl - buf)) {
+            /* a NUL inside the line: not a word */
+            snprintf(word, wordsz, "%s", buf);
+            rv = RUN_NOWORD;
+        } else if(strncmp(buf, PS_EXEC_MARK, sizeof(PS_EXEC_MARK) - 1) == 0) {
+            *exec_errno = atoi(buf + sizeof(PS_EXEC_MARK) - 1);
+            *why = strerror(*exec_errno);
+            rv = RUN_EXEC;
+        } else {
+            size_t len = strlen(buf);
 
-			if (len > 0 && buf[len - 1] == '\r')
-				buf[len - 1] = '\0';
-			snprintf(word, wordsz, "%s", buf);
-			rv = RUN_WORD;
-		}
-	} else {
-		buf[got] = '\0';
-		snprintf(word, wordsz, "%s", buf);
-		rv = RUN_NOWORD;
-	}
+            if(len > 0 && buf[len - 1] == '\r')
+                buf[len - 1] = '\0';
+            snprintf(word, wordsz, "%s", buf);
+            rv = RUN_WORD;
+        }
+    } else {
+        buf[got] = '\0';
+        snprintf(word, wordsz, "%s", buf);
+        rv = RUN_NOWORD;
+    }
 
 err:
-	if (pfd[0] >= 0)
-		close(pfd[0]);
-	if (pfd[1] >= 0)
-		close(pfd[1]);
-	if (devnull >= 0)
-		close(devnull);
-	free(a.block);
-	return rv;
+    if(pfd[0] >= 0)
+        close(pfd[0]);
+    if(pfd[1] >= 0)
+        close(pfd[1]);
+    if(devnull >= 0)
+        close(devnull);
+    free(a.block);
+    return rv;
 }
 
 /* ------------------------------------------------------------ outcomes */
 
 enum ps_answer {
-	ANS_REMOVED, ANS_ABSENT, ANS_UNMAPPED, ANS_UNKNOWN, ANS_IGNORED,
-	ANS_QUEUED, ANS_REFUSED, ANS_CONFIG, ANS_ERROR, ANS_NONE
+    ANS_REMOVED,
+    ANS_ABSENT,
+    ANS_UNMAPPED,
+    ANS_UNKNOWN,
+    ANS_IGNORED,
+    ANS_QUEUED,
+    ANS_REFUSED,
+    ANS_CONFIG,
+    ANS_ERROR,
+    ANS_NONE
 };
 
 static const struct {
-	const char *word;
-	enum ps_answer ans;
-	int prio;
-	const char *text;
+    const char *word;
+    enum ps_answer ans;
+    int prio;
+    const char *text;
 } answers[] = {
-	{ PS_HELPER_REMOVED, ANS_REMOVED, LOG_INFO,
-	  "removed from PlanetScale" },
-	{ PS_HELPER_ABSENT, ANS_ABSENT, LOG_INFO,
-	  "already absent from PlanetScale" },
-	{ PS_HELPER_UNMAPPED, ANS_UNMAPPED, LOG_INFO,
-	  "not mapped to a PlanetScale user: nothing to do" },
-	{ PS_HELPER_UNKNOWN, ANS_UNKNOWN, LOG_ERR,
-	  "not mapped to a PlanetScale user (unmapped = \"error\")" },
-	{ PS_HELPER_IGNORED, ANS_IGNORED, LOG_NOTICE, NULL },
-	{ PS_HELPER_QUEUED, ANS_QUEUED, LOG_WARNING,
-	  "removal failed for now and was queued for retry" },
-	{ PS_HELPER_REFUSED, ANS_REFUSED, LOG_ERR,
-	  "removal refused by the PlanetScale API" },
-	{ PS_HELPER_CONFIG, ANS_CONFIG, LOG_ERR,
-	  "configuration error (see planetscale-deprovision check)" },
-	{ PS_HELPER_ERROR, ANS_ERROR, LOG_ERR, "removal failed" },
+    { PS_HELPER_REMOVED, ANS_REMOVED, LOG_INFO, "removed from PlanetScale" },
+    { PS_HELPER_ABSENT, ANS_ABSENT, LOG_INFO, "already absent from PlanetScale" },
+    { PS_HELPER_UNMAPPED, ANS_UNMAPPED, LOG_INFO,
+      "not mapped to a PlanetScale user: nothing to do" },
+    { PS_HELPER_UNKNOWN, ANS_UNKNOWN, LOG_ERR,
+      "not mapped to a PlanetScale user (unmapped = \"error\")" },
+    { PS_HELPER_IGNORED, ANS_IGNORED, LOG_NOTICE, NULL },
+    { PS_HELPER_QUEUED, ANS_QUEUED, LOG_WARNING,
+      "removal failed for now and was queued for retry" },
+    { PS_HELPER_REFUSED, ANS_REFUSED, LOG_ERR, "removal refused by the PlanetScale API" },
+    { PS_HELPER_CONFIG, ANS_CONFIG, LOG_ERR,
+      "configuration error (see planetscale-deprovision check)" },
+    { PS_HELPER_ERROR, ANS_ERROR, LOG_ERR, "removal failed" },
 };
 
 /* PAM code for an answer in service mode. */
-static int
-service_code(enum ps_answer ans)
+static int service_code(enum ps_answer ans)
 {
-	switch (ans) {
-	case ANS_REMOVED:
-	case ANS_ABSENT:
-	case ANS_UNMAPPED:
-		return PAM_SUCCESS;
-	case ANS_UNKNOWN:
-		return PAM_USER_UNKNOWN;
-	case ANS_IGNORED:
-		return PAM_IGNORE;
-	case ANS_QUEUED:
-		return PAM_AUTHINFO_UNAVAIL;
-	case ANS_REFUSED:
-		return PAM_PERM_DENIED;
-	case ANS_CONFIG:
-		return PAM_SERVICE_ERR;
-	case ANS_ERROR:
-	case ANS_NONE:
-	default:
-		return PAM_SYSTEM_ERR;
-	}
+    switch(ans) {
+    case ANS_REMOVED:
+    case ANS_ABSENT:
+    case ANS_UNMAPPED: return PAM_SUCCESS;
+    case ANS_UNKNOWN: return PAM_USER_UNKNOWN;
+    case ANS_IGNORED: return PAM_IGNORE;
+    case ANS_QUEUED: return PAM_AUTHINFO_UNAVAIL;
+    case ANS_REFUSED: return PAM_PERM_DENIED;
+    case ANS_CONFIG: return PAM_SERVICE_ERR;
+    case ANS_ERROR:
+    case ANS_NONE:
+    default: return PAM_SYSTEM_ERR;
+    }
 }
 
-static const char *
-describe_status(int status, char *buf, size_t bufsz)
+static const char *describe_status(int status, char *buf, size_t bufsz)
 {
-	if (status != -1 && WIFEXITED(status))
-		snprintf(buf, bufsz, "exit status %d", WEXITSTATUS(status));
-	else if (status != -1 && WIFSIGNALED(status))
-		snprintf(buf, bufsz, "killed by signal %d", WTERMSIG(status));
-	else
-		snprintf(buf, bufsz, "exit status unknown");
-	return buf;
+    if(status != -1 && WIFEXITED(status))
+        snprintf(buf, bufsz, "exit status %d", WEXITSTATUS(status));
+    else if(status != -1 && WIFSIGNALED(status))
+        snprintf(buf, bufsz, "killed by signal %d", WTERMSIG(status));
+    else
+        snprintf(buf, bufsz, "exit status unknown");
+    return buf;
 }
 
 /* Runs the helper for user in mode, logs the outcome (one line) and returns
  * the answer. */
-static enum ps_answer
-act(pam_handle_t *pamh, const struct ps_opts *o, const char *mode,
-    const char *service, const char *user)
+static enum ps_answer act(pam_handle_t *pamh, const struct ps_opts *o, const char *mode,
+                          const char *service, const char *user)
 {
-	char euser[PS_ESC_MAX], eservice[PS_ESC_MAX], eword[PS_WORD_MAX * 4];
-	char word[PS_WORD_MAX], st[64];
-	enum ps_answer ans = ANS_NONE;
-	enum ps_run run;
-	int status, exec_errno;
-	const char *why = NULL;
-	double t0 = ps_now();
-	size_t i;
+    char euser[PS_ESC_MAX], eservice[PS_ESC_MAX], eword[PS_WORD_MAX * 4];
+    char word[PS_WORD_MAX], st[64];
+    enum ps_answer ans = ANS_NONE;
+    enum ps_run run;
+    int status, exec_errno;
+    const char *why = NULL;
+    double t0 = ps_now();
+    size_t i;
 
-	ps_escape(user, euser, sizeof(euser));
-	ps_escape(service, eservice, sizeof(eservice));
+    ps_escape(user, euser, sizeof(euser));
+    ps_escape(service, eservice, sizeof(eservice));
 
-	if (o->bad) {
-		pam_syslog(pamh, LOG_ERR,
-		    "user %s mode %s: not acting: bad module arguments",
-		    euser, mode);
-		return ANS_CONFIG;
-	}
-	if (o->debug)
-		pam_syslog(pamh, LOG_DEBUG,
-		    "running %s %s --mode %s --service %s --deadline %d%s%s%s -- %s",
-		    o->helper, PS_HELPER_SUBCOMMAND, mode, eservice, o->timeout,
-		    o->conf ? " --config " : "", o->conf ? o->conf : "",
-		    o->debug ? " --debug" : "", euser);
+    if(o->bad) {
+        pam_syslog(pamh, LOG_ERR, "user %s mode %s: not acting: bad module arguments", euser, mode);
+        return ANS_CONFIG;
+    }
+    if(o->debug)
+        pam_syslog(pamh, LOG_DEBUG,
+                   "running %s %s --mode %s --service %s --deadline %d%s%s%s -- %s", o->helper,
+                   PS_HELPER_SUBCOMMAND, mode, eservice, o->timeout, o->conf ? " --config " : "",
+                   o->conf ? o->conf : "", o->debug ? " --debug" : "", euser);
 
-	run = run_helper(pamh, o, mode, service, user, word, sizeof(word),
-	    &status, &exec_errno, &why);
-	if (o->debug)
-		pam_syslog(pamh, LOG_DEBUG, "helper finished in %.3f s, %s",
-		    ps_now() - t0, describe_status(status, st, sizeof(st)));
+    run = run_helper(pamh, o, mode, service, user, word, sizeof(word), &status, &exec_errno, &why);
+    if(o->debug)
+        pam_syslog(pamh, LOG_DEBUG, "helper finished in %.3f s, %s", ps_now() - t0,
+                   describe_status(status, st, sizeof(st)));
 
-	switch (run) {
-	case RUN_WORD:
-		for (i = 0; i < sizeof(answers) / sizeof(answers[0]); i++)
-			if (strcmp(word, answers[i].word) == 0)
-				break;
-		if (i == sizeof(answers) / sizeof(answers[0])) {
-			pam_syslog(pamh, LOG_ERR,
-			    "user %s mode %s: helper answered an unknown word \"%s\"",
-			    euser, mode, ps_escape(word, eword, sizeof(eword)));
-			return ANS_NONE;
-		}
-		ans = answers[i].ans;
-		if (ans == ANS_IGNORED)
-			pam_syslog(pamh, answers[i].prio,
-			    "user %s mode %s: not acting: service %s not in pam_services",
-			    euser, mode, eservice);
-		else
-			pam_syslog(pamh, answers[i].prio,
-			    "user %s mode %s: %s (%s)", euser, mode,
-			    answers[i].text, answers[i].word);
-		return ans;
-	case RUN_NOWORD:
-		pam_syslog(pamh, LOG_ERR,
-		    "user %s mode %s: helper %s gave no answer (%s)%s%s",
-		    euser, mode, o->helper,
-		    describe_status(status, st, sizeof(st)),
-		    word[0] ? ": " : "", ps_escape(word, eword, sizeof(eword)));
-		break;
-	case RUN_TIMEOUT:
-		pam_syslog(pamh, LOG_ERR,
-		    "user %s mode %s: helper %s did not answer within %d s: killed",
-		    euser, mode, o->helper, o->timeout + PS_HELPER_GRACE);
-		break;
-	case RUN_EXEC:
-		pam_syslog(pamh, LOG_ERR,
-		    "user %s mode %s: cannot run helper %s: %s", euser, mode,
-		    o->helper, why ? why : "unknown error");
-		break;
-	case RUN_SYS:
-	default:
-		pam_syslog(pamh, LOG_ERR,
-		    "user %s mode %s: could not run the helper", euser, mode);
-		break;
-	}
-	return ANS_NONE;
+    switch(run) {
+    case RUN_WORD:
+        for(i = 0; i < sizeof(answers) / sizeof(answers[0]); i++)
+            if(strcmp(word, answers[i].word) == 0)
+                break;
+        if(i == sizeof(answers) / sizeof(answers[0])) {
+            pam_syslog(pamh, LOG_ERR, "user %s mode %s: helper answered an unknown word \"%s\"",
+                       euser, mode, ps_escape(word, eword, sizeof(eword)));
+            return ANS_NONE;
+        }
+        ans = answers[i].ans;
+        if(ans == ANS_IGNORED)
+            pam_syslog(pamh, answers[i].prio,
+                       "user %s mode %s: not acting: service %s not in pam_services", euser, mode,
+                       eservice);
+        else
+            pam_syslog(pamh, answers[i].prio, "user %s mode %s: %s (%s)", euser, mode,
+                       answers[i].text, answers[i].word);
+        return ans;
+    case RUN_NOWORD:
+        pam_syslog(pamh, LOG_ERR, "user %s mode %s: helper %s gave no answer (%s)%s%s", euser, mode,
+                   o->helper, describe_status(status, st, sizeof(st)), word[0] ? ": " : "",
+                   ps_escape(word, eword, sizeof(eword)));
+        break;
+    case RUN_TIMEOUT:
+        pam_syslog(pamh, LOG_ERR, "user %s mode %s: helper %s did not answer within %d s: killed",
+                   euser, mode, o->helper, o->timeout + PS_HELPER_GRACE);
+        break;
+    case RUN_EXEC:
+        pam_syslog(pamh, LOG_ERR, "user %s mode %s: cannot run helper %s: %s", euser, mode,
+                   o->helper, why ? why : "unknown error");
+        break;
+    case RUN_SYS:
+    default:
+        pam_syslog(pamh, LOG_ERR, "user %s mode %s: could not run the helper", euser, mode);
+        break;
+    }
+    return ANS_NONE;
 }
 
 /* PAM_USER and PAM_SERVICE, validated. Never prompts (pam_get_item, not
@@ -637,190 +604,166 @@ act(pam_handle_t *pamh, const struct ps_opts *o, const char *mode,
  * 0, or after logging GN_SERVICE (no usable PAM_SERVICE) or GN_USER (no
  * usable PAM_USER). */
 #define GN_SERVICE (-1)
-#define GN_USER (-2)
-static int
-get_names(pam_handle_t *pamh, const struct ps_opts *o, const char **user,
-    const char **service)
+#define GN_USER    (-2)
+static int get_names(pam_handle_t *pamh, const struct ps_opts *o, const char **user,
+                     const char **service)
 {
-	const void *item = NULL;
-	char esc[PS_ESC_MAX];
+    const void *item = NULL;
+    char esc[PS_ESC_MAX];
 
-	*user = NULL;
-	*service = NULL;
-	if (pam_get_item(pamh, PAM_SERVICE, &item) != PAM_SUCCESS ||
-	    item == NULL) {
-		pam_syslog(pamh, LOG_ERR, "cannot get PAM_SERVICE");
-		return GN_SERVICE;
-	}
-	*service = item;
-	if (!ps_login_valid(*service)) {
-		pam_syslog(pamh, LOG_ERR, "invalid PAM_SERVICE %s: not acting",
-		    ps_escape(*service, esc, sizeof(esc)));
-		return GN_SERVICE;
-	}
-	item = NULL;
-	if (pam_get_item(pamh, PAM_USER, &item) != PAM_SUCCESS ||
-	    item == NULL) {
-		pam_syslog(pamh, LOG_ERR, "no PAM_USER: not acting");
-		return GN_USER;
-	}
-	*user = item;
-	if (!ps_login_valid(*user)) {
-		pam_syslog(pamh, LOG_ERR, "invalid user name %s: not acting",
-		    ps_escape(*user, esc, sizeof(esc)));
-		return GN_USER;
-	}
-	if (o->debug)
-		pam_syslog(pamh, LOG_DEBUG, "user %s service %s",
-		    ps_escape(*user, esc, sizeof(esc)), *service);
-	return 0;
+    *user = NULL;
+    *service = NULL;
+    if(pam_get_item(pamh, PAM_SERVICE, &item) != PAM_SUCCESS || item == NULL) {
+        pam_syslog(pamh, LOG_ERR, "cannot get PAM_SERVICE");
+        return GN_SERVICE;
+    }
+    *service = item;
+    if(!ps_login_valid(*service)) {
+        pam_syslog(pamh, LOG_ERR, "invalid PAM_SERVICE %s: not acting",
+                   ps_escape(*service, esc, sizeof(esc)));
+        return GN_SERVICE;
+    }
+    item = NULL;
+    if(pam_get_item(pamh, PAM_USER, &item) != PAM_SUCCESS || item == NULL) {
+        pam_syslog(pamh, LOG_ERR, "no PAM_USER: not acting");
+        return GN_USER;
+    }
+    *user = item;
+    if(!ps_login_valid(*user)) {
+        pam_syslog(pamh, LOG_ERR, "invalid user name %s: not acting",
+                   ps_escape(*user, esc, sizeof(esc)));
+        return GN_USER;
+    }
+    if(o->debug)
+        pam_syslog(pamh, LOG_DEBUG, "user %s service %s", ps_escape(*user, esc, sizeof(esc)),
+                   *service);
+    return 0;
 }
 
 /* ------------------------------------------------------------ account */
 
-static int
-acct_only_expired(pam_handle_t *pamh, const struct ps_opts *o)
+static int acct_only_expired(pam_handle_t *pamh, const struct ps_opts *o)
 {
-	const char *user, *service;
-	char esc[PS_ESC_MAX];
-	struct spwd *sp;
-	long expire;
+    const char *user, *service;
+    char esc[PS_ESC_MAX];
+    struct spwd *sp;
+    long expire;
 
-	if (get_names(pamh, o, &user, &service) != 0)
-		return PAM_IGNORE;
+    if(get_names(pamh, o, &user, &service) != 0)
+        return PAM_IGNORE;
 
-	/* Shadow first, before anything else: most logins stop here. */
-	sp = getspnam(user);
-	if (sp == NULL) {
-		if (o->debug)
-			pam_syslog(pamh, LOG_DEBUG,
-			    "user %s: no readable shadow entry: not acting",
-			    ps_escape(user, esc, sizeof(esc)));
-		return PAM_IGNORE;
-	}
-	expire = sp->sp_expire;
-	if (!ps_shadow_expired(expire, time(NULL))) {
-		if (o->debug)
-			pam_syslog(pamh, LOG_DEBUG,
-			    "user %s: account not expired (expire %ld): not acting",
-			    ps_escape(user, esc, sizeof(esc)), expire);
-		return PAM_IGNORE;
-	}
+    /* Shadow first, before anything else: most logins stop here. */
+    sp = getspnam(user);
+    if(sp == NULL) {
+        if(o->debug)
+            pam_syslog(pamh, LOG_DEBUG, "user %s: no readable shadow entry: not acting",
+                       ps_escape(user, esc, sizeof(esc)));
+        return PAM_IGNORE;
+    }
+    expire = sp->sp_expire;
+    if(!ps_shadow_expired(expire, time(NULL))) {
+        if(o->debug)
+            pam_syslog(pamh, LOG_DEBUG, "user %s: account not expired (expire %ld): not acting",
+                       ps_escape(user, esc, sizeof(esc)), expire);
+        return PAM_IGNORE;
+    }
 
-	/* The helper's answer is logged; the login's outcome is pam_unix's. */
-	(void)act(pamh, o, PS_MODE_EXPIRED, service, user);
-	return PAM_IGNORE;
+    /* The helper's answer is logged; the login's outcome is pam_unix's. */
+    (void)act(pamh, o, PS_MODE_EXPIRED, service, user);
+    return PAM_IGNORE;
 }
 
-static int
-acct_service(pam_handle_t *pamh, const struct ps_opts *o)
+static int acct_service(pam_handle_t *pamh, const struct ps_opts *o)
 {
-	const char *user, *service;
+    const char *user, *service;
 
-	switch (get_names(pamh, o, &user, &service)) {
-	case 0:
-		break;
-	case GN_SERVICE:
-		return PAM_SERVICE_ERR;
-	default:
-		return PAM_USER_UNKNOWN;
-	}
-	return service_code(act(pamh, o, PS_MODE_SERVICE, service, user));
+    switch(get_names(pamh, o, &user, &service)) {
+    case 0: break;
+    case GN_SERVICE: return PAM_SERVICE_ERR;
+    default: return PAM_USER_UNKNOWN;
+    }
+    return service_code(act(pamh, o, PS_MODE_SERVICE, service, user));
 }
 
-PAM_EXTERN int
-pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv)
+PAM_EXTERN int pam_sm_acct_mgmt(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
-	struct ps_opts o;
+    struct ps_opts o;
 
-	(void)flags;
-	parse_args(pamh, argc, argv, &o);
-	if (o.on_close)
-		pam_syslog(pamh, LOG_ERR,
-		    "on_close has no meaning in an account line: ignored");
-	if (o.only_expired)
-		return acct_only_expired(pamh, &o);
-	return acct_service(pamh, &o);
+    (void)flags;
+    parse_args(pamh, argc, argv, &o);
+    if(o.on_close)
+        pam_syslog(pamh, LOG_ERR, "on_close has no meaning in an account line: ignored");
+    if(o.only_expired)
+        return acct_only_expired(pamh, &o);
+    return acct_service(pamh, &o);
 }
 
 /* ------------------------------------------------------------ session */
 
-PAM_EXTERN int
-pam_sm_open_session(pam_handle_t *pamh, int flags, int argc,
-    const char **argv)
+PAM_EXTERN int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
-	struct ps_opts o;
+    struct ps_opts o;
 
-	(void)flags;
-	parse_args(pamh, argc, argv, &o);
-	if (o.debug)
-		pam_syslog(pamh, LOG_DEBUG, "open_session: nothing to do%s",
-		    o.on_close ? " (on_close acts at close)" : "");
-	return PAM_IGNORE;
+    (void)flags;
+    parse_args(pamh, argc, argv, &o);
+    if(o.debug)
+        pam_syslog(pamh, LOG_DEBUG, "open_session: nothing to do%s",
+                   o.on_close ? " (on_close acts at close)" : "");
+    return PAM_IGNORE;
 }
 
-PAM_EXTERN int
-pam_sm_close_session(pam_handle_t *pamh, int flags, int argc,
-    const char **argv)
+PAM_EXTERN int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
-	const char *user, *service;
-	struct ps_opts o;
+    const char *user, *service;
+    struct ps_opts o;
 
-	(void)flags;
-	parse_args(pamh, argc, argv, &o);
-	if (o.only_expired)
-		pam_syslog(pamh, LOG_ERR,
-		    "only_expired has no meaning in a session line: ignored");
-	if (!o.on_close) {
-		if (o.debug)
-			pam_syslog(pamh, LOG_DEBUG,
-			    "close_session without on_close: nothing to do");
-		return PAM_IGNORE;
-	}
-	if (get_names(pamh, &o, &user, &service) != 0)
-		return PAM_IGNORE;
+    (void)flags;
+    parse_args(pamh, argc, argv, &o);
+    if(o.only_expired)
+        pam_syslog(pamh, LOG_ERR, "only_expired has no meaning in a session line: ignored");
+    if(!o.on_close) {
+        if(o.debug)
+            pam_syslog(pamh, LOG_DEBUG, "close_session without on_close: nothing to do");
+        return PAM_IGNORE;
+    }
+    if(get_names(pamh, &o, &user, &service) != 0)
+        return PAM_IGNORE;
 
-	switch (act(pamh, &o, PS_MODE_CLOSE, service, user)) {
-	case ANS_REMOVED:
-	case ANS_ABSENT:
-	case ANS_QUEUED:
-		return PAM_SUCCESS;
-	default:
-		return PAM_IGNORE;
-	}
+    switch(act(pamh, &o, PS_MODE_CLOSE, service, user)) {
+    case ANS_REMOVED:
+    case ANS_ABSENT:
+    case ANS_QUEUED: return PAM_SUCCESS;
+    default: return PAM_IGNORE;
+    }
 }
 
 /* ------------------------------------------------------------ the rest */
 
-PAM_EXTERN int
-pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc,
-    const char **argv)
+PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
-	(void)flags;
-	(void)argc;
-	(void)argv;
-	pam_syslog(pamh, LOG_WARNING,
-	    "this module provides account and session only: auth line ignored");
-	return PAM_IGNORE;
+    (void)flags;
+    (void)argc;
+    (void)argv;
+    pam_syslog(pamh, LOG_WARNING,
+               "this module provides account and session only: auth line ignored");
+    return PAM_IGNORE;
 }
 
-PAM_EXTERN int
-pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
+PAM_EXTERN int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
-	(void)pamh;
-	(void)flags;
-	(void)argc;
-	(void)argv;
-	return PAM_IGNORE;
+    (void)pamh;
+    (void)flags;
+    (void)argc;
+    (void)argv;
+    return PAM_IGNORE;
 }
 
-PAM_EXTERN int
-pam_sm_chauthtok(pam_handle_t *pamh, int flags, int argc, const char **argv)
+PAM_EXTERN int pam_sm_chauthtok(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
-	(void)argc;
-	(void)argv;
-	if (flags & PAM_UPDATE_AUTHTOK)
-		pam_syslog(pamh, LOG_WARNING,
-		    "this module provides account and session only: password line ignored");
-	return PAM_IGNORE;
+    (void)argc;
+    (void)argv;
+    if(flags & PAM_UPDATE_AUTHTOK)
+        pam_syslog(pamh, LOG_WARNING,
+                   "this module provides account and session only: password line ignored");
+    return PAM_IGNORE;
 }

@@ -6,7 +6,7 @@
  * directory swapped for a symlink later cannot redirect a write. See
  * queue.h for the layout and ../shared/design.md "The durable queue". */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE     /* renameat2, RENAME_NOREPLACE */
+#define _GNU_SOURCE /* renameat2, RENAME_NOREPLACE */
 #endif
 #include <dirent.h>
 #include <errno.h>
@@ -27,24 +27,23 @@
 
 #include "queue.h"
 
-#define QDIR_DEAD "dead"
-#define QDIR_INVALID "invalid"
-#define QTMP_PREFIX ".tmp-"
-#define QSUFFIX ".json"
-#define QLOCK_POLL_NS 20000000L         /* 20 ms between lock attempts */
-#define QJSON_DEPTH 4                   /* an entry is one flat object */
+#define QDIR_DEAD     "dead"
+#define QDIR_INVALID  "invalid"
+#define QTMP_PREFIX   ".tmp-"
+#define QSUFFIX       ".json"
+#define QLOCK_POLL_NS 20000000L /* 20 ms between lock attempts */
+#define QJSON_DEPTH   4         /* an entry is one flat object */
 
 struct ps_queue {
-    char *dir;              /* path, for messages only */
-    int dfd;                /* the queue directory */
-    int dead_fd;            /* dead/ */
-    int invalid_fd;         /* invalid/ */
+    char *dir;      /* path, for messages only */
+    int dfd;        /* the queue directory */
+    int dead_fd;    /* dead/ */
+    int invalid_fd; /* invalid/ */
 };
 
 /* ------------------------------------------------------------ helpers */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    PS_PRINTF(3, 4);
+static void seterr(char *err, size_t errlen, const char *fmt, ...) PS_PRINTF(3, 4);
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -100,22 +99,22 @@ static int owner_ok(const struct stat *st)
 }
 
 /* Opens subdirectory `name` of dfd (creating it 0700) and checks it. */
-static int open_subdir(int dfd, const char *dir, const char *name, char *err,
-                       size_t errlen)
+static int open_subdir(int dfd, const char *dir, const char *name, char *err, size_t errlen)
 {
     struct stat st;
     int fd;
 
     if(mkdirat(dfd, name, 0700) != 0 && errno != EEXIST) {
-        seterr(err, errlen, "%s/%s: cannot create directory: %s", dir, name,
-               strerror(errno));
+        seterr(err, errlen, "%s/%s: cannot create directory: %s", dir, name, strerror(errno));
         return -1;
     }
     fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if(fd < 0) {
         if(errno == ELOOP || errno == ENOTDIR)
-            seterr(err, errlen, "%s/%s: not a directory (a symbolic link?); "
-                   "remove it and run again", dir, name);
+            seterr(err, errlen,
+                   "%s/%s: not a directory (a symbolic link?); "
+                   "remove it and run again",
+                   dir, name);
         else
             seterr(err, errlen, "%s/%s: %s", dir, name, strerror(errno));
         return -1;
@@ -126,16 +125,18 @@ static int open_subdir(int dfd, const char *dir, const char *name, char *err,
         return -1;
     }
     if(!owner_ok(&st)) {
-        seterr(err, errlen, "%s/%s: owned by uid %lu, must be owned by root; "
-               "fix: chown root %s/%s", dir, name, (unsigned long)st.st_uid,
-               dir, name);
+        seterr(err, errlen,
+               "%s/%s: owned by uid %lu, must be owned by root; "
+               "fix: chown root %s/%s",
+               dir, name, (unsigned long)st.st_uid, dir, name);
         close(fd);
         return -1;
     }
     if(st.st_mode & (S_IRWXG | S_IRWXO)) {
-        seterr(err, errlen, "%s/%s: accessible by group or others (mode %04o); "
-               "fix: chmod 700 %s/%s", dir, name, (unsigned)(st.st_mode & 07777),
-               dir, name);
+        seterr(err, errlen,
+               "%s/%s: accessible by group or others (mode %04o); "
+               "fix: chmod 700 %s/%s",
+               dir, name, (unsigned)(st.st_mode & 07777), dir, name);
         close(fd);
         return -1;
     }
@@ -231,16 +232,16 @@ int ps_queue_open(ps_queue_t **qp, const char *dir, char *err, size_t errlen)
 
     /* only the last component: the parent must exist */
     if(mkdir(q->dir, 0700) != 0 && errno != EEXIST) {
-        seterr(err, errlen, "%s: cannot create queue directory: %s", q->dir,
-               strerror(errno));
+        seterr(err, errlen, "%s: cannot create queue directory: %s", q->dir, strerror(errno));
         goto out;
     }
     q->dfd = open(q->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if(q->dfd < 0) {
-        if(errno == ELOOP ||
-           (errno == ENOTDIR && lstat(q->dir, &st) == 0 && S_ISLNK(st.st_mode)))
-            seterr(err, errlen, "%s: is a symbolic link; point queue.dir at "
-                   "the directory itself", q->dir);
+        if(errno == ELOOP || (errno == ENOTDIR && lstat(q->dir, &st) == 0 && S_ISLNK(st.st_mode)))
+            seterr(err, errlen,
+                   "%s: is a symbolic link; point queue.dir at "
+                   "the directory itself",
+                   q->dir);
         else
             seterr(err, errlen, "%s: %s", q->dir, strerror(errno));
         goto out;
@@ -250,14 +251,17 @@ int ps_queue_open(ps_queue_t **qp, const char *dir, char *err, size_t errlen)
         goto out;
     }
     if(!owner_ok(&st)) {
-        seterr(err, errlen, "%s: owned by uid %lu, must be owned by root; "
-               "fix: chown root %s", q->dir, (unsigned long)st.st_uid, q->dir);
+        seterr(err, errlen,
+               "%s: owned by uid %lu, must be owned by root; "
+               "fix: chown root %s",
+               q->dir, (unsigned long)st.st_uid, q->dir);
         goto out;
     }
     if(st.st_mode & (S_IRWXG | S_IRWXO)) {
-        seterr(err, errlen, "%s: queue directory is accessible by group or "
-               "others (mode %04o); fix: chmod 700 %s", q->dir,
-               (unsigned)(st.st_mode & 07777), q->dir);
+        seterr(err, errlen,
+               "%s: queue directory is accessible by group or "
+               "others (mode %04o); fix: chmod 700 %s",
+               q->dir, (unsigned)(st.st_mode & 07777), q->dir);
         goto out;
     }
     q->dead_fd = open_subdir(q->dfd, q->dir, QDIR_DEAD, err, errlen);
@@ -294,8 +298,7 @@ const char *ps_queue_dir(const ps_queue_t *q)
     return q ? q->dir : NULL;
 }
 
-void ps_queue_name(const char *login, const char *organization, const char *id,
-                   char out[32])
+void ps_queue_name(const char *login, const char *organization, const char *id, char out[32])
 {
     char key[17];
 
@@ -313,8 +316,7 @@ char *ps_queue_format(const ps_qentry_t *e)
     size_t len;
     int bad = 0;
 
-    if(!e || !fits(e->login, sizeof(e->login)) ||
-       !fits(e->organization, sizeof(e->organization)) ||
+    if(!e || !fits(e->login, sizeof(e->login)) || !fits(e->organization, sizeof(e->organization)) ||
        !fits(e->id, sizeof(e->id)))
         return NULL;
     o = json_object_new_object();
@@ -327,19 +329,17 @@ char *ps_queue_format(const ps_qentry_t *e)
     ADD("organization", json_object_new_string(e->organization));
     ADD("id", json_object_new_string(e->id));
     ADD("delete_passwords", json_object_new_boolean(!!e->delete_passwords));
-    ADD("delete_service_tokens",
-        json_object_new_boolean(!!e->delete_service_tokens));
+    ADD("delete_service_tokens", json_object_new_boolean(!!e->delete_service_tokens));
     ADD("first_attempt", json_object_new_int64(e->first_attempt));
     ADD("last_attempt", json_object_new_int64(e->last_attempt));
     ADD("attempts", json_object_new_int(e->attempts));
     ADD("last_error", json_object_new_string_len(
-            e->last_error, (int)strnlen(e->last_error, sizeof(e->last_error) - 1)));
+                          e->last_error, (int)strnlen(e->last_error, sizeof(e->last_error) - 1)));
 #undef ADD
     if(bad)
         goto out;
 
-    s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-                                       JSON_C_TO_STRING_NOSLASHESCAPE);
+    s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     if(!s)
         goto out;
     len = strlen(s);
@@ -355,8 +355,8 @@ out:
 }
 
 /* Copies a JSON string that must be non-empty, hold no NUL and fit. */
-static int get_str(json_object *v, const char *key, char *dst, size_t dstsz,
-                   char *err, size_t errlen)
+static int get_str(json_object *v, const char *key, char *dst, size_t dstsz, char *err,
+                   size_t errlen)
 {
     const char *s;
     size_t len;
@@ -379,8 +379,7 @@ static int get_str(json_object *v, const char *key, char *dst, size_t dstsz,
     return 0;
 }
 
-static int get_time(json_object *v, const char *key, long long *dst, char *err,
-                    size_t errlen)
+static int get_time(json_object *v, const char *key, long long *dst, char *err, size_t errlen)
 {
     int64_t t;
 
@@ -398,8 +397,7 @@ static int get_time(json_object *v, const char *key, long long *dst, char *err,
 }
 
 /* last_error: any string, cut to fit without splitting a UTF-8 sequence. */
-static int get_last_error(json_object *v, char *dst, size_t dstsz, char *err,
-                          size_t errlen)
+static int get_last_error(json_object *v, char *dst, size_t dstsz, char *err, size_t errlen)
 {
     const char *s;
     size_t len;
@@ -435,8 +433,7 @@ enum {
     F_ALL = (1 << 10) - 1
 };
 
-static int get_bool(json_object *v, const char *key, int *dst, char *err,
-                    size_t errlen)
+static int get_bool(json_object *v, const char *key, int *dst, char *err, size_t errlen)
 {
     if(!json_object_is_type(v, json_type_boolean)) {
         seterr(err, errlen, "\"%s\" is not a boolean", key);
@@ -447,14 +444,12 @@ static int get_bool(json_object *v, const char *key, int *dst, char *err,
 }
 
 /* Applies one key/value; returns its F_ bit, 0 for an unknown key, or -1. */
-static int parse_field(const char *key, json_object *v, ps_qentry_t *e,
-                       char *err, size_t errlen)
+static int parse_field(const char *key, json_object *v, ps_qentry_t *e, char *err, size_t errlen)
 {
     int64_t n;
 
     if(!strcmp(key, "version")) {
-        if(!json_object_is_type(v, json_type_int) ||
-           json_object_get_int64(v) != 1) {
+        if(!json_object_is_type(v, json_type_int) || json_object_get_int64(v) != 1) {
             seterr(err, errlen, "unsupported \"version\" (expected 1)");
             return -1;
         }
@@ -485,8 +480,7 @@ static int parse_field(const char *key, json_object *v, ps_qentry_t *e,
     if(!strcmp(key, "delete_passwords"))
         return get_bool(v, key, &e->delete_passwords, err, errlen) ? -1 : F_DELPW;
     if(!strcmp(key, "delete_service_tokens"))
-        return get_bool(v, key, &e->delete_service_tokens, err, errlen) ?
-               -1 : F_DELTOK;
+        return get_bool(v, key, &e->delete_service_tokens, err, errlen) ? -1 : F_DELTOK;
     if(!strcmp(key, "first_attempt"))
         return get_time(v, key, &e->first_attempt, err, errlen) ? -1 : F_FIRST;
     if(!strcmp(key, "last_attempt"))
@@ -505,13 +499,12 @@ static int parse_field(const char *key, json_object *v, ps_qentry_t *e,
         return F_ATTEMPTS;
     }
     if(!strcmp(key, "last_error"))
-        return get_last_error(v, e->last_error, sizeof(e->last_error), err,
-                              errlen) ? -1 : F_LASTERR;
+        return get_last_error(v, e->last_error, sizeof(e->last_error), err, errlen) ? -1
+                                                                                    : F_LASTERR;
     return 0;
 }
 
-int ps_queue_parse(const char *buf, size_t len, ps_qentry_t *out, char *err,
-                   size_t errlen)
+int ps_queue_parse(const char *buf, size_t len, ps_qentry_t *out, char *err, size_t errlen)
 {
     struct json_tokener *tok = NULL;
     json_object *root = NULL;
@@ -546,8 +539,8 @@ int ps_queue_parse(const char *buf, size_t len, ps_qentry_t *out, char *err,
         if(jerr == json_tokener_continue)
             seterr(err, errlen, "not JSON: unexpected end of data");
         else
-            seterr(err, errlen, "not JSON: %s at byte %zu",
-                   json_tokener_error_desc(jerr), json_tokener_get_parse_end(tok));
+            seterr(err, errlen, "not JSON: %s at byte %zu", json_tokener_error_desc(jerr),
+                   json_tokener_get_parse_end(tok));
         goto out;
     }
     /* json_tokener_parse() would accept trailing garbage: everything after
@@ -563,25 +556,25 @@ int ps_queue_parse(const char *buf, size_t len, ps_qentry_t *out, char *err,
         goto out;
     }
     {
-        json_object_object_foreach(root, key, val) {
+        json_object_object_foreach(root, key, val)
+        {
             int bit = parse_field(key, val, &e, err, errlen);
             if(bit < 0)
                 goto out;
             if(bit == 0) {
                 char esc[64];
-                seterr(err, errlen, "unknown field \"%s\"",
-                       ps_escape(key, esc, sizeof(esc)));
+                seterr(err, errlen, "unknown field \"%s\"", ps_escape(key, esc, sizeof(esc)));
                 goto out;
             }
             seen |= bit;
         }
     }
     if((seen & F_ALL) != F_ALL) {
-        static const char *const names[] = {
-            "version", "login", "organization", "id", "delete_passwords",
-            "delete_service_tokens", "first_attempt", "last_attempt",
-            "attempts", "last_error"
-        };
+        static const char *const names[] = { "version",          "login",
+                                             "organization",     "id",
+                                             "delete_passwords", "delete_service_tokens",
+                                             "first_attempt",    "last_attempt",
+                                             "attempts",         "last_error" };
         size_t i;
         for(i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
             if(!(seen & (1 << i))) {
@@ -605,8 +598,7 @@ out:
 /* Creates ".tmp-KEY-XXXXXX" 0600 with O_EXCL; fills tmp. */
 static int open_temp(int dfd, const char *key, char *tmp, size_t tmpsz)
 {
-    static const char chars[] =
-        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     unsigned char rnd[6];
     int tries;
     int fd;
@@ -619,8 +611,7 @@ static int open_temp(int dfd, const char *key, char *tmp, size_t tmpsz)
             struct timespec ts;
             unsigned long long v;
             clock_gettime(CLOCK_REALTIME, &ts);
-            v = (unsigned long long)ts.tv_nsec ^
-                ((unsigned long long)getpid() << 20) ^
+            v = (unsigned long long)ts.tv_nsec ^ ((unsigned long long)getpid() << 20) ^
                 ((unsigned long long)tries << 40);
             for(i = 0; i < sizeof(rnd); i++)
                 rnd[i] = (unsigned char)(v >> (i * 8));
@@ -629,8 +620,7 @@ static int open_temp(int dfd, const char *key, char *tmp, size_t tmpsz)
             sfx[i] = chars[rnd[i] % (sizeof(chars) - 1)];
         sfx[sizeof(rnd)] = '\0';
         snprintf(tmp, tmpsz, QTMP_PREFIX "%s-%s", key, sfx);
-        fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-                    O_CLOEXEC, 0600);
+        fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if(fd >= 0 || errno != EEXIST)
             return fd;
     }
@@ -649,12 +639,10 @@ static int read_existing(int dfd, const char *name, ps_qentry_t *old)
     int fd;
     int rv = 0;
 
-    fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
-                O_NOCTTY);
+    fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if(fd < 0)
         return 0;
-    if(fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-       st.st_size > PS_QENTRY_MAX)
+    if(fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > PS_QENTRY_MAX)
         goto out;
     len = read_all(fd, buf, PS_QENTRY_MAX);
     if(len < 0 || len > PS_QENTRY_MAX)
@@ -677,17 +665,20 @@ int ps_queue_put(ps_queue_t *q, ps_qentry_t *e, char *err, size_t errlen)
         return -1;
     }
     if(!fits(e->login, sizeof(e->login)) || !ps_login_valid(e->login) ||
-       !fits(e->organization, sizeof(e->organization)) ||
-       !ps_id_valid(e->organization) ||
+       !fits(e->organization, sizeof(e->organization)) || !ps_id_valid(e->organization) ||
        !fits(e->id, sizeof(e->id)) || !ps_id_valid(e->id)) {
-        seterr(err, errlen, "%s: refusing to queue an entry with an invalid "
-               "login, organization or id", q->dir);
+        seterr(err, errlen,
+               "%s: refusing to queue an entry with an invalid "
+               "login, organization or id",
+               q->dir);
         return -1;
     }
     if(e->first_attempt < 0 || e->last_attempt < 0 || e->attempts < 0 ||
        e->first_attempt == LLONG_MAX || e->last_attempt == LLONG_MAX) {
-        seterr(err, errlen, "%s: refusing to queue an entry with an "
-               "out-of-range time or attempt count", q->dir);
+        seterr(err, errlen,
+               "%s: refusing to queue an entry with an "
+               "out-of-range time or attempt count",
+               q->dir);
         return -1;
     }
     if(e->first_attempt == 0)
@@ -695,11 +686,12 @@ int ps_queue_put(ps_queue_t *q, ps_qentry_t *e, char *err, size_t errlen)
     ps_queue_name(e->login, e->organization, e->id, e->name);
 
     if(read_existing(q->dfd, e->name, &old)) {
-        if(strcmp(old.login, e->login) || strcmp(old.organization,
-                                                   e->organization) ||
+        if(strcmp(old.login, e->login) || strcmp(old.organization, e->organization) ||
            strcmp(old.id, e->id)) {
-            seterr(err, errlen, "%s/%s: holds another request with the same "
-                   "key; not overwritten", q->dir, e->name);
+            seterr(err, errlen,
+                   "%s/%s: holds another request with the same "
+                   "key; not overwritten",
+                   q->dir, e->name);
             return -1;
         }
         if(old.first_attempt < e->first_attempt)
@@ -716,8 +708,8 @@ int ps_queue_put(ps_queue_t *q, ps_qentry_t *e, char *err, size_t errlen)
     return rv;
 }
 
-int ps_write_file_atomic(int dfd, const char *dir, const char *name,
-                         const char *data, char *err, size_t errlen)
+int ps_write_file_atomic(int dfd, const char *dir, const char *name, const char *data, char *err,
+                         size_t errlen)
 {
     char tmp[NAME_MAX + 1];
     char tag[17];
@@ -731,8 +723,7 @@ int ps_write_file_atomic(int dfd, const char *dir, const char *name,
         *strchr(tag, '.') = '\0';
     fd = open_temp(dfd, tag, tmp, sizeof(tmp));
     if(fd < 0) {
-        seterr(err, errlen, "%s/" QTMP_PREFIX "%s-*: %s", dir, tag,
-               strerror(errno));
+        seterr(err, errlen, "%s/" QTMP_PREFIX "%s-*: %s", dir, tag, strerror(errno));
         goto out;
     }
     have_tmp = 1;
@@ -756,8 +747,7 @@ int ps_write_file_atomic(int dfd, const char *dir, const char *name,
     }
     fd = -1;
     if(renameat(dfd, tmp, dfd, name) != 0) {
-        seterr(err, errlen, "%s/%s: rename to %s: %s", dir, tmp, name,
-               strerror(errno));
+        seterr(err, errlen, "%s/%s: rename to %s: %s", dir, tmp, name, strerror(errno));
         goto out;
     }
     have_tmp = 0;
@@ -810,17 +800,16 @@ done:
     return 0;
 }
 
-static void report_invalid(ps_queue_t *q, int from, const char *name,
-                           const char *reason, ps_queue_invalid_cb cb,
-                           void *arg)
+static void report_invalid(ps_queue_t *q, int from, const char *name, const char *reason,
+                           ps_queue_invalid_cb cb, void *arg)
 {
     char msg[512];
 
     if(move_invalid(q, from, name) != 0) {
         if(errno == ENOENT)
-            return;     /* gone meanwhile: nothing to report */
-        snprintf(msg, sizeof(msg), "%s (could not move it to %s/: %s)", reason,
-                 QDIR_INVALID, strerror(errno));
+            return; /* gone meanwhile: nothing to report */
+        snprintf(msg, sizeof(msg), "%s (could not move it to %s/: %s)", reason, QDIR_INVALID,
+                 strerror(errno));
         reason = msg;
     }
     if(cb)
@@ -829,8 +818,7 @@ static void report_invalid(ps_queue_t *q, int from, const char *name,
 
 /* Checks and reads one entry. Returns 0 with e filled, 1 when invalid (reason
  * in why), 2 when it vanished, -1 on a resource error (err). */
-static int check_entry(int dirfd, const char *name, ps_qentry_t *e, char *why,
-                       size_t whylen)
+static int check_entry(int dirfd, const char *name, ps_qentry_t *e, char *why, size_t whylen)
 {
     char buf[PS_QENTRY_MAX + 1];
     char perr[256];
@@ -840,24 +828,16 @@ static int check_entry(int dirfd, const char *name, ps_qentry_t *e, char *why,
     int fd;
     int rv = 1;
 
-    fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
-                O_NOCTTY);
+    fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if(fd < 0) {
         switch(errno) {
-        case ENOENT:
-            return 2;
-        case ELOOP:
-            seterr(why, whylen, "a symbolic link, not a regular file");
-            return 1;
+        case ENOENT: return 2;
+        case ELOOP: seterr(why, whylen, "a symbolic link, not a regular file"); return 1;
         case EMFILE:
         case ENFILE:
         case ENOMEM:
-        case EINTR:
-            seterr(why, whylen, "%s: %s", name, strerror(errno));
-            return -1;
-        default:
-            seterr(why, whylen, "cannot open: %s", strerror(errno));
-            return 1;
+        case EINTR: seterr(why, whylen, "%s: %s", name, strerror(errno)); return -1;
+        default: seterr(why, whylen, "cannot open: %s", strerror(errno)); return 1;
         }
     }
     if(fstat(fd, &st) != 0) {
@@ -873,8 +853,7 @@ static int check_entry(int dirfd, const char *name, ps_qentry_t *e, char *why,
         goto out;
     }
     if((st.st_mode & 07777) != 0600) {
-        seterr(why, whylen, "mode %04o, expected 0600",
-               (unsigned)(st.st_mode & 07777));
+        seterr(why, whylen, "mode %04o, expected 0600", (unsigned)(st.st_mode & 07777));
         goto out;
     }
     if(st.st_size > PS_QENTRY_MAX) {
@@ -896,8 +875,7 @@ static int check_entry(int dirfd, const char *name, ps_qentry_t *e, char *why,
     }
     ps_queue_name(e->login, e->organization, e->id, want);
     if(strcmp(want, name)) {
-        seterr(why, whylen, "name does not match its content (expected %s)",
-               want);
+        seterr(why, whylen, "name does not match its content (expected %s)", want);
         goto out;
     }
     rv = 0;
@@ -929,8 +907,7 @@ static int cmp_ref(const void *a, const void *b)
 /* Lists and validates; `compact` keeps only name and first attempt per
  * entry (ps_qref_t), so that a long queue costs little memory. */
 static int list_core(ps_queue_t *q, int dead, int compact, void **entries, size_t *n,
-                     ps_queue_invalid_cb on_invalid, void *arg, char *err,
-                     size_t errlen)
+                     ps_queue_invalid_cb on_invalid, void *arg, char *err, size_t errlen)
 {
     const char *where = dead ? "/" QDIR_DEAD : "";
     const size_t elem = compact ? sizeof(ps_qref_t) : sizeof(ps_qentry_t);
@@ -969,21 +946,19 @@ static int list_core(ps_queue_t *q, int dead, int compact, void **entries, size_
         de = readdir(d);
         if(!de) {
             if(errno) {
-                seterr(err, errlen, "%s%s: readdir: %s", q->dir, where,
-                       strerror(errno));
+                seterr(err, errlen, "%s%s: readdir: %s", q->dir, where, strerror(errno));
                 goto out;
             }
             break;
         }
         if(de->d_name[0] == '.')
-            continue;           /* ".", "..", temp files, .lock */
+            continue; /* ".", "..", temp files, .lock */
         if(fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-            continue;           /* vanished */
+            continue; /* vanished */
         if(S_ISDIR(st.st_mode))
-            continue;           /* dead/, invalid/ */
+            continue; /* dead/, invalid/ */
         if(!has_suffix(de->d_name, QSUFFIX) || strlen(de->d_name) >= 32) {
-            report_invalid(q, dirfd, de->d_name, "not a queue entry name",
-                           on_invalid, arg);
+            report_invalid(q, dirfd, de->d_name, "not a queue entry name", on_invalid, arg);
             continue;
         }
         memset(&e, 0, sizeof(e));
@@ -1035,8 +1010,7 @@ out:
 }
 
 int ps_queue_list(ps_queue_t *q, int dead, ps_qentry_t **entries, size_t *n,
-                  ps_queue_invalid_cb on_invalid, void *arg, char *err,
-                  size_t errlen)
+                  ps_queue_invalid_cb on_invalid, void *arg, char *err, size_t errlen)
 {
     void *list = NULL;
     int rv = list_core(q, dead, 0, &list, n, on_invalid, arg, err, errlen);
@@ -1046,8 +1020,7 @@ int ps_queue_list(ps_queue_t *q, int dead, ps_qentry_t **entries, size_t *n,
 }
 
 int ps_queue_list_refs(ps_queue_t *q, int dead, ps_qref_t **refs, size_t *n,
-                       ps_queue_invalid_cb on_invalid, void *arg, char *err,
-                       size_t errlen)
+                       ps_queue_invalid_cb on_invalid, void *arg, char *err, size_t errlen)
 {
     void *list = NULL;
     int rv = list_core(q, dead, 1, &list, n, on_invalid, arg, err, errlen);
@@ -1077,8 +1050,8 @@ static void lock_file_name(const char *name, char out[48])
     snprintf(out, 48, ".%s.lock", name);
 }
 
-static int lock_key(ps_queue_t *q, const char *name, double deadline, int *fdp,
-                    char *err, size_t errlen)
+static int lock_key(ps_queue_t *q, const char *name, double deadline, int *fdp, char *err,
+                    size_t errlen)
 {
     char lname[48];
     int tries;
@@ -1087,8 +1060,8 @@ static int lock_key(ps_queue_t *q, const char *name, double deadline, int *fdp,
     lock_file_name(name, lname);
     for(tries = 0;; tries++) {
         struct stat st, cur;
-        int fd = openat(q->dfd, lname, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK |
-                        O_CLOEXEC | O_NOCTTY, 0600);
+        int fd = openat(q->dfd, lname,
+                        O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0600);
 
         if(fd < 0) {
             seterr(err, errlen, "%s/%s: %s", q->dir, lname, strerror(errno));
@@ -1098,8 +1071,7 @@ static int lock_key(ps_queue_t *q, const char *name, double deadline, int *fdp,
             if(errno == EINTR)
                 continue;
             if(errno != EWOULDBLOCK) {
-                seterr(err, errlen, "%s/%s: lock: %s", q->dir, lname,
-                       strerror(errno));
+                seterr(err, errlen, "%s/%s: lock: %s", q->dir, lname, strerror(errno));
                 close(fd);
                 return -1;
             }
@@ -1109,8 +1081,7 @@ static int lock_key(ps_queue_t *q, const char *name, double deadline, int *fdp,
             }
             sleep_poll();
         }
-        if(fstat(fd, &st) == 0 &&
-           fstatat(q->dfd, lname, &cur, AT_SYMLINK_NOFOLLOW) == 0 &&
+        if(fstat(fd, &st) == 0 && fstatat(q->dfd, lname, &cur, AT_SYMLINK_NOFOLLOW) == 0 &&
            st.st_dev == cur.st_dev && st.st_ino == cur.st_ino) {
             *fdp = fd;
             return 0;
@@ -1122,8 +1093,8 @@ static int lock_key(ps_queue_t *q, const char *name, double deadline, int *fdp,
     }
 }
 
-int ps_queue_lock_key(ps_queue_t *q, const char *name, double wait, int *fdp,
-                      char *err, size_t errlen)
+int ps_queue_lock_key(ps_queue_t *q, const char *name, double wait, int *fdp, char *err,
+                      size_t errlen)
 {
     *fdp = -1;
     if(!q || !entry_name_ok(name)) {
@@ -1133,8 +1104,7 @@ int ps_queue_lock_key(ps_queue_t *q, const char *name, double wait, int *fdp,
     return lock_key(q, name, ps_now() + (wait > 0 ? wait : 0), fdp, err, errlen);
 }
 
-int ps_queue_adopt_lock(ps_queue_t *q, const char *name, int fd, char *err,
-                        size_t errlen)
+int ps_queue_adopt_lock(ps_queue_t *q, const char *name, int fd, char *err, size_t errlen)
 {
     char lname[48];
     struct stat st, cur;
@@ -1145,10 +1115,9 @@ int ps_queue_adopt_lock(ps_queue_t *q, const char *name, int fd, char *err,
     }
     lock_file_name(name, lname);
     if(fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-       fstatat(q->dfd, lname, &cur, AT_SYMLINK_NOFOLLOW) != 0 ||
-       st.st_dev != cur.st_dev || st.st_ino != cur.st_ino) {
-        seterr(err, errlen, "%s/%s: the descriptor is not this entry's lock file",
-               q->dir, lname);
+       fstatat(q->dfd, lname, &cur, AT_SYMLINK_NOFOLLOW) != 0 || st.st_dev != cur.st_dev ||
+       st.st_ino != cur.st_ino) {
+        seterr(err, errlen, "%s/%s: the descriptor is not this entry's lock file", q->dir, lname);
         return 1;
     }
     while(flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -1164,8 +1133,7 @@ int ps_queue_adopt_lock(ps_queue_t *q, const char *name, int fd, char *err,
     return 0;
 }
 
-int ps_queue_read(ps_queue_t *q, const char *name, ps_qentry_t *e, char *err,
-                  size_t errlen)
+int ps_queue_read(ps_queue_t *q, const char *name, ps_qentry_t *e, char *err, size_t errlen)
 {
     char buf[PS_QENTRY_MAX + 1];
     char perr[256];
@@ -1178,8 +1146,7 @@ int ps_queue_read(ps_queue_t *q, const char *name, ps_qentry_t *e, char *err,
         seterr(err, errlen, "queue: invalid entry name");
         return -1;
     }
-    fd = openat(q->dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
-                O_NOCTTY);
+    fd = openat(q->dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if(fd < 0) {
         if(errno == ENOENT)
             return 2;
@@ -1191,8 +1158,7 @@ int ps_queue_read(ps_queue_t *q, const char *name, ps_qentry_t *e, char *err,
         goto out;
     }
     if(!S_ISREG(st.st_mode) || !owner_ok(&st) || (st.st_mode & 07777) != 0600) {
-        seterr(err, errlen, "%s/%s: not a regular 0600 file owned by root",
-               q->dir, name);
+        seterr(err, errlen, "%s/%s: not a regular 0600 file owned by root", q->dir, name);
         goto out;
     }
     len = read_all(fd, buf, PS_QENTRY_MAX);
@@ -1205,8 +1171,7 @@ int ps_queue_read(ps_queue_t *q, const char *name, ps_qentry_t *e, char *err,
         goto out;
     }
     if(strcmp(e->name, name)) {
-        seterr(err, errlen, "%s/%s: name does not match its content", q->dir,
-               name);
+        seterr(err, errlen, "%s/%s: name does not match its content", q->dir, name);
         goto out;
     }
     rv = 0;
@@ -1224,8 +1189,8 @@ static void unlink_lock_file(ps_queue_t *q, const char *name)
     (void)unlinkat(q->dfd, lname, 0);
 }
 
-int ps_queue_lock(ps_queue_t *q, const char *name, double wait, int *fdp,
-                  ps_qentry_t *e, char *err, size_t errlen)
+int ps_queue_lock(ps_queue_t *q, const char *name, double wait, int *fdp, ps_qentry_t *e, char *err,
+                  size_t errlen)
 {
     int fd = -1;
     int rv;
@@ -1240,7 +1205,7 @@ int ps_queue_lock(ps_queue_t *q, const char *name, double wait, int *fdp,
         return rv;
     rv = ps_queue_read(q, name, e, err, errlen);
     if(rv == 2)
-        unlink_lock_file(q, name);   /* completed (or moved aside) meanwhile */
+        unlink_lock_file(q, name); /* completed (or moved aside) meanwhile */
     if(rv != 0) {
         close(fd);
         return rv;
@@ -1275,16 +1240,14 @@ int ps_queue_done(ps_queue_t *q, const char *name, char *err, size_t errlen)
     return 0;
 }
 
-int ps_queue_dead_letter(ps_queue_t *q, const char *name, char *err,
-                         size_t errlen)
+int ps_queue_dead_letter(ps_queue_t *q, const char *name, char *err, size_t errlen)
 {
     if(!q || !entry_name_ok(name)) {
         seterr(err, errlen, "queue: invalid entry name");
         return -1;
     }
     if(renameat(q->dfd, name, q->dead_fd, name) != 0) {
-        seterr(err, errlen, "%s/%s: move to %s/: %s", q->dir, name, QDIR_DEAD,
-               strerror(errno));
+        seterr(err, errlen, "%s/%s: move to %s/: %s", q->dir, name, QDIR_DEAD, strerror(errno));
         return -1;
     }
     unlink_lock_file(q, name);

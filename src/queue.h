@@ -16,17 +16,17 @@
 #include <time.h>
 #include "util.h"
 
-#define PS_QENTRY_MAX 4096      /* an entry file larger than this is invalid */
+#define PS_QENTRY_MAX 4096 /* an entry file larger than this is invalid */
 
 typedef struct ps_qentry {
-    char name[32];                      /* file name "KEY.json" */
+    char name[32]; /* file name "KEY.json" */
     char login[PS_LOGIN_MAX + 1];
     char organization[PS_ID_MAX + 1];
     char id[PS_ID_MAX + 1];
     int delete_passwords;
     int delete_service_tokens;
-    long long first_attempt;            /* unix time */
-    long long last_attempt;             /* unix time, 0 = never tried */
+    long long first_attempt; /* unix time */
+    long long last_attempt;  /* unix time, 0 = never tried */
     int attempts;
     char last_error[256];
 } ps_qentry_t;
@@ -48,8 +48,8 @@ int ps_queue_put(ps_queue_t *q, ps_qentry_t *e, char *err, size_t errlen);
 /* The atomic write behind ps_queue_put, for other files of the same kind
  * (unresolved.c): temp file ".tmp-..." 0600 in dfd, write, fsync, rename to
  * name, fsync dfd. `dir` is for messages. 0, or -1 with err. */
-int ps_write_file_atomic(int dfd, const char *dir, const char *name,
-                         const char *data, char *err, size_t errlen);
+int ps_write_file_atomic(int dfd, const char *dir, const char *name, const char *data, char *err,
+                         size_t errlen);
 
 /* Parses and validates an entry's bytes (strict JSON object, known fields
  * only, right types, ps_login_valid/ps_id_valid). Fuzzed. */
@@ -89,20 +89,18 @@ int ps_queue_list_refs(ps_queue_t *q, int dead, ps_qref_t **refs, size_t *n,
  * 1 busy, 2 gone (completed by someone else; not locked), -1 on error. */
 int ps_queue_lock_key(ps_queue_t *q, const char *name, double wait, int *fd, char *err,
                       size_t errlen);
-int ps_queue_lock(ps_queue_t *q, const char *name, double wait, int *fd, ps_qentry_t *e,
-                  char *err, size_t errlen);
+int ps_queue_lock(ps_queue_t *q, const char *name, double wait, int *fd, ps_qentry_t *e, char *err,
+                  size_t errlen);
 
 /* Takes over a lock handed over by another process (a descriptor received
  * with SCM_RIGHTS): checks that fd is the current lock file of NAME and
  * that its lock is held through this very open file (flock on the shared
  * open file description), taking it when nobody holds it. 0 adopted, 1 not
  * this entry's lock or held by someone else, -1 on error. */
-int ps_queue_adopt_lock(ps_queue_t *q, const char *name, int fd, char *err,
-                        size_t errlen);
+int ps_queue_adopt_lock(ps_queue_t *q, const char *name, int fd, char *err, size_t errlen);
 
 /* Reads and validates entry NAME: 0, 2 when it does not exist, -1 (err). */
-int ps_queue_read(ps_queue_t *q, const char *name, ps_qentry_t *e, char *err,
-                  size_t errlen);
+int ps_queue_read(ps_queue_t *q, const char *name, ps_qentry_t *e, char *err, size_t errlen);
 /* Releases the lock (closes fd). */
 void ps_queue_unlock(int fd);
 
@@ -113,7 +111,6 @@ int ps_queue_done(ps_queue_t *q, const char *name, char *err, size_t errlen);
 int ps_queue_dead_letter(ps_queue_t *q, const char *name, char *err, size_t errlen);
 
 /* Entry name for a key triple: "KEY.json". */
-void ps_queue_name(const char *login, const char *organization, const char *id,
-                   char out[32]);
+void ps_queue_name(const char *login, const char *organization, const char *id, char out[32]);
 
 #endif

@@ -31,7 +31,7 @@
 #include "remove.h"
 
 #define PS_SENDER_LINE_MAX 4096
-#define PS_SENDER_PROTO "1"
+#define PS_SENDER_PROTO    "1"
 
 /* Client side. Hands entry `e`, recorded in the queue and locked through
  * lock_fd by the caller, to the sender at ctx->cfg->sender_socket.

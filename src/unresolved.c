@@ -2,7 +2,7 @@
  * loaded; see unresolved.h. Every file operation after the directory is
  * opened goes through its descriptor (O_NOFOLLOW), as in queue.c. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE     /* renameat2 */
+#define _GNU_SOURCE /* renameat2 */
 #endif
 #include <dirent.h>
 #include <errno.h>
@@ -23,12 +23,12 @@
 #include "helper.h"
 #include "unresolved.h"
 
-#define U_MAX 4096              /* a record larger than this is invalid */
-#define U_SUFFIX ".json"
-#define U_INVALID "invalid"
+#define U_MAX           4096 /* a record larger than this is invalid */
+#define U_SUFFIX        ".json"
+#define U_INVALID       "invalid"
 #define U_SOURCE_REMOVE "remove"
-#define U_SOURCE_PAM "pam"
-#define U_LOCK_WAIT 5.0         /* seconds a second `retry` waits for the first */
+#define U_SOURCE_PAM    "pam"
+#define U_LOCK_WAIT     5.0 /* seconds a second `retry` waits for the first */
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...) PS_PRINTF(3, 4);
 
@@ -36,7 +36,7 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
-    if (!err || !errlen)
+    if(!err || !errlen)
         return;
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
@@ -54,11 +54,11 @@ void ps_unresolved_config_key(const char *path, char *out)
 {
     char *rp;
 
-    if (!path)
+    if(!path)
         path = PS_DEFAULT_CONFIG;
     rp = realpath(path, NULL);
-    snprintf(out, PS_UNRESOLVED_PATH_MAX, "%s", rp && strlen(rp) < PS_UNRESOLVED_PATH_MAX
-                                                    ? rp : path);
+    snprintf(out, PS_UNRESOLVED_PATH_MAX, "%s",
+             rp && strlen(rp) < PS_UNRESOLVED_PATH_MAX ? rp : path);
     free(rp);
 }
 
@@ -67,10 +67,10 @@ static int config_ok(const char *p)
 {
     const unsigned char *c;
 
-    if (p[0] != '/' || strlen(p) >= PS_UNRESOLVED_PATH_MAX)
+    if(p[0] != '/' || strlen(p) >= PS_UNRESOLVED_PATH_MAX)
         return 0;
-    for (c = (const unsigned char *)p; *c; c++)
-        if (*c < 0x20 || *c >= 0x7f)
+    for(c = (const unsigned char *)p; *c; c++)
+        if(*c < 0x20 || *c >= 0x7f)
             return 0;
     return 1;
 }
@@ -83,8 +83,7 @@ static int service_ok(const char *s)
 
 static int mode_ok(const char *m)
 {
-    return !strcmp(m, PS_MODE_SERVICE) || !strcmp(m, PS_MODE_EXPIRED) ||
-           !strcmp(m, PS_MODE_CLOSE);
+    return !strcmp(m, PS_MODE_SERVICE) || !strcmp(m, PS_MODE_EXPIRED) || !strcmp(m, PS_MODE_CLOSE);
 }
 
 static void record_name(const ps_unresolved_t *u, char out[32])
@@ -100,18 +99,18 @@ static int check_dir_fd(int fd, const char *dir, char *err, size_t errlen)
 {
     struct stat st;
 
-    if (fstat(fd, &st) != 0) {
+    if(fstat(fd, &st) != 0) {
         seterr(err, errlen, "%s: %s", dir, strerror(errno));
         return -1;
     }
-    if (st.st_uid != 0 && st.st_uid != geteuid()) {
-        seterr(err, errlen, "%s: owned by uid %lu, must be owned by root; fix: chown root %s",
-               dir, (unsigned long)st.st_uid, dir);
+    if(st.st_uid != 0 && st.st_uid != geteuid()) {
+        seterr(err, errlen, "%s: owned by uid %lu, must be owned by root; fix: chown root %s", dir,
+               (unsigned long)st.st_uid, dir);
         return -1;
     }
-    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-        seterr(err, errlen, "%s: accessible by group or others (mode %04o); fix: chmod 700 %s",
-               dir, (unsigned)(st.st_mode & 07777), dir);
+    if(st.st_mode & (S_IRWXG | S_IRWXO)) {
+        seterr(err, errlen, "%s: accessible by group or others (mode %04o); fix: chmod 700 %s", dir,
+               (unsigned)(st.st_mode & 07777), dir);
         return -1;
     }
     return 0;
@@ -124,43 +123,41 @@ static int open_dir(const char *dir, int create, char *err, size_t errlen)
 {
     int fd;
 
-    if (create && mkdir(dir, 0700) != 0 && errno == ENOENT) {
+    if(create && mkdir(dir, 0700) != 0 && errno == ENOENT) {
         /* the parent too (the default queue directory), never further up */
         char parent[PS_UNRESOLVED_PATH_MAX];
         char *slash;
 
         snprintf(parent, sizeof(parent), "%s", dir);
         slash = strrchr(parent, '/');
-        if (slash && slash != parent) {
+        if(slash && slash != parent) {
             *slash = '\0';
-            if (mkdir(parent, 0700) != 0 && errno != EEXIST) {
-                seterr(err, errlen, "%s: cannot create directory: %s", parent,
-                       strerror(errno));
+            if(mkdir(parent, 0700) != 0 && errno != EEXIST) {
+                seterr(err, errlen, "%s: cannot create directory: %s", parent, strerror(errno));
                 return -1;
             }
         }
-        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        if(mkdir(dir, 0700) != 0 && errno != EEXIST) {
             seterr(err, errlen, "%s: cannot create directory: %s", dir, strerror(errno));
             return -1;
         }
     }
     fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT && !create)
+    if(fd < 0) {
+        if(errno == ENOENT && !create)
             return -2;
         seterr(err, errlen, "%s: %s", dir,
                errno == ELOOP ? "a symbolic link, not a directory" : strerror(errno));
         return -1;
     }
-    if (check_dir_fd(fd, dir, err, errlen) != 0) {
+    if(check_dir_fd(fd, dir, err, errlen) != 0) {
         close(fd);
         return -1;
     }
     return fd;
 }
 
-static int read_record(int dfd, const char *name, ps_unresolved_t *u, char *why,
-                       size_t whylen);
+static int read_record(int dfd, const char *name, ps_unresolved_t *u, char *why, size_t whylen);
 
 static char *format_record(const ps_unresolved_t *u)
 {
@@ -168,21 +165,20 @@ static char *format_record(const ps_unresolved_t *u)
     const char *s;
     char *out = NULL;
 
-    if (!o)
+    if(!o)
         return NULL;
     json_object_object_add(o, "version", json_object_new_int(1));
     json_object_object_add(o, "login", json_object_new_string(u->login));
     json_object_object_add(o, "config", json_object_new_string(u->config));
-    json_object_object_add(o, "source", json_object_new_string(
-                                            u->mode[0] ? U_SOURCE_PAM : U_SOURCE_REMOVE));
-    if (u->mode[0]) {
+    json_object_object_add(o, "source",
+                           json_object_new_string(u->mode[0] ? U_SOURCE_PAM : U_SOURCE_REMOVE));
+    if(u->mode[0]) {
         json_object_object_add(o, "service", json_object_new_string(u->service));
         json_object_object_add(o, "mode", json_object_new_string(u->mode));
     }
     json_object_object_add(o, "recorded", json_object_new_int64(u->recorded));
-    s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-                                          JSON_C_TO_STRING_NOSLASHESCAPE);
-    if (s && (out = malloc(strlen(s) + 2)) != NULL)
+    s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    if(s && (out = malloc(strlen(s) + 2)) != NULL)
         sprintf(out, "%s\n", s);
     json_object_put(o);
     return out;
@@ -193,8 +189,8 @@ static int get_string(json_object *v, const char *key, char *dst, size_t sz, cha
 {
     const char *s = json_object_get_string(v);
 
-    if (!json_object_is_type(v, json_type_string) || !s ||
-        strlen(s) != (size_t)json_object_get_string_len(v) || strlen(s) >= sz) {
+    if(!json_object_is_type(v, json_type_string) || !s ||
+       strlen(s) != (size_t)json_object_get_string_len(v) || strlen(s) >= sz) {
         seterr(err, errlen, "\"%s\" is not a string of at most %zu bytes", key, sz - 1);
         return -1;
     }
@@ -202,8 +198,7 @@ static int get_string(json_object *v, const char *key, char *dst, size_t sz, cha
     return 0;
 }
 
-int ps_unresolved_parse(const char *buf, size_t len, ps_unresolved_t *out, char *err,
-                        size_t errlen)
+int ps_unresolved_parse(const char *buf, size_t len, ps_unresolved_t *out, char *err, size_t errlen)
 {
     struct json_tokener *tok = NULL;
     json_object *root = NULL;
@@ -213,57 +208,58 @@ int ps_unresolved_parse(const char *buf, size_t len, ps_unresolved_t *out, char 
     int seen_version = 0, seen_recorded = 0, rv = -1;
 
     memset(&u, 0, sizeof(u));
-    if (!buf || len > U_MAX || memchr(buf, '\0', len)) {
+    if(!buf || len > U_MAX || memchr(buf, '\0', len)) {
         seterr(err, errlen, "empty, larger than %d bytes or holds a NUL byte", U_MAX);
         return -1;
     }
-    if (!(tok = json_tokener_new_ex(4))) {
+    if(!(tok = json_tokener_new_ex(4))) {
         seterr(err, errlen, "out of memory");
         return -1;
     }
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     root = json_tokener_parse_ex(tok, buf, (int)len);
-    if (!root) {
+    if(!root) {
         seterr(err, errlen, "not JSON: %s", json_tokener_error_desc(json_tokener_get_error(tok)));
         goto out;
     }
-    if (!json_object_is_type(root, json_type_object)) {
+    if(!json_object_is_type(root, json_type_object)) {
         seterr(err, errlen, "not a JSON object");
         goto out;
     }
-    for (end = json_tokener_get_parse_end(tok); end < len; end++) {
-        if (!strchr(" \t\r\n", buf[end])) {
+    for(end = json_tokener_get_parse_end(tok); end < len; end++) {
+        if(!strchr(" \t\r\n", buf[end])) {
             seterr(err, errlen, "not JSON: trailing data at byte %zu", end);
             goto out;
         }
     }
     {
-        json_object_object_foreach(root, key, val) {
-            if (!strcmp(key, "version")) {
-                if (!json_object_is_type(val, json_type_int) || json_object_get_int64(val) != 1) {
+        json_object_object_foreach(root, key, val)
+        {
+            if(!strcmp(key, "version")) {
+                if(!json_object_is_type(val, json_type_int) || json_object_get_int64(val) != 1) {
                     seterr(err, errlen, "unsupported \"version\" (expected 1)");
                     goto out;
                 }
                 seen_version = 1;
-            } else if (!strcmp(key, "login")) {
-                if (get_string(val, key, u.login, sizeof(u.login), err, errlen))
+            } else if(!strcmp(key, "login")) {
+                if(get_string(val, key, u.login, sizeof(u.login), err, errlen))
                     goto out;
-            } else if (!strcmp(key, "config")) {
-                if (get_string(val, key, u.config, sizeof(u.config), err, errlen))
+            } else if(!strcmp(key, "config")) {
+                if(get_string(val, key, u.config, sizeof(u.config), err, errlen))
                     goto out;
-            } else if (!strcmp(key, "source")) {
-                if (get_string(val, key, source, sizeof(source), err, errlen))
+            } else if(!strcmp(key, "source")) {
+                if(get_string(val, key, source, sizeof(source), err, errlen))
                     goto out;
-            } else if (!strcmp(key, "service")) {
-                if (get_string(val, key, u.service, sizeof(u.service), err, errlen))
+            } else if(!strcmp(key, "service")) {
+                if(get_string(val, key, u.service, sizeof(u.service), err, errlen))
                     goto out;
-            } else if (!strcmp(key, "mode")) {
-                if (get_string(val, key, u.mode, sizeof(u.mode), err, errlen))
+            } else if(!strcmp(key, "mode")) {
+                if(get_string(val, key, u.mode, sizeof(u.mode), err, errlen))
                     goto out;
-            } else if (!strcmp(key, "recorded")) {
+            } else if(!strcmp(key, "recorded")) {
                 int64_t t = json_object_get_int64(val);
 
-                if (!json_object_is_type(val, json_type_int) || t <= 0 || t == INT64_MAX) {
+                if(!json_object_is_type(val, json_type_int) || t <= 0 || t == INT64_MAX) {
                     seterr(err, errlen, "\"recorded\" is not a positive integer");
                     goto out;
                 }
@@ -277,26 +273,27 @@ int ps_unresolved_parse(const char *buf, size_t len, ps_unresolved_t *out, char 
             }
         }
     }
-    if (!seen_version || !seen_recorded || !u.login[0] || !u.config[0] || !source[0]) {
-        seterr(err, errlen, "missing field (version, login, config, source and recorded "
+    if(!seen_version || !seen_recorded || !u.login[0] || !u.config[0] || !source[0]) {
+        seterr(err, errlen,
+               "missing field (version, login, config, source and recorded "
                "are required)");
         goto out;
     }
-    if (!ps_login_valid(u.login)) {
+    if(!ps_login_valid(u.login)) {
         seterr(err, errlen, "\"login\" is not a valid login");
         goto out;
     }
-    if (!config_ok(u.config)) {
+    if(!config_ok(u.config)) {
         seterr(err, errlen, "\"config\" is not an absolute printable path");
         goto out;
     }
-    if (!strcmp(source, U_SOURCE_PAM)) {
-        if (!mode_ok(u.mode) || !u.service[0] || !service_ok(u.service)) {
+    if(!strcmp(source, U_SOURCE_PAM)) {
+        if(!mode_ok(u.mode) || !u.service[0] || !service_ok(u.service)) {
             seterr(err, errlen, "a \"pam\" record needs a valid \"service\" and \"mode\"");
             goto out;
         }
-    } else if (!strcmp(source, U_SOURCE_REMOVE)) {
-        if (u.mode[0] || u.service[0]) {
+    } else if(!strcmp(source, U_SOURCE_REMOVE)) {
+        if(u.mode[0] || u.service[0]) {
             seterr(err, errlen, "a \"remove\" record has no \"service\" or \"mode\"");
             goto out;
         }
@@ -320,21 +317,21 @@ int ps_unresolved_record(const char *dir, ps_unresolved_t *u, char *err, size_t 
     char *data = NULL;
     int dfd, rv = -1;
 
-    if (!ps_login_valid(u->login) || !config_ok(u->config) || !service_ok(u->service) ||
-        (u->mode[0] && !mode_ok(u->mode)) || (!u->mode[0] && u->service[0])) {
+    if(!ps_login_valid(u->login) || !config_ok(u->config) || !service_ok(u->service) ||
+       (u->mode[0] && !mode_ok(u->mode)) || (!u->mode[0] && u->service[0])) {
         seterr(err, errlen, "%s: refusing to record an invalid login, path or service", dir);
         return -1;
     }
-    if (u->recorded <= 0)
+    if(u->recorded <= 0)
         u->recorded = (long long)time(NULL);
     record_name(u, u->name);
-    if ((dfd = open_dir(dir, 1, err, errlen)) < 0)
+    if((dfd = open_dir(dir, 1, err, errlen)) < 0)
         return -1;
-    if (read_record(dfd, u->name, &old, why, sizeof(why)) == 0) {
-        rv = 0;     /* recorded before: keep the older time */
+    if(read_record(dfd, u->name, &old, why, sizeof(why)) == 0) {
+        rv = 0; /* recorded before: keep the older time */
         goto out;
     }
-    if (!(data = format_record(u))) {
+    if(!(data = format_record(u))) {
         seterr(err, errlen, "%s: out of memory", dir);
         goto out;
     }
@@ -351,17 +348,17 @@ static void move_invalid(int dfd, const char *name)
     char dst[NAME_MAX + 1];
     int ifd, i;
 
-    if (mkdirat(dfd, U_INVALID, 0700) != 0 && errno != EEXIST)
+    if(mkdirat(dfd, U_INVALID, 0700) != 0 && errno != EEXIST)
         return;
     ifd = openat(dfd, U_INVALID, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (ifd < 0)
+    if(ifd < 0)
         return;
-    for (i = 0; i < 1000; i++) {
-        if (i == 0)
+    for(i = 0; i < 1000; i++) {
+        if(i == 0)
             snprintf(dst, sizeof(dst), "%s", name);
         else
             snprintf(dst, sizeof(dst), "%.240s.%d", name, i);
-        if (renameat2(dfd, name, ifd, dst, RENAME_NOREPLACE) == 0 || errno != EEXIST)
+        if(renameat2(dfd, name, ifd, dst, RENAME_NOREPLACE) == 0 || errno != EEXIST)
             break;
     }
     fsync(ifd);
@@ -378,29 +375,29 @@ static int read_record(int dfd, const char *name, ps_unresolved_t *u, char *why,
     int fd, rv = 1;
 
     fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        if (errno == ENOENT)
+    if(fd < 0) {
+        if(errno == ENOENT)
             return 2;
         seterr(why, whylen, "cannot open: %s", strerror(errno));
         return 1;
     }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if(fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         seterr(why, whylen, "not a regular file");
         goto out;
     }
-    if ((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 07777) != 0600) {
+    if((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 07777) != 0600) {
         seterr(why, whylen, "owner uid %lu, mode %04o: expected root and 0600",
                (unsigned long)st.st_uid, (unsigned)(st.st_mode & 07777));
         goto out;
     }
     len = pread(fd, buf, U_MAX + 1, 0);
-    if (len < 0 || len > U_MAX) {
+    if(len < 0 || len > U_MAX) {
         seterr(why, whylen, len < 0 ? "cannot read" : "larger than %d bytes", U_MAX);
         goto out;
     }
-    if (ps_unresolved_parse(buf, (size_t)len, u, why, whylen) != 0)
+    if(ps_unresolved_parse(buf, (size_t)len, u, why, whylen) != 0)
         goto out;
-    if (strcmp(u->name, name)) {
+    if(strcmp(u->name, name)) {
         seterr(why, whylen, "name does not match its content (expected %s)", u->name);
         goto out;
     }
@@ -414,7 +411,7 @@ static int cmp_record(const void *a, const void *b)
 {
     const ps_unresolved_t *x = a, *y = b;
 
-    if (x->recorded != y->recorded)
+    if(x->recorded != y->recorded)
         return x->recorded < y->recorded ? -1 : 1;
     return strcmp(x->name, y->name);
 }
@@ -430,36 +427,35 @@ static int list_fd(int dfd, const char *dir, ps_unresolved_t **out, size_t *n, s
 
     *out = NULL;
     *n = 0;
-    if ((fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-        !(d = fdopendir(fd))) {
+    if((fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || !(d = fdopendir(fd))) {
         seterr(err, errlen, "%s: %s", dir, strerror(errno));
-        if (fd >= 0)
+        if(fd >= 0)
             close(fd);
         return -1;
     }
-    while ((errno = 0, de = readdir(d)) != NULL) {
+    while((errno = 0, de = readdir(d)) != NULL) {
         char why[384];
         struct stat st;
         ps_unresolved_t u;
         int r;
 
-        if (de->d_name[0] == '.' ||
-            (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)))
-            continue;       /* ., .., temp files, invalid/ */
+        if(de->d_name[0] == '.' ||
+           (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)))
+            continue; /* ., .., temp files, invalid/ */
         r = read_record(dfd, de->d_name, &u, why, sizeof(why));
-        if (r == 2)
+        if(r == 2)
             continue;
-        if (r == 1) {
+        if(r == 1) {
             move_invalid(dfd, de->d_name);
-            if (invalid)
+            if(invalid)
                 (*invalid)++;
             continue;
         }
-        if (count == cap) {
+        if(count == cap) {
             size_t ncap = cap ? cap * 2 : 16;
             ps_unresolved_t *nl = realloc(list, ncap * sizeof(*nl));
 
-            if (!nl) {
+            if(!nl) {
                 seterr(err, errlen, "%s: out of memory", dir);
                 goto out;
             }
@@ -468,11 +464,11 @@ static int list_fd(int dfd, const char *dir, ps_unresolved_t **out, size_t *n, s
         }
         list[count++] = u;
     }
-    if (errno) {
+    if(errno) {
         seterr(err, errlen, "%s: readdir: %s", dir, strerror(errno));
         goto out;
     }
-    if (count)
+    if(count)
         qsort(list, count, sizeof(*list), cmp_record);
     *out = list;
     *n = count;
@@ -491,9 +487,9 @@ int ps_unresolved_list(const char *dir, ps_unresolved_t **out, size_t *n, size_t
 
     *out = NULL;
     *n = 0;
-    if (dfd == -2)
+    if(dfd == -2)
         return 0;
-    if (dfd < 0)
+    if(dfd < 0)
         return -1;
     rv = list_fd(dfd, dir, out, n, invalid, err, errlen);
     close(dfd);
@@ -506,12 +502,12 @@ static int lock_dir(int dfd)
 {
     double until = ps_now() + U_LOCK_WAIT;
 
-    for (;;) {
+    for(;;) {
         struct timespec ts = { 0, 50000000L };
 
-        if (flock(dfd, LOCK_EX | LOCK_NB) == 0)
+        if(flock(dfd, LOCK_EX | LOCK_NB) == 0)
             return 0;
-        if ((errno != EWOULDBLOCK && errno != EINTR) || ps_now() >= until)
+        if((errno != EWOULDBLOCK && errno != EINTR) || ps_now() >= until)
             return 1;
         nanosleep(&ts, NULL);
     }
@@ -537,34 +533,37 @@ static int resolve_one(ps_ctx_t *ctx, int dfd, const ps_unresolved_t *u, ps_reso
 
     ps_escape(u->login, elogin, sizeof(elogin));
     ps_escape(u->service, esvc, sizeof(esvc));
-    if (!gmtime_r(&t, &tm) || !strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm))
+    if(!gmtime_r(&t, &tm) || !strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm))
         snprintf(when, sizeof(when), "%lld", u->recorded);
-    if (!strcmp(u->mode, PS_MODE_SERVICE) &&
-        !ps_config_pam_service_allowed(ctx->cfg, u->service)) {
-        ps_logf(ctx->log, LOG_NOTICE, "%s: recorded at %s by PAM service \"%s\" while the "
+    if(!strcmp(u->mode, PS_MODE_SERVICE) && !ps_config_pam_service_allowed(ctx->cfg, u->service)) {
+        ps_logf(ctx->log, LOG_NOTICE,
+                "%s: recorded at %s by PAM service \"%s\" while the "
                 "configuration could not be loaded; that service is not in pam_services: "
-                "dropped", elogin, when, esvc);
+                "dropped",
+                elogin, when, esvc);
         st->dropped++;
         drop_record(dfd, u->name);
         return 0;
     }
     rc = ps_config_map(ctx->cfg, u->login, &m);
-    if (rc == 1) {
+    if(rc == 1) {
         int strict = ctx->cfg->unmapped == PS_UNMAPPED_ERROR;
 
-        ps_audit(ctx->log, strict ? LOG_ERR : LOG_INFO, "unmapped", u->login, NULL, NULL, -1,
-                 -1, 0, "recorded while the configuration could not be loaded; dropped");
+        ps_audit(ctx->log, strict ? LOG_ERR : LOG_INFO, "unmapped", u->login, NULL, NULL, -1, -1, 0,
+                 "recorded while the configuration could not be loaded; dropped");
         st->dropped++;
         drop_record(dfd, u->name);
         return 0;
     }
-    if (rc < 0) {
-        ps_logf(ctx->log, LOG_ERR, "%s: recorded at %s while the configuration could not be "
-                "loaded; still no organization for it: left for the next retry", elogin, when);
+    if(rc < 0) {
+        ps_logf(ctx->log, LOG_ERR,
+                "%s: recorded at %s while the configuration could not be "
+                "loaded; still no organization for it: left for the next retry",
+                elogin, when);
         st->left++;
         return 1;
     }
-    if (!(q = ps_ctx_queue(ctx, err, sizeof(err)))) {
+    if(!(q = ps_ctx_queue(ctx, err, sizeof(err)))) {
         ps_logf(ctx->log, LOG_ERR, "%s: NOT queued, left for the next retry: %s", elogin,
                 ps_escape(err, eerr, sizeof(eerr)));
         st->left++;
@@ -581,23 +580,22 @@ static int resolve_one(ps_ctx_t *ctx, int dfd, const ps_unresolved_t *u, ps_reso
              "recorded while the configuration could not be loaded");
     ps_queue_name(e.login, e.organization, e.id, e.name);
     rc = ps_queue_lock_key(q, e.name, 1.0, &lfd, err, sizeof(err));
-    if (rc == 1) {
+    if(rc == 1) {
         /* another process is removing this very login now */
         st->left++;
         return 1;
     }
-    if (rc != 0 || ps_queue_put(q, &e, err, sizeof(err)) != 0) {
+    if(rc != 0 || ps_queue_put(q, &e, err, sizeof(err)) != 0) {
         ps_logf(ctx->log, LOG_ERR, "%s: NOT queued, left for the next retry: %s", elogin,
                 ps_escape(err, eerr, sizeof(eerr)));
-        if (rc == 0)
+        if(rc == 0)
             ps_queue_unlock(lfd);
         st->left++;
         return 1;
     }
     ps_queue_unlock(lfd);
     ps_audit(ctx->log, LOG_WARNING, "queued", e.login, e.organization, e.id, e.delete_passwords,
-             e.delete_service_tokens, 0,
-             "recorded while the configuration could not be loaded");
+             e.delete_service_tokens, 0, "recorded while the configuration could not be loaded");
     st->queued++;
     drop_record(dfd, u->name);
     return 0;
@@ -613,22 +611,22 @@ int ps_unresolved_resolve(ps_ctx_t *ctx, const char *dir, ps_resolve_stats_t *st
 
     memset(st, 0, sizeof(*st));
     dfd = open_dir(dir, 0, err, errlen);
-    if (dfd == -2)
+    if(dfd == -2)
         return 0;
-    if (dfd < 0)
+    if(dfd < 0)
         return -1;
-    if (lock_dir(dfd) != 0) {
+    if(lock_dir(dfd) != 0) {
         close(dfd);
         return 1;
     }
-    if (list_fd(dfd, dir, &list, &n, &st->invalid, err, errlen) != 0)
+    if(list_fd(dfd, dir, &list, &n, &st->invalid, err, errlen) != 0)
         goto out;
     ps_unresolved_config_key(ctx->cfg->path, mine);
-    for (i = 0; i < n; i++) {
+    for(i = 0; i < n; i++) {
         char theirs[PS_UNRESOLVED_PATH_MAX];
 
         ps_unresolved_config_key(list[i].config, theirs);
-        if (strcmp(theirs, mine) != 0)
+        if(strcmp(theirs, mine) != 0)
             st->other++;
         else
             resolve_one(ctx, dfd, &list[i], st);
@@ -636,6 +634,6 @@ int ps_unresolved_resolve(ps_ctx_t *ctx, const char *dir, ps_resolve_stats_t *st
     rv = 0;
 out:
     free(list);
-    close(dfd);     /* releases the lock */
+    close(dfd); /* releases the lock */
     return rv;
 }

@@ -21,17 +21,17 @@
 #include <stddef.h>
 #include "remove.h"
 
-#define PS_UNRESOLVED_DIR PS_DEFAULT_QUEUE_DIR "/unresolved"
-#define PS_UNRESOLVED_ENV "PLANETSCALE_DEPROVISION_UNRESOLVED_DIR"
+#define PS_UNRESOLVED_DIR      PS_DEFAULT_QUEUE_DIR "/unresolved"
+#define PS_UNRESOLVED_ENV      "PLANETSCALE_DEPROVISION_UNRESOLVED_DIR"
 #define PS_UNRESOLVED_PATH_MAX 1024
 
 typedef struct ps_unresolved {
-    char name[32];                          /* file name "KEY.json" */
+    char name[32]; /* file name "KEY.json" */
     char login[PS_LOGIN_MAX + 1];
-    char config[PS_UNRESOLVED_PATH_MAX];    /* the configuration that failed */
-    char service[PS_LOGIN_MAX + 1];         /* PAM service, "" from the command */
-    char mode[16];                          /* PS_MODE_*, "" from the command */
-    long long recorded;                     /* unix time of the first record */
+    char config[PS_UNRESOLVED_PATH_MAX]; /* the configuration that failed */
+    char service[PS_LOGIN_MAX + 1];      /* PAM service, "" from the command */
+    char mode[16];                       /* PS_MODE_*, "" from the command */
+    long long recorded;                  /* unix time of the first record */
 } ps_unresolved_t;
 
 /* The directory in use: $PS_UNRESOLVED_ENV when set and absolute, else
@@ -51,8 +51,7 @@ int ps_unresolved_record(const char *dir, ps_unresolved_t *u, char *err, size_t 
 
 /* Strict parse of a record's bytes (known fields only, valid login, absolute
  * config path, known mode). Fuzzed through the unit tests. */
-int ps_unresolved_parse(const char *buf, size_t len, ps_unresolved_t *u, char *err,
-                        size_t errlen);
+int ps_unresolved_parse(const char *buf, size_t len, ps_unresolved_t *u, char *err, size_t errlen);
 
 /* Lists the records of dir, oldest first (*n = 0 when dir does not exist).
  * A file that is not a valid record is moved to dir/invalid/ and counted in
@@ -61,11 +60,11 @@ int ps_unresolved_list(const char *dir, ps_unresolved_t **out, size_t *n, size_t
                        char *err, size_t errlen);
 
 typedef struct ps_resolve_stats {
-    size_t queued;      /* mapped: now an ordinary queue entry */
-    size_t dropped;     /* not mapped, or service not in pam_services */
-    size_t other;       /* recorded for another configuration: left alone */
-    size_t left;        /* could not be resolved now (busy, queue error) */
-    size_t invalid;     /* not a valid record: moved to invalid/ */
+    size_t queued;  /* mapped: now an ordinary queue entry */
+    size_t dropped; /* not mapped, or service not in pam_services */
+    size_t other;   /* recorded for another configuration: left alone */
+    size_t left;    /* could not be resolved now (busy, queue error) */
+    size_t invalid; /* not a valid record: moved to invalid/ */
 } ps_resolve_stats_t;
 
 /* Resolves, under ctx->cfg, the records of dir made for this configuration:

@@ -58,7 +58,7 @@ char *ps_escape(const char *in, char *out, size_t outsz)
     room = outsz - 1;
     truncated = total > room;
     if(truncated)
-        room = room > 3 ? room - 3 : 0;   /* keep space for "..." */
+        room = room > 3 ? room - 3 : 0; /* keep space for "..." */
 
     for(p = (const unsigned char *)in; *p; p++) {
         size_t len = escaped_len(*p);
@@ -90,8 +90,7 @@ int ps_login_valid(const char *login)
     if(len > PS_LOGIN_MAX)
         return 0;
     for(p = (const unsigned char *)login; *p; p++) {
-        if(*p < 0x20 || *p == 0x7f || *p == ' ' || *p == '/' || *p == ':' ||
-           *p == '\\')
+        if(*p < 0x20 || *p == 0x7f || *p == ' ' || *p == '/' || *p == ':' || *p == '\\')
             return 0;
     }
     return 1;
@@ -99,8 +98,8 @@ int ps_login_valid(const char *login)
 
 static int id_char_ok(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
 }
 
 int ps_id_valid(const char *id)
@@ -123,8 +122,7 @@ int ps_id_valid(const char *id)
 /* ------------------------------------------------------------ permissions */
 
 /* The shared rules once we hold a struct stat. */
-static int check_stat(const struct stat *st, const char *path, int secret,
-                      char *err, size_t errlen)
+static int check_stat(const struct stat *st, const char *path, int secret, char *err, size_t errlen)
 {
     uid_t euid = geteuid();
 
@@ -134,24 +132,29 @@ static int check_stat(const struct stat *st, const char *path, int secret,
     }
     if(st->st_uid != 0 && st->st_uid != euid) {
         if(euid == 0)
-            snprintf(err, errlen, "%s: owned by uid %lu, must be owned by root; "
-                     "fix: chown root %s", path, (unsigned long)st->st_uid, path);
+            snprintf(err, errlen,
+                     "%s: owned by uid %lu, must be owned by root; "
+                     "fix: chown root %s",
+                     path, (unsigned long)st->st_uid, path);
         else
-            snprintf(err, errlen, "%s: owned by uid %lu, must be owned by root "
-                     "or uid %lu; fix: chown root %s", path,
-                     (unsigned long)st->st_uid, (unsigned long)euid, path);
+            snprintf(err, errlen,
+                     "%s: owned by uid %lu, must be owned by root "
+                     "or uid %lu; fix: chown root %s",
+                     path, (unsigned long)st->st_uid, (unsigned long)euid, path);
         return -1;
     }
     if(secret && (st->st_mode & (S_IRWXG | S_IRWXO))) {
-        snprintf(err, errlen, "%s: holds a secret but is accessible by group or "
-                 "others (mode %04o); fix: chmod 600 %s", path,
-                 (unsigned)(st->st_mode & 07777), path);
+        snprintf(err, errlen,
+                 "%s: holds a secret but is accessible by group or "
+                 "others (mode %04o); fix: chmod 600 %s",
+                 path, (unsigned)(st->st_mode & 07777), path);
         return -1;
     }
     if(!secret && (st->st_mode & (S_IWGRP | S_IWOTH))) {
-        snprintf(err, errlen, "%s: writable by group or others (mode %04o); "
-                 "fix: chmod go-w %s", path, (unsigned)(st->st_mode & 07777),
-                 path);
+        snprintf(err, errlen,
+                 "%s: writable by group or others (mode %04o); "
+                 "fix: chmod go-w %s",
+                 path, (unsigned)(st->st_mode & 07777), path);
         return -1;
     }
     return 0;
@@ -166,15 +169,13 @@ int ps_check_file_perms(const char *path, int secret, char *err, size_t errlen)
         return -1;
     }
     if(S_ISLNK(st.st_mode)) {
-        snprintf(err, errlen, "%s: is a symbolic link; refer to the file itself",
-                 path);
+        snprintf(err, errlen, "%s: is a symbolic link; refer to the file itself", path);
         return -1;
     }
     return check_stat(&st, path, secret, err, errlen);
 }
 
-int ps_check_fd_perms(int fd, const char *path, int secret, char *err,
-                      size_t errlen)
+int ps_check_fd_perms(int fd, const char *path, int secret, char *err, size_t errlen)
 {
     struct stat st;
 
@@ -210,7 +211,7 @@ int ps_shadow_expired(long expire_days, time_t now)
 /* ------------------------------------------------------------ keys */
 
 #define FNV64_OFFSET UINT64_C(0xcbf29ce484222325)
-#define FNV64_PRIME UINT64_C(0x100000001b3)
+#define FNV64_PRIME  UINT64_C(0x100000001b3)
 
 static uint64_t fnv1a(uint64_t h, const char *s)
 {

@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define PS_LOGIN_MAX 256        /* LOGIN_NAME_MAX on Linux */
-#define PS_ID_MAX 64            /* PlanetScale ids and organization slugs */
+#define PS_LOGIN_MAX 256 /* LOGIN_NAME_MAX on Linux */
+#define PS_ID_MAX    64  /* PlanetScale ids and organization slugs */
 
 #if defined(__GNUC__)
 #define PS_PRINTF(a, b) __attribute__((format(printf, a, b)))

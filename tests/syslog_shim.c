@@ -23,7 +23,7 @@ static int shim_facility = LOG_USER;
 void openlog(const char *ident, int option, int facility)
 {
     (void)option;
-    if (ident)
+    if(ident)
         shim_ident = ident;
     shim_facility = facility;
 }
@@ -34,14 +34,14 @@ void closelog(void)
 
 static const char *prio_name(int p)
 {
-    static const char *const names[] = { "emerg", "alert", "crit", "err",
+    static const char *const names[] = { "emerg",   "alert",  "crit", "err",
                                          "warning", "notice", "info", "debug" };
     return names[p & 7];
 }
 
 static const char *fac_name(int f)
 {
-    switch (f & LOG_FACMASK) {
+    switch(f & LOG_FACMASK) {
     case LOG_AUTHPRIV: return "authpriv";
     case LOG_AUTH: return "auth";
     case LOG_USER: return "user";
@@ -58,19 +58,19 @@ void vsyslog(int pri, const char *fmt, va_list ap)
     int fd, n;
     int fac = (pri & LOG_FACMASK) ? pri : shim_facility;
 
-    if (!path)
+    if(!path)
         return;
     vsnprintf(msg, sizeof(msg), fmt, ap);
     n = snprintf(line, sizeof(line), "%s.%s %s[%d]: %s\n", fac_name(fac), prio_name(pri),
                  shim_ident, (int)getpid(), msg);
-    if (n < 0)
+    if(n < 0)
         return;
-    if ((size_t)n >= sizeof(line))
+    if((size_t)n >= sizeof(line))
         n = (int)sizeof(line) - 1;
     fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
+    if(fd < 0)
         return;
-    if (write(fd, line, (size_t)n) < 0) {
+    if(write(fd, line, (size_t)n) < 0) {
         /* nothing to do in a test shim */
     }
     close(fd);

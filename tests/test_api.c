@@ -37,12 +37,12 @@
 #endif
 
 #define TOKEN_SECRET "s3cr3t-T0ken-value"
-#define AUTH_LINE "Authorization: svcid123:" TOKEN_SECRET
+#define AUTH_LINE    "Authorization: svcid123:" TOKEN_SECRET
 
 /* ================================================================ helpers */
 
-static void check_url(const char *base, const char *org, const char *id, int mode,
-                      int dp, int dst, const char *want)
+static void check_url(const char *base, const char *org, const char *id, int mode, int dp, int dst,
+                      const char *want)
 {
     char *url = ps_build_url(base, org, id, mode, dp, dst);
 
@@ -121,8 +121,7 @@ static void test_url_rejects(void **state)
 static void test_url_base_with_path(void **state)
 {
     (void)state;
-    check_url("http://127.0.0.1:8080/api/planetscale/v1", "acme", "u1", PS_FLAGS_QUERY,
-              1, 0,
+    check_url("http://127.0.0.1:8080/api/planetscale/v1", "acme", "u1", PS_FLAGS_QUERY, 1, 0,
               "http://127.0.0.1:8080/api/planetscale/v1/organizations/acme/members/u1"
               "?delete_passwords=true&delete_service_tokens=false");
     check_url("https://h/v1/", "acme", "u1", PS_FLAGS_BODY, 1, 0,
@@ -174,8 +173,8 @@ static void test_classify_classes(void **state)
 {
     static const long removed[] = { 200, 202, 204 };
     static const long config[] = { 300, 301, 302, 303, 304, 307, 308 };
-    static const long transient[] = { 408, 425, 429, 500, 501, 502, 503, 504, 599,
-                                      100, 101, 0, -1, 600, 999 };
+    static const long transient[] = { 408, 425, 429, 500, 501, 502, 503, 504,
+                                      599, 100, 101, 0,   -1,  600, 999 };
     static const long refused[] = { 400, 401, 403, 405, 409, 410, 418, 422, 451, 499 };
     char msg[512];
     size_t i;
@@ -206,16 +205,18 @@ static void test_classify_message(void **state)
     char msg[512];
 
     (void)state;
-    assert_int_equal(classify(403, "{\"code\":\"forbidden\",\"message\":"
-                                   "\"Cannot remove the last admin\"}",
-                              msg, sizeof(msg)), PS_OUT_REFUSED);
+    assert_int_equal(classify(403,
+                              "{\"code\":\"forbidden\",\"message\":"
+                              "\"Cannot remove the last admin\"}",
+                              msg, sizeof(msg)),
+                     PS_OUT_REFUSED);
     assert_string_equal(msg, "Cannot remove the last admin");
     /* surrounding whitespace is still exactly one JSON object */
-    classify(422, " \r\n{\"message\" : \"bad \\\"flag\\\" \\u00e9\"}\r\n\t", msg,
-             sizeof(msg));
+    classify(422, " \r\n{\"message\" : \"bad \\\"flag\\\" \\u00e9\"}\r\n\t", msg, sizeof(msg));
     assert_string_equal(msg, "bad \"flag\" \xc3\xa9");
-    assert_int_equal(classify(404, "{\"code\":\"not_found\",\"message\":\"Not Found\"}",
-                              msg, sizeof(msg)), PS_OUT_ABSENT);
+    assert_int_equal(
+        classify(404, "{\"code\":\"not_found\",\"message\":\"Not Found\"}", msg, sizeof(msg)),
+        PS_OUT_ABSENT);
     assert_string_equal(msg, "Not Found");
     assert_int_equal(classify(503, "{\"message\":\"maintenance\"}", msg, sizeof(msg)),
                      PS_OUT_TRANSIENT);
@@ -224,8 +225,7 @@ static void test_classify_message(void **state)
     classify(403, "{\"message\":\"Cannot remove\"}", msg, 4);
     assert_string_equal(msg, "Can");
     /* no buffer at all */
-    assert_int_equal(ps_classify_http(403, "{\"message\":\"x\"}", 15, NULL, 0),
-                     PS_OUT_REFUSED);
+    assert_int_equal(ps_classify_http(403, "{\"message\":\"x\"}", 15, NULL, 0), PS_OUT_REFUSED);
 }
 
 static void test_classify_not_json(void **state)
@@ -238,16 +238,16 @@ static void test_classify_not_json(void **state)
         "{\"message\":\"x\",}",                   /* trailing comma */
         "<html><body>Forbidden</body></html>",
         "Forbidden",
-        "[{\"message\":\"x\"}]",                  /* not an object */
+        "[{\"message\":\"x\"}]", /* not an object */
         "\"message\"",
         "42",
         "null",
-        "{\"message\":42}",                       /* not a string */
+        "{\"message\":42}", /* not a string */
         "{\"message\":null}",
         "{\"message\":true}",
         "{\"message\":[\"x\"]}",
         "{\"message\":{\"message\":\"x\"}}",
-        "{\"error\":{\"message\":\"inner\"}}",    /* nested: not the top level */
+        "{\"error\":{\"message\":\"inner\"}}", /* nested: not the top level */
         "{\"Message\":\"x\"}",
         "",
     };
@@ -277,20 +277,20 @@ static void test_classify_binary(void **state)
     size_t i;
 
     (void)state;
-    assert_int_equal(ps_classify_http(403, nul_after, sizeof(nul_after) - 1, msg,
-                                      sizeof(msg)), PS_OUT_REFUSED);
+    assert_int_equal(ps_classify_http(403, nul_after, sizeof(nul_after) - 1, msg, sizeof(msg)),
+                     PS_OUT_REFUSED);
     assert_string_equal(msg, "Forbidden (HTTP 403)");
-    assert_int_equal(ps_classify_http(403, nul_first, sizeof(nul_first) - 1, msg,
-                                      sizeof(msg)), PS_OUT_REFUSED);
+    assert_int_equal(ps_classify_http(403, nul_first, sizeof(nul_first) - 1, msg, sizeof(msg)),
+                     PS_OUT_REFUSED);
     assert_string_equal(msg, "Forbidden (HTTP 403)");
     /* either refused as JSON or cut at the NUL: never past it */
-    assert_int_equal(ps_classify_http(403, nul_inside, sizeof(nul_inside) - 1, msg,
-                                      sizeof(msg)), PS_OUT_REFUSED);
+    assert_int_equal(ps_classify_http(403, nul_inside, sizeof(nul_inside) - 1, msg, sizeof(msg)),
+                     PS_OUT_REFUSED);
     assert_true(!strcmp(msg, "a") || !strcmp(msg, "Forbidden (HTTP 403)"));
     for(i = 0; i < sizeof(bin); i++)
         bin[i] = (unsigned char)(255 - i);
-    assert_int_equal(ps_classify_http(500, (const char *)bin, sizeof(bin), msg,
-                                      sizeof(msg)), PS_OUT_TRANSIENT);
+    assert_int_equal(ps_classify_http(500, (const char *)bin, sizeof(bin), msg, sizeof(msg)),
+                     PS_OUT_TRANSIENT);
     assert_string_equal(msg, "Internal Server Error (HTTP 500)");
 }
 
@@ -336,7 +336,7 @@ static time_t date_2015(void)
     tm.tm_hour = 7;
     tm.tm_min = 28;
     tm.tm_sec = 0;
-    return timegm(&tm);   /* Wed, 21 Oct 2015 07:28:00 GMT */
+    return timegm(&tm); /* Wed, 21 Oct 2015 07:28:00 GMT */
 }
 
 static void test_retry_after_seconds(void **state)
@@ -366,7 +366,17 @@ static void test_retry_after_date(void **state)
 static void test_retry_after_garbage(void **state)
 {
     static const char *const bad[] = {
-        "", "   ", "soon", "-5", "-0", "+5", "1.5", "1e3", "12abc", "0x10", "5 5",
+        "",
+        "   ",
+        "soon",
+        "-5",
+        "-0",
+        "+5",
+        "1.5",
+        "1e3",
+        "12abc",
+        "0x10",
+        "5 5",
         "Wed, 21 Oct 2015 07:28:30 GMT extra",
         "Wed, 32 Oct 2015 07:28:30 GMT",
         "Wed, 21 Foo 2015 07:28:30 GMT",
@@ -431,15 +441,15 @@ struct step {
 #define MAX_CAPTURES 8
 
 struct capture {
-    int conn;           /* 1-based index of the accepted connection */
-    char *data;         /* the request, NUL-terminated */
+    int conn;   /* 1-based index of the accepted connection */
+    char *data; /* the request, NUL-terminated */
     size_t len;
 };
 
 struct server {
     pid_t pid;
     int port;
-    int capfd;          /* read end: what the server received */
+    int capfd; /* read end: what the server received */
     struct capture cap[MAX_CAPTURES];
     size_t ncap;
 };
@@ -521,7 +531,7 @@ static void serve(int lfd, int capfd, const struct step *steps, size_t nsteps)
             len = read_request(conn, buf, sizeof(buf));
             if(len > 0)
                 break;
-            close(conn);        /* the client closed an idle connection */
+            close(conn); /* the client closed an idle connection */
             conn = -1;
         }
         snprintf(hdr, sizeof(hdr), "%d %zd\n", nconn, len);
@@ -539,9 +549,7 @@ static void serve(int lfd, int capfd, const struct step *steps, size_t nsteps)
             break;
         }
         case ACT_SEND:
-        case ACT_SEND_CLOSE:
-            (void)write_all(conn, steps[i].resp, strlen(steps[i].resp));
-            break;
+        case ACT_SEND_CLOSE: (void)write_all(conn, steps[i].resp, strlen(steps[i].resp)); break;
         }
         if(steps[i].action != ACT_SEND) {
             close(conn);
@@ -549,7 +557,7 @@ static void serve(int lfd, int capfd, const struct step *steps, size_t nsteps)
         }
     }
     for(;;)
-        pause();        /* until the test kills us */
+        pause(); /* until the test kills us */
 }
 
 static void server_start(struct server *s, const struct step *steps, size_t nsteps)
@@ -614,8 +622,7 @@ static void server_collect(struct server *s)
     ssize_t n;
 
     assert_int_equal(fcntl(s->capfd, F_SETFL, O_NONBLOCK), 0);
-    while(len < sizeof(buf) &&
-          (n = read(s->capfd, buf + len, sizeof(buf) - len)) > 0)
+    while(len < sizeof(buf) && (n = read(s->capfd, buf + len, sizeof(buf) - len)) > 0)
         len += (size_t)n;
     p = buf;
     while(p < buf + len && s->ncap < MAX_CAPTURES) {
@@ -657,7 +664,7 @@ static void server_stop(struct server *s)
 /* ================================================================ client fixture */
 
 struct fixture {
-    void **state;           /* cmocka state: the teardown frees what is left */
+    void **state; /* cmocka state: the teardown frees what is left */
     ps_client_t *client;
     ps_config_t cfg;
     struct server srv;
@@ -667,8 +674,7 @@ struct fixture {
     ps_mapping_t m;
 };
 
-static struct fixture *fixture_new(void **state, const struct step *steps, size_t nsteps,
-                                   int mode)
+static struct fixture *fixture_new(void **state, const struct step *steps, size_t nsteps, int mode)
 {
     struct fixture *f = calloc(1, sizeof(*f));
 
@@ -812,8 +818,7 @@ static void check_body_request(const struct capture *cap)
     static const char want[] = "{\"delete_passwords\":true,\"delete_service_tokens\":false}";
     char line[64];
 
-    assert_true(!strncmp(cap->data,
-                         "DELETE /v1/organizations/acme/members/d4x%2Fq HTTP/1.1\r\n",
+    assert_true(!strncmp(cap->data, "DELETE /v1/organizations/acme/members/d4x%2Fq HTTP/1.1\r\n",
                          strlen("DELETE /v1/organizations/acme/members/d4x%2Fq"
                                 " HTTP/1.1\r\n")));
     assert_true(has_line(cap->data, AUTH_LINE));
@@ -912,7 +917,7 @@ static void test_client_retry_after(void **state)
         { ACT_SEND, R204 },
     };
     struct fixture *f = fixture_new(state, steps, 2, PS_FLAGS_QUERY);
-    ps_client_t *c = client_new(f, 0.0, 5);   /* without Retry-After: no wait */
+    ps_client_t *c = client_new(f, 0.0, 5); /* without Retry-After: no wait */
     ps_result_t r;
     double t0 = ps_now(), dt;
 
@@ -1109,8 +1114,7 @@ static void test_client_secret_not_echoed(void **state)
 static void set_proxy_env(const char *value)
 {
     static const char *const names[] = {
-        "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
-        "ALL_PROXY",
+        "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
     };
     size_t i;
 

@@ -24,8 +24,8 @@
 
 struct fx {
     char dir[64];
-    char path[256];          /* last file written */
-    char main[256];          /* main.conf */
+    char path[256]; /* last file written */
+    char main[256]; /* main.conf */
     char err[1024];
     ps_config_t *cfg;
 };
@@ -34,8 +34,7 @@ struct fx {
 
 /* ------------------------------------------------------------ helpers */
 
-static int rm_entry(const char *path, const struct stat *st, int flag,
-                    struct FTW *ftw)
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;
     (void)flag;
@@ -68,8 +67,7 @@ static int teardown(void **state)
 }
 
 /* Writes dir/name with the given mode; returns its path (in t->path). */
-static const char *put(struct fx *t, const char *name, mode_t mode,
-                       const char *text)
+static const char *put(struct fx *t, const char *name, mode_t mode, const char *text)
 {
     int fd;
     size_t len = strlen(text);
@@ -114,8 +112,7 @@ static void assert_lacks(const char *hay, const char *needle)
 }
 
 /* Loads t->main, expects failure with "FILE:LINE:" and a fragment. */
-static void expect_error_at(struct fx *t, const char *file, int line,
-                            const char *fragment)
+static void expect_error_at(struct fx *t, const char *file, int line, const char *fragment)
 {
     char where[320];
 
@@ -147,7 +144,8 @@ static void put_main_with(struct fx *t, const char *rest)
     snprintf(text, sizeof(text),
              "organization = \"acme\";\n"
              "api = { token_id = \"tid\"; token = \"" SECRET "\"; };\n"
-             "%s", rest);
+             "%s",
+             rest);
     put_main(t, text);
 }
 
@@ -158,30 +156,29 @@ static void test_full_config(void **state)
     struct fx *t = *state;
     ps_mapping_t m;
 
-    put_main(t,
-        "# every key\n"
-        "organization = \"acme\";\n"
-        "api = {\n"
-        "  url = \"https://api.example.com/v1//\";\n"
-        "  token_id = \"abc123\";\n"
-        "  token = \"pscale_tkn_XYZ\";\n"
-        "  cleanup_flags = \"body\";\n"
-        "  timeout = 12.5;\n"
-        "  connect_timeout = 3;\n"
-        "  retries = 7;\n"
-        "  rate_limit = 2.5;\n"
-        "  ca_file = \"/etc/ssl/certs/ca-certificates.crt\";\n"
-        "  proxy = \"http://proxy.internal:3128\";\n"
-        "};\n"
-        "defaults = { delete_passwords = false; delete_service_tokens = true; };\n"
-        "unmapped = \"error\";\n"
-        "users = (\n"
-        "  { login = \"alice\"; id = \"d4xkq1abc\"; },\n"
-        "  { login = \"bob\"; id = \"x9z8\"; organization = \"acme-eu\";\n"
-        "    delete_passwords = true; delete_service_tokens = false; }\n"
-        ");\n"
-        "queue = { dir = \"/var/spool/ps-test\"; max_age_days = 7; };\n"
-        "pam_services = [ \"planetscale-deprovision\", \"sshd-offboard\" ];\n");
+    put_main(t, "# every key\n"
+                "organization = \"acme\";\n"
+                "api = {\n"
+                "  url = \"https://api.example.com/v1//\";\n"
+                "  token_id = \"abc123\";\n"
+                "  token = \"pscale_tkn_XYZ\";\n"
+                "  cleanup_flags = \"body\";\n"
+                "  timeout = 12.5;\n"
+                "  connect_timeout = 3;\n"
+                "  retries = 7;\n"
+                "  rate_limit = 2.5;\n"
+                "  ca_file = \"/etc/ssl/certs/ca-certificates.crt\";\n"
+                "  proxy = \"http://proxy.internal:3128\";\n"
+                "};\n"
+                "defaults = { delete_passwords = false; delete_service_tokens = true; };\n"
+                "unmapped = \"error\";\n"
+                "users = (\n"
+                "  { login = \"alice\"; id = \"d4xkq1abc\"; },\n"
+                "  { login = \"bob\"; id = \"x9z8\"; organization = \"acme-eu\";\n"
+                "    delete_passwords = true; delete_service_tokens = false; }\n"
+                ");\n"
+                "queue = { dir = \"/var/spool/ps-test\"; max_age_days = 7; };\n"
+                "pam_services = [ \"planetscale-deprovision\", \"sshd-offboard\" ];\n");
     expect_ok(t, 1);
 
     assert_string_equal(t->cfg->path, t->main);
@@ -218,8 +215,8 @@ static void test_full_config(void **state)
     assert_string_equal(m.login, "alice");
     assert_string_equal(m.id, "d4xkq1abc");
     assert_string_equal(m.organization, "acme");
-    assert_int_equal(m.delete_passwords, 0);        /* default */
-    assert_int_equal(m.delete_service_tokens, 1);   /* default */
+    assert_int_equal(m.delete_passwords, 0);      /* default */
+    assert_int_equal(m.delete_service_tokens, 1); /* default */
 
     assert_int_equal(ps_config_map(t->cfg, "bob", &m), 0);
     assert_string_equal(m.id, "x9z8");
@@ -267,7 +264,7 @@ static void test_require_auth(void **state)
     assert_int_equal(load(t, 1), -1);
     assert_contains(t->err, t->main);
     assert_contains(t->err, "no API credential: set api.token_id and api.token, "
-                    "api.token_file or api.oauth_token");
+                            "api.token_file or api.oauth_token");
 }
 
 static void test_missing_file(void **state)
@@ -310,7 +307,8 @@ static void test_include_dir(void **state)
     put(t, "users.d/old.conf.bak", 0644, "garbage {{{\n");
     snprintf(text, sizeof(text),
              "users = ( { login = \"alice\"; id = \"a1\"; } );\n"
-             "include_dir = \"%s\";\n", d);
+             "include_dir = \"%s\";\n",
+             d);
     put_main_with(t, text);
     expect_ok(t, 1);
     assert_string_equal(t->cfg->include_dir, d);
@@ -333,8 +331,7 @@ static void test_include_dir(void **state)
     assert_int_equal(t->cfg->nusers, 3);
 
     /* an include file may hold only users */
-    put(t, "users.d/30-bad.conf", 0644,
-        "users = ();\norganization = \"evil\";\n");
+    put(t, "users.d/30-bad.conf", 0644, "users = ();\norganization = \"evil\";\n");
     put_main_with(t, "include_dir = \"users.d\";\n");
     snprintf(text, sizeof(text), "%s/users.d/30-bad.conf", t->dir);
     expect_error_at(t, text, 2, "organization");
@@ -375,7 +372,7 @@ static void test_syntax_error(void **state)
     struct fx *t = *state;
 
     put_main(t, "organization = \"acme\";\n\napi = { url = \"https://x\";\n"
-             "  retries = = 3; };\n");
+                "  retries = = 3; };\n");
     expect_error_at(t, NULL, 4, "syntax error");
 }
 
@@ -384,9 +381,9 @@ static void test_trailing_comma(void **state)
     struct fx *t = *state;
 
     put_main(t, "organization = \"acme\";\n"
-             "users = (\n"
-             "  { login = \"alice\"; id = \"a\"; },\n"
-             ");\n");
+                "users = (\n"
+                "  { login = \"alice\"; id = \"a\"; },\n"
+                ");\n");
     expect_error_at(t, NULL, 4, "syntax error");
 }
 
@@ -398,12 +395,12 @@ static void test_unknown_keys(void **state)
     expect_error_at(t, NULL, 4, "colour: unknown key");
 
     put_main(t, "organization = \"acme\";\n"
-             "api = {\n  token_id = \"a\";\n  token = \"b\";\n  tokn = \"" SECRET "\";\n};\n");
+                "api = {\n  token_id = \"a\";\n  token = \"b\";\n  tokn = \"" SECRET "\";\n};\n");
     expect_error_at(t, NULL, 5, "api.tokn: unknown key");
     assert_lacks(t->err, SECRET);
 
     put_main_with(t, "users = (\n  { login = \"a\"; id = \"b\"; },\n"
-                  "  { login = \"c\"; id = \"d\"; org = \"x\"; }\n);\n");
+                     "  { login = \"c\"; id = \"d\"; org = \"x\"; }\n);\n");
     expect_error_at(t, NULL, 5, "users[1].org: unknown key");
 
     put_main_with(t, "defaults = { delete_password = true; };\n");
@@ -430,7 +427,7 @@ static void test_wrong_types(void **state)
     expect_error_at(t, NULL, 1, "users: expected a list");
 
     put_main(t, "organization = \"acme\";\nusers = (\n"
-             "  { login = \"a\"; id = \"b\"; delete_passwords = 1; }\n);\n");
+                "  { login = \"a\"; id = \"b\"; delete_passwords = 1; }\n);\n");
     expect_error_at(t, NULL, 3, "users[0].delete_passwords: expected a boolean");
 
     put_main(t, "users = ( \"alice\" );\n");
@@ -480,10 +477,10 @@ static void test_ranges(void **state)
     }
 
     put_main(t, "api = { timeout = 300; connect_timeout = 300; retries = 20; "
-             "rate_limit = 1000; };\nqueue = { max_age_days = 3650; };\n");
+                "rate_limit = 1000; };\nqueue = { max_age_days = 3650; };\n");
     expect_ok(t, 0);
     put_main(t, "api = { timeout = 1; connect_timeout = 0.5; retries = 1; "
-             "rate_limit = 0.1; };\nqueue = { max_age_days = 1; };\n");
+                "rate_limit = 0.1; };\nqueue = { max_age_days = 1; };\n");
     expect_ok(t, 0);
     assert_true(t->cfg->connect_timeout == 0.5);
 }
@@ -510,9 +507,9 @@ static void test_duplicate_login_inline(void **state)
     char both[300];
 
     put_main_with(t, "users = (\n"
-                  "  { login = \"alice\"; id = \"a1\"; },\n"
-                  "  { login = \"bob\"; id = \"b1\"; },\n"
-                  "  { login = \"alice\"; id = \"a2\"; }\n);\n");
+                     "  { login = \"alice\"; id = \"a1\"; },\n"
+                     "  { login = \"bob\"; id = \"b1\"; },\n"
+                     "  { login = \"alice\"; id = \"a2\"; }\n);\n");
     expect_error_at(t, NULL, 6, "duplicate login \"alice\"");
     snprintf(both, sizeof(both), "%s:4", t->main);
     assert_contains(t->err, both);
@@ -528,18 +525,16 @@ static void test_duplicate_login_across_include(void **state)
     snprintf(d, sizeof(d), "%s/users.d", t->dir);
     assert_int_equal(mkdir(d, 0755), 0);
     put(t, "users.d/a.conf", 0644, "users = (\n  { login = \"zed\"; id = \"z\"; }\n);\n");
-    put(t, "users.d/b.conf", 0644,
-        "users = (\n\n  { login = \"bob\"; id = \"b2\"; }\n);\n");
+    put(t, "users.d/b.conf", 0644, "users = (\n\n  { login = \"bob\"; id = \"b2\"; }\n);\n");
     snprintf(inc, sizeof(inc), "%s/users.d/b.conf", t->dir);
     put_main_with(t, "users = (\n  { login = \"bob\"; id = \"b1\"; }\n);\n"
-                  "include_dir = \"users.d\";\n");
+                     "include_dir = \"users.d\";\n");
     expect_error_at(t, inc, 3, "duplicate login \"bob\"");
     snprintf(both, sizeof(both), "%s:4", t->main);
     assert_contains(t->err, both);
 
     /* between two include files */
-    put(t, "users.d/b.conf", 0644,
-        "users = (\n\n  { login = \"zed\"; id = \"z2\"; }\n);\n");
+    put(t, "users.d/b.conf", 0644, "users = (\n\n  { login = \"zed\"; id = \"z2\"; }\n);\n");
     expect_error_at(t, inc, 3, "duplicate login \"zed\"");
     snprintf(both, sizeof(both), "%s/users.d/a.conf:2", t->dir);
     assert_contains(t->err, both);
@@ -549,8 +544,7 @@ static void test_bad_ids(void **state)
 {
     struct fx *t = *state;
     static const char *const bad[] = {
-        "a/b", "a?b", "..", ".", "a%2fb", "a b", "a\\nb", "a\\x01b", "-x",
-        "a#b", "x\\tb",
+        "a/b", "a?b", "..", ".", "a%2fb", "a b", "a\\nb", "a\\x01b", "-x", "a#b", "x\\tb",
     };
     char text[512];
     size_t i;
@@ -561,14 +555,16 @@ static void test_bad_ids(void **state)
     for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         snprintf(text, sizeof(text),
                  "users = (\n  { login = \"alice\"; id = \"ok\"; },\n"
-                 "  { login = \"bob\";\n    id = \"%s\"; }\n);\n", bad[i]);
+                 "  { login = \"bob\";\n    id = \"%s\"; }\n);\n",
+                 bad[i]);
         put_main_with(t, text);
         expect_error_at(t, NULL, 6, "users[1].id: invalid id");
         assert_lacks(t->err, "\n");
 
         snprintf(text, sizeof(text),
                  "users = (\n  { login = \"alice\"; id = \"ok\";\n"
-                 "    organization = \"%s\"; }\n);\n", bad[i]);
+                 "    organization = \"%s\"; }\n);\n",
+                 bad[i]);
         put_main_with(t, text);
         expect_error_at(t, NULL, 5, "users[0].organization: invalid organization");
 
@@ -589,8 +585,7 @@ static void test_bad_logins(void **state)
     size_t i;
 
     for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        snprintf(text, sizeof(text),
-                 "users = (\n  { login = \"%s\"; id = \"ok\"; }\n);\n", bad[i]);
+        snprintf(text, sizeof(text), "users = (\n  { login = \"%s\"; id = \"ok\"; }\n);\n", bad[i]);
         put_main_with(t, text);
         expect_error_at(t, NULL, 4, "users[0].login:");
     }
@@ -605,7 +600,7 @@ static void test_no_organization(void **state)
     struct fx *t = *state;
 
     put_main(t, "users = (\n  { login = \"a\"; id = \"b\"; organization = \"o\"; },\n"
-             "  { login = \"c\"; id = \"d\"; }\n);\n");
+                "  { login = \"c\"; id = \"d\"; }\n);\n");
     expect_error_at(t, NULL, 3, "no organization");
 }
 
@@ -694,7 +689,7 @@ static void test_token_file(void **state)
     put(t, "token", 0600, "tid123:" SECRET "\n");
     snprintf(tok, sizeof(tok), "%s", t->path);
     snprintf(text, sizeof(text), "api = {\n  token_file = \"%s\";\n};\n", tok);
-    put(t, "main.conf", 0644, text);           /* no secret in the main file */
+    put(t, "main.conf", 0644, text); /* no secret in the main file */
     expect_ok(t, 1);
     assert_string_equal(t->cfg->auth_header, "Authorization: tid123:" SECRET);
     assert_int_equal(t->cfg->auth_is_oauth, 0);
@@ -766,8 +761,7 @@ static void test_at_include_refused(void **state)
     char text[512];
 
     put(t, "other.cfg", 0644, "unmapped = \"error\";\n");
-    snprintf(text, sizeof(text), "organization = \"acme\";\n@include \"%s/other.cfg\"\n",
-             t->dir);
+    snprintf(text, sizeof(text), "organization = \"acme\";\n@include \"%s/other.cfg\"\n", t->dir);
     put_main(t, text);
     assert_int_equal(load(t, 0), -1);
     assert_contains(t->err, "@include");
@@ -780,17 +774,31 @@ static void test_url(void **state)
 {
     struct fx *t = *state;
     static const char *const ok[] = {
-        "http://127.0.0.1:8080/v1", "http://127.1.2.3/", "http://[::1]:9/v1",
-        "http://localhost:8443", "https://LOCALHOST/v1", "HTTPS://api.planetscale.com/v1",
+        "http://127.0.0.1:8080/v1",
+        "http://127.1.2.3/",
+        "http://[::1]:9/v1",
+        "http://localhost:8443",
+        "https://LOCALHOST/v1",
+        "HTTPS://api.planetscale.com/v1",
         "https://api.planetscale.com:443/v1/",
     };
     static const char *const bad[] = {
-        "http://api.planetscale.com/v1", "http://10.0.0.1/v1", "http://128.0.0.1/",
-        "http://localhost.evil.com/", "http://127.0.0.1.evil.com/",
-        "http://[::2]/", "ftp://127.0.0.1/", "api.planetscale.com/v1",
-        "https://user:pw@api.planetscale.com/v1", "https://api.planetscale.com/v1?x=1",
-        "https://api.planetscale.com/v1#frag", "https:///v1", "https://host:99999/",
-        "https://host:/", "https://ho st/", "https://[::1/",
+        "http://api.planetscale.com/v1",
+        "http://10.0.0.1/v1",
+        "http://128.0.0.1/",
+        "http://localhost.evil.com/",
+        "http://127.0.0.1.evil.com/",
+        "http://[::2]/",
+        "ftp://127.0.0.1/",
+        "api.planetscale.com/v1",
+        "https://user:pw@api.planetscale.com/v1",
+        "https://api.planetscale.com/v1?x=1",
+        "https://api.planetscale.com/v1#frag",
+        "https:///v1",
+        "https://host:99999/",
+        "https://host:/",
+        "https://ho st/",
+        "https://[::1/",
     };
     char text[512];
     size_t i;
@@ -841,8 +849,7 @@ static void test_many_users(void **state)
     fprintf(fp, "organization = \"acme\";\nusers = (\n");
     /* written in reverse so that the loader really has to sort */
     for(i = n; i > 0; i--)
-        fprintf(fp, "  { login = \"user%06zu\"; id = \"id%zu\"; }%s\n", i, i,
-                i > 1 ? "," : "");
+        fprintf(fp, "  { login = \"user%06zu\"; id = \"id%zu\"; }%s\n", i, i, i > 1 ? "," : "");
     fprintf(fp, ");\n");
     fclose(fp);
 
@@ -904,8 +911,8 @@ static void log_verbose(void)
     ps_log_t lg = { 1, 0, 1, 0 };
 
     ps_logf(&lg, LOG_DEBUG, "debug %s", "on");
-    ps_audit(&lg, LOG_NOTICE, "refused", "bob\nx outcome=removed", "acme", "x9z8",
-             1, 0, 403, "Cannot remove the \"last\" admin\n");
+    ps_audit(&lg, LOG_NOTICE, "refused", "bob\nx outcome=removed", "acme", "x9z8", 1, 0, 403,
+             "Cannot remove the \"last\" admin\n");
     ps_audit(&lg, LOG_INFO, "unmapped", "carol", NULL, NULL, -1, -1, 0, NULL);
 }
 
@@ -918,13 +925,13 @@ static void test_log(void **state)
     assert_string_equal(out, "planetscale-deprovision: cannot open /x: denied\n");
 
     capture_stderr(t, log_verbose, out, sizeof(out));
-    assert_string_equal(out,
-        "planetscale-deprovision: debug on\n"
-        "planetscale-deprovision: outcome=refused login=\"bob\\x0ax outcome=removed\" "
-        "organization=acme id=x9z8 delete_passwords=true delete_service_tokens=false "
-        "http_status=403 detail=\"Cannot remove the \\x22last\\x22 admin\\x0a\"\n"
-        "planetscale-deprovision: outcome=unmapped login=carol organization=- id=- "
-        "delete_passwords=- delete_service_tokens=- http_status=0 detail=\"\"\n");
+    assert_string_equal(
+        out, "planetscale-deprovision: debug on\n"
+             "planetscale-deprovision: outcome=refused login=\"bob\\x0ax outcome=removed\" "
+             "organization=acme id=x9z8 delete_passwords=true delete_service_tokens=false "
+             "http_status=403 detail=\"Cannot remove the \\x22last\\x22 admin\\x0a\"\n"
+             "planetscale-deprovision: outcome=unmapped login=carol organization=- id=- "
+             "delete_passwords=- delete_service_tokens=- http_status=0 detail=\"\"\n");
 }
 
 int main(void)

@@ -28,8 +28,8 @@
 #include "unresolved.h"
 
 struct fx {
-    char base[64];        /* the mkdtemp directory */
-    char qdir[128];       /* base/q */
+    char base[64];  /* the mkdtemp directory */
+    char qdir[128]; /* base/q */
     ps_queue_t *q;
 };
 
@@ -138,8 +138,8 @@ static ps_queue_t *open_q(struct fx *f)
     return f->q;
 }
 
-static void mk_entry(ps_qentry_t *e, const char *login, const char *org,
-                     const char *id, long long first)
+static void mk_entry(ps_qentry_t *e, const char *login, const char *org, const char *id,
+                     long long first)
 {
     memset(e, 0, sizeof(*e));
     snprintf(e->login, sizeof(e->login), "%s", login);
@@ -163,8 +163,7 @@ static void put_ok(ps_queue_t *q, ps_qentry_t *e)
     assert_int_equal(rv, 0);
 }
 
-static void write_file(const char *dir, const char *name, const char *data,
-                       size_t len, mode_t mode)
+static void write_file(const char *dir, const char *name, const char *data, size_t len, mode_t mode)
 {
     char path[PATH_MAX];
     int fd;
@@ -179,8 +178,7 @@ static void write_file(const char *dir, const char *name, const char *data,
 
 /* Writes a file holding a valid entry for (login, org, id) under `name`
  * (NULL: its proper name). */
-static void write_entry_file(const char *dir, const char *name,
-                             const char *login, const char *org,
+static void write_entry_file(const char *dir, const char *name, const char *login, const char *org,
                              const char *id, mode_t mode)
 {
     ps_qentry_t e;
@@ -344,8 +342,7 @@ static void test_roundtrip(void **state)
 
     mk_entry(&e, "alice", "acme", "d4xkq1abc", 1700000000);
     e.attempts = 3;
-    snprintf(e.last_error, sizeof(e.last_error),
-             "503: \"busy\"\n\\ caf\xc3\xa9 /x");
+    snprintf(e.last_error, sizeof(e.last_error), "503: \"busy\"\n\\ caf\xc3\xa9 /x");
     put_ok(q, &e);
     ps_queue_name("alice", "acme", "d4xkq1abc", want);
     assert_string_equal(e.name, want);
@@ -354,8 +351,7 @@ static void test_roundtrip(void **state)
     assert_int_equal(mode_of(path), 0600);
     assert_int_equal(count_files(f->qdir, ".tmp-"), 0);
 
-    assert_int_equal(ps_queue_list(q, 0, &list, &n, NULL, NULL, err,
-                                   sizeof(err)), 0);
+    assert_int_equal(ps_queue_list(q, 0, &list, &n, NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(n, 1);
     assert_string_equal(list[0].name, want);
     assert_string_equal(list[0].login, "alice");
@@ -370,8 +366,7 @@ static void test_roundtrip(void **state)
     free(list);
 
     /* dead/ is empty */
-    assert_int_equal(ps_queue_list(q, 1, &list, &n, NULL, NULL, err,
-                                   sizeof(err)), 0);
+    assert_int_equal(ps_queue_list(q, 1, &list, &n, NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(n, 0);
     free(list);
 }
@@ -393,8 +388,7 @@ static void test_same_key_keeps_older(void **state)
     put_ok(q, &e);
     assert_int_equal(e.first_attempt, 1000);
 
-    assert_int_equal(ps_queue_list(q, 0, &list, &n, NULL, NULL, err,
-                                   sizeof(err)), 0);
+    assert_int_equal(ps_queue_list(q, 0, &list, &n, NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(n, 1);
     assert_int_equal(list[0].first_attempt, 1000);
     assert_int_equal(list[0].last_attempt, 2000);
@@ -404,12 +398,11 @@ static void test_same_key_keeps_older(void **state)
     /* an older request wins the other way round too */
     mk_entry(&e, "bob", "acme-eu", "x9z8", 500);
     put_ok(q, &e);
-    assert_int_equal(ps_queue_list(q, 0, &list, &n, NULL, NULL, err,
-                                   sizeof(err)), 0);
+    assert_int_equal(ps_queue_list(q, 0, &list, &n, NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(n, 1);
     assert_int_equal(list[0].first_attempt, 500);
     free(list);
-    assert_int_equal(count_files(f->qdir, ""), 3);  /* entry, dead, invalid */
+    assert_int_equal(count_files(f->qdir, ""), 3); /* entry, dead, invalid */
 }
 
 static void test_first_attempt_defaults_to_now(void **state)
@@ -462,8 +455,7 @@ static void test_oldest_first(void **state)
     mk_entry(&e, "u200b", "acme", "i200b", 200);
     put_ok(q, &e);
 
-    assert_int_equal(ps_queue_list(q, 0, &list, &n, NULL, NULL, err,
-                                   sizeof(err)), 0);
+    assert_int_equal(ps_queue_list(q, 0, &list, &n, NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(n, 4);
     assert_string_equal(list[0].login, "u100");
     assert_int_equal(list[1].first_attempt, 200);
@@ -527,20 +519,17 @@ static void test_lock_busy(void **state)
     mk_entry(&e, "alice", "acme", "a1", 100);
     put_ok(q, &e);
 
-    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)),
-                     0);
+    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)), 0);
     assert_true(fd >= 0);
     assert_string_equal(got.login, "alice");
     assert_string_equal(got.name, e.name);
     assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
 
     /* a second open file description in this process conflicts */
-    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd2, &got, err, sizeof(err)),
-                     1);
+    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd2, &got, err, sizeof(err)), 1);
     assert_int_equal(fd2, -1);
     t0 = ps_now();
-    assert_int_equal(ps_queue_lock(q, e.name, 0.2, &fd2, &got, err,
-                                   sizeof(err)), 1);
+    assert_int_equal(ps_queue_lock(q, e.name, 0.2, &fd2, &got, err, sizeof(err)), 1);
     assert_true(ps_now() - t0 >= 0.19);
 
     /* and so does another process */
@@ -548,15 +537,12 @@ static void test_lock_busy(void **state)
 
     ps_queue_unlock(fd);
     assert_int_equal(reap(child_lock(q, e.name, 0, -1)), LOCKED(1));
-    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)),
-                     0);
+    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)), 0);
     ps_queue_unlock(fd);
 
     /* names outside the queue are refused */
-    assert_int_equal(ps_queue_lock(q, "../x.json", 0, &fd, &got, err,
-                                   sizeof(err)), -1);
-    assert_int_equal(ps_queue_lock(q, ".lock", 0, &fd, &got, err,
-                                   sizeof(err)), -1);
+    assert_int_equal(ps_queue_lock(q, "../x.json", 0, &fd, &got, err, sizeof(err)), -1);
+    assert_int_equal(ps_queue_lock(q, ".lock", 0, &fd, &got, err, sizeof(err)), -1);
 }
 
 static void test_lock_waits(void **state)
@@ -571,8 +557,7 @@ static void test_lock_waits(void **state)
 
     mk_entry(&e, "alice", "acme", "a1", 100);
     put_ok(q, &e);
-    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)),
-                     0);
+    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)), 0);
     pid = child_lock(q, e.name, 10, fd);
     usleep(100000);
     ps_queue_unlock(fd);
@@ -594,8 +579,7 @@ static void test_lock_after_done_is_gone(void **state)
     put_ok(q, &e);
 
     /* a waiter that was blocked while the holder completed the entry */
-    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)),
-                     0);
+    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)), 0);
     pid = child_lock(q, e.name, 10, fd);
     usleep(100000);
     assert_int_equal(ps_queue_done(q, e.name, err, sizeof(err)), 0);
@@ -603,8 +587,7 @@ static void test_lock_after_done_is_gone(void **state)
     assert_int_equal(reap(pid), 2);
 
     /* and anyone coming later */
-    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)),
-                     2);
+    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)), 2);
     assert_int_equal(fd, -1);
     assert_false(path_exists(f->qdir, e.name));
 
@@ -624,8 +607,7 @@ static void test_lock_follows_replace(void **state)
 
     mk_entry(&e, "alice", "acme", "a1", 100);
     put_ok(q, &e);
-    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)),
-                     0);
+    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)), 0);
     pid = child_lock(q, e.name, 10, fd);
     usleep(100000);
     /* the holder records a failed attempt (a new file renamed over the
@@ -636,8 +618,7 @@ static void test_lock_follows_replace(void **state)
     ps_queue_unlock(fd);
     assert_int_equal(reap(pid), LOCKED(7));
 
-    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)),
-                     0);
+    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)), 0);
     assert_int_equal(got.attempts, 7);
     ps_queue_unlock(fd);
 }
@@ -654,8 +635,7 @@ static void test_lock_after_dead_letter_is_gone(void **state)
 
     mk_entry(&e, "alice", "acme", "a1", 100);
     put_ok(q, &e);
-    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)),
-                     0);
+    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)), 0);
     pid = child_lock(q, e.name, 10, fd);
     usleep(100000);
     assert_int_equal(ps_queue_dead_letter(q, e.name, err, sizeof(err)), 0);
@@ -678,17 +658,14 @@ static void test_done_removes(void **state)
 
     mk_entry(&e, "alice", "acme", "a1", 100);
     put_ok(q, &e);
-    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)),
-                     0);
+    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)), 0);
     assert_int_equal(ps_queue_done(q, e.name, err, sizeof(err)), 0);
     ps_queue_unlock(fd);
     assert_false(path_exists(f->qdir, e.name));
-    assert_int_equal(ps_queue_list(q, 0, &list, &n, NULL, NULL, err,
-                                   sizeof(err)), 0);
+    assert_int_equal(ps_queue_list(q, 0, &list, &n, NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(n, 0);
     assert_null(list);
-    assert_int_equal(ps_queue_done(q, "../../etc/passwd", err, sizeof(err)),
-                     -1);
+    assert_int_equal(ps_queue_done(q, "../../etc/passwd", err, sizeof(err)), -1);
 }
 
 static void test_dead_letter(void **state)
@@ -707,8 +684,7 @@ static void test_dead_letter(void **state)
     put_ok(q, &e);
     mk_entry(&e, "bob", "acme", "b1", 200);
     put_ok(q, &e);
-    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)),
-                     0);
+    assert_int_equal(ps_queue_lock(q, e.name, 0, &fd, &got, err, sizeof(err)), 0);
     assert_int_equal(ps_queue_dead_letter(q, e.name, err, sizeof(err)), 0);
     ps_queue_unlock(fd);
 
@@ -716,13 +692,11 @@ static void test_dead_letter(void **state)
     assert_true(path_exists(dead, e.name));
     assert_false(path_exists(f->qdir, e.name));
 
-    assert_int_equal(ps_queue_list(q, 0, &list, &n, NULL, NULL, err,
-                                   sizeof(err)), 0);
+    assert_int_equal(ps_queue_list(q, 0, &list, &n, NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(n, 1);
     assert_string_equal(list[0].login, "alice");
     free(list);
-    assert_int_equal(ps_queue_list(q, 1, &list, &n, NULL, NULL, err,
-                                   sizeof(err)), 0);
+    assert_int_equal(ps_queue_list(q, 1, &list, &n, NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(n, 1);
     assert_string_equal(list[0].login, "bob");
     assert_string_equal(list[0].name, e.name);
@@ -744,16 +718,16 @@ static void test_invalid_entries(void **state)
     char big[PS_QENTRY_MAX + 100];
     char good[32];
     const char *valid_tail = "\"organization\":\"acme\",\"id\":\"x\","
-        "\"delete_passwords\":true,\"delete_service_tokens\":true,"
-        "\"first_attempt\":1,\"last_attempt\":0,\"attempts\":0,"
-        "\"last_error\":\"\"}";
+                             "\"delete_passwords\":true,\"delete_service_tokens\":true,"
+                             "\"first_attempt\":1,\"last_attempt\":0,\"attempts\":0,"
+                             "\"last_error\":\"\"}";
     char buf[900];
     struct {
         const char *name;
         const char *data;
     } bad[] = {
         { "badjson.json", "{\"version\":1,\"login\":" },
-        { "trailing.json", NULL },   /* filled below */
+        { "trailing.json", NULL }, /* filled below */
         { "unknown.json", NULL },
         { "wrongtype.json", NULL },
         { "slash.json", NULL },
@@ -762,8 +736,7 @@ static void test_invalid_entries(void **state)
         { "array.json", "[1,2,3]" },
         { "empty.json", "" },
     };
-    char trailing[1024], unknown[1024], wrongtype[1024], slash[1024],
-         dotdot[1024], newline[1024];
+    char trailing[1024], unknown[1024], wrongtype[1024], slash[1024], dotdot[1024], newline[1024];
     char mode_name[32], link_name[32], fifo_name[32];
     char target[PATH_MAX];
     struct stat st;
@@ -773,8 +746,7 @@ static void test_invalid_entries(void **state)
     q = open_q(f);
     snprintf(inval, sizeof(inval), "%s/invalid", f->qdir);
 
-    snprintf(buf, sizeof(buf), "{\"version\":1,\"login\":\"alice\",%s",
-             valid_tail);
+    snprintf(buf, sizeof(buf), "{\"version\":1,\"login\":\"alice\",%s", valid_tail);
     snprintf(trailing, sizeof(trailing), "%s garbage", buf);
     bad[1].data = trailing;
     snprintf(unknown, sizeof(unknown), "{\"token\":\"s3cret\",%s", buf + 1);
@@ -797,13 +769,11 @@ static void test_invalid_entries(void **state)
              "\"delete_service_tokens\":true,\"first_attempt\":1,"
              "\"last_attempt\":0,\"attempts\":0,\"last_error\":\"\"}");
     bad[5].data = dotdot;
-    snprintf(newline, sizeof(newline), "{\"version\":1,\"login\":\"al\\nice\",%s",
-             valid_tail);
+    snprintf(newline, sizeof(newline), "{\"version\":1,\"login\":\"al\\nice\",%s", valid_tail);
     bad[6].data = newline;
 
     for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        write_file(f->qdir, bad[i].name, bad[i].data, strlen(bad[i].data),
-                   0600);
+        write_file(f->qdir, bad[i].name, bad[i].data, strlen(bad[i].data), 0600);
 
     /* oversized: valid JSON padded with white space past the limit */
     memset(big, ' ', sizeof(big));
@@ -827,8 +797,7 @@ static void test_invalid_entries(void **state)
     assert_int_equal(mkfifo(path, 0600), 0);
 
     /* a valid entry under another key's name */
-    write_entry_file(f->qdir, "0123456789abcdef.json", "mismatch", "acme",
-                     "z1", 0600);
+    write_entry_file(f->qdir, "0123456789abcdef.json", "mismatch", "acme", "z1", 0600);
     /* a stray file, a temp file, a lock file */
     write_file(f->qdir, "README", "hi\n", 3, 0600);
     write_file(f->qdir, ".tmp-0123456789abcdef-abcdef", "{", 1, 0600);
@@ -837,8 +806,7 @@ static void test_invalid_entries(void **state)
     ps_queue_name("good", "acme", "g1", good);
     write_entry_file(f->qdir, NULL, "good", "acme", "g1", 0600);
 
-    assert_int_equal(ps_queue_list(q, 0, &list, &n, on_invalid, &s, err,
-                                   sizeof(err)), 0);
+    assert_int_equal(ps_queue_list(q, 0, &list, &n, on_invalid, &s, err, sizeof(err)), 0);
     assert_int_equal(n, 1);
     assert_string_equal(list[0].name, good);
     assert_string_equal(list[0].login, "good");
@@ -862,8 +830,7 @@ static void test_invalid_entries(void **state)
     assert_true(seen_has(&s, fifo_name));
     assert_non_null(strstr(seen_reason(&s, fifo_name), "not a regular file"));
     assert_true(seen_has(&s, "0123456789abcdef.json"));
-    assert_non_null(strstr(seen_reason(&s, "0123456789abcdef.json"),
-                           "does not match"));
+    assert_non_null(strstr(seen_reason(&s, "0123456789abcdef.json"), "does not match"));
     assert_true(seen_has(&s, "README"));
     assert_int_equal(s.n, (int)(sizeof(bad) / sizeof(bad[0])) + 6);
 
@@ -884,16 +851,14 @@ static void test_invalid_entries(void **state)
 
     /* a second pass finds nothing more to move */
     memset(&s, 0, sizeof(s));
-    assert_int_equal(ps_queue_list(q, 0, &list, &n, on_invalid, &s, err,
-                                   sizeof(err)), 0);
+    assert_int_equal(ps_queue_list(q, 0, &list, &n, on_invalid, &s, err, sizeof(err)), 0);
     assert_int_equal(n, 1);
     assert_int_equal(s.n, 0);
     free(list);
 
     /* the same bad name again: kept apart, not overwritten */
     write_file(f->qdir, "badjson.json", "nope", 4, 0600);
-    assert_int_equal(ps_queue_list(q, 0, &list, &n, on_invalid, &s, err,
-                                   sizeof(err)), 0);
+    assert_int_equal(ps_queue_list(q, 0, &list, &n, on_invalid, &s, err, sizeof(err)), 0);
     free(list);
     assert_int_equal(s.n, 1);
     assert_true(path_exists(inval, "badjson.json"));
@@ -918,8 +883,7 @@ static void test_invalid_foreign_owner(void **state)
     write_entry_file(f->qdir, NULL, "own", "acme", "o1", 0600);
     snprintf(path, sizeof(path), "%s/%s", f->qdir, name);
     assert_int_equal(chown(path, 12345, 12345), 0);
-    assert_int_equal(ps_queue_list(q, 0, &list, &n, on_invalid, &s, err,
-                                   sizeof(err)), 0);
+    assert_int_equal(ps_queue_list(q, 0, &list, &n, on_invalid, &s, err, sizeof(err)), 0);
     assert_int_equal(n, 0);
     assert_int_equal(s.n, 1);
     assert_non_null(strstr(s.reasons[0], "owned by uid 12345"));
@@ -936,9 +900,9 @@ static int parse(const char *s)
     return ps_queue_parse(s, strlen(s), &e, err, sizeof(err));
 }
 
-#define ENTRY(login, org, id, extra) \
+#define ENTRY(login, org, id, extra)                                         \
     "{\"version\":1,\"login\":" login ",\"organization\":" org ",\"id\":" id \
-    ",\"delete_passwords\":true,\"delete_service_tokens\":false," \
+    ",\"delete_passwords\":true,\"delete_service_tokens\":false,"            \
     "\"first_attempt\":10,\"last_attempt\":20,\"attempts\":2" extra "}"
 #define LE ",\"last_error\":\"x\""
 
@@ -970,12 +934,11 @@ static void test_parse_strict(void **state)
     assert_int_equal(parse(ENTRY("1", "\"o\"", "\"i\"", LE)), -1);
     assert_int_equal(parse(ENTRY("\"a\"", "null", "\"i\"", LE)), -1);
     assert_int_equal(parse(ENTRY("\"a\"", "\"o\"", "5", LE)), -1);
-    assert_int_equal(parse(ENTRY("\"a\"", "\"o\"", "\"i\"",
-                                 ",\"last_error\":3")), -1);
+    assert_int_equal(parse(ENTRY("\"a\"", "\"o\"", "\"i\"", ",\"last_error\":3")), -1);
     assert_int_equal(parse("{\"version\":2,\"login\":\"a\",\"organization\":"
-        "\"o\",\"id\":\"i\",\"delete_passwords\":true,\"delete_service_tokens\":"
-        "false,\"first_attempt\":10,\"last_attempt\":20,\"attempts\":2"
-        LE "}"), -1);
+                           "\"o\",\"id\":\"i\",\"delete_passwords\":true,\"delete_service_tokens\":"
+                           "false,\"first_attempt\":10,\"last_attempt\":20,\"attempts\":2" LE "}"),
+                     -1);
 
     /* validation of the key fields */
     assert_int_equal(parse(ENTRY("\"a\\nb\"", "\"o\"", "\"i\"", LE)), -1);
@@ -987,39 +950,42 @@ static void test_parse_strict(void **state)
     assert_int_equal(parse(ENTRY("\"a\"", "\"o\"", "\".\"", LE)), -1);
     assert_int_equal(parse(ENTRY("\"a\"", "\"o\"", "\"a/b\"", LE)), -1);
     assert_int_equal(parse(ENTRY("\"a\"", "\"o\"", "\"\"", LE)), -1);
-    assert_int_equal(parse(ENTRY("\"a\"", "\"o\"",
-        "\"01234567890123456789012345678901234567890123456789012345678901234\"",
-        LE)), -1);
+    assert_int_equal(
+        parse(ENTRY("\"a\"", "\"o\"",
+                    "\"01234567890123456789012345678901234567890123456789012345678901234\"", LE)),
+        -1);
 
     /* types and ranges of the numbers */
     assert_int_equal(parse("{\"version\":1,\"login\":\"a\",\"organization\":"
-        "\"o\",\"id\":\"i\",\"delete_passwords\":1,\"delete_service_tokens\":"
-        "false,\"first_attempt\":10,\"last_attempt\":20,\"attempts\":2"
-        LE "}"), -1);
+                           "\"o\",\"id\":\"i\",\"delete_passwords\":1,\"delete_service_tokens\":"
+                           "false,\"first_attempt\":10,\"last_attempt\":20,\"attempts\":2" LE "}"),
+                     -1);
     assert_int_equal(parse("{\"version\":1,\"login\":\"a\",\"organization\":"
-        "\"o\",\"id\":\"i\",\"delete_passwords\":true,\"delete_service_tokens\":"
-        "false,\"first_attempt\":-1,\"last_attempt\":20,\"attempts\":2"
-        LE "}"), -1);
+                           "\"o\",\"id\":\"i\",\"delete_passwords\":true,\"delete_service_tokens\":"
+                           "false,\"first_attempt\":-1,\"last_attempt\":20,\"attempts\":2" LE "}"),
+                     -1);
     assert_int_equal(parse("{\"version\":1,\"login\":\"a\",\"organization\":"
-        "\"o\",\"id\":\"i\",\"delete_passwords\":true,\"delete_service_tokens\":"
-        "false,\"first_attempt\":1.5,\"last_attempt\":20,\"attempts\":2"
-        LE "}"), -1);
+                           "\"o\",\"id\":\"i\",\"delete_passwords\":true,\"delete_service_tokens\":"
+                           "false,\"first_attempt\":1.5,\"last_attempt\":20,\"attempts\":2" LE "}"),
+                     -1);
     assert_int_equal(parse("{\"version\":1,\"login\":\"a\",\"organization\":"
-        "\"o\",\"id\":\"i\",\"delete_passwords\":true,\"delete_service_tokens\":"
-        "false,\"first_attempt\":1,\"last_attempt\":20,\"attempts\":-2"
-        LE "}"), -1);
+                           "\"o\",\"id\":\"i\",\"delete_passwords\":true,\"delete_service_tokens\":"
+                           "false,\"first_attempt\":1,\"last_attempt\":20,\"attempts\":-2" LE "}"),
+                     -1);
     assert_int_equal(parse("{\"version\":1,\"login\":\"a\",\"organization\":"
-        "\"o\",\"id\":\"i\",\"delete_passwords\":true,\"delete_service_tokens\":"
-        "false,\"first_attempt\":1,\"last_attempt\":20,\"attempts\":"
-        "99999999999" LE "}"), -1);
+                           "\"o\",\"id\":\"i\",\"delete_passwords\":true,\"delete_service_tokens\":"
+                           "false,\"first_attempt\":1,\"last_attempt\":20,\"attempts\":"
+                           "99999999999" LE "}"),
+                     -1);
     assert_int_equal(parse("{\"version\":1,\"login\":\"a\",\"organization\":"
-        "\"o\",\"id\":\"i\",\"delete_passwords\":true,\"delete_service_tokens\":"
-        "false,\"first_attempt\":99999999999999999999,\"last_attempt\":20,"
-        "\"attempts\":1" LE "}"), -1);
+                           "\"o\",\"id\":\"i\",\"delete_passwords\":true,\"delete_service_tokens\":"
+                           "false,\"first_attempt\":99999999999999999999,\"last_attempt\":20,"
+                           "\"attempts\":1" LE "}"),
+                     -1);
     assert_int_equal(parse("{\"version\":1,\"login\":\"a\",\"organization\":"
-        "\"o\",\"id\":\"i\",\"delete_passwords\":true,\"delete_service_tokens\":"
-        "false,\"first_attempt\":NaN,\"last_attempt\":20,\"attempts\":1"
-        LE "}"), -1);
+                           "\"o\",\"id\":\"i\",\"delete_passwords\":true,\"delete_service_tokens\":"
+                           "false,\"first_attempt\":NaN,\"last_attempt\":20,\"attempts\":1" LE "}"),
+                     -1);
     assert_int_equal(parse("{\"version\":\"1\"}"), -1);
     assert_int_equal(parse("{\"version\":1,\"login\":{\"a\":[[[[[[]]]]]]}}"), -1);
 
@@ -1028,14 +994,12 @@ static void test_parse_strict(void **state)
     len = (int)strlen(buf);
     buf[len] = '\0';
     memcpy(buf + len + 1, "xx", 2);
-    assert_int_equal(ps_queue_parse(buf, (size_t)len + 3, &e, err, sizeof(err)),
-                     -1);
+    assert_int_equal(ps_queue_parse(buf, (size_t)len + 3, &e, err, sizeof(err)), -1);
 
     /* a long last_error is cut, at a character boundary */
     memset(buf, 0, sizeof(buf));
-    len = snprintf(buf, sizeof(buf), "%s", ENTRY("\"a\"", "\"o\"", "\"i\"",
-                                                  ",\"last_error\":\""));
-    len--;  /* drop the closing brace */
+    len = snprintf(buf, sizeof(buf), "%s", ENTRY("\"a\"", "\"o\"", "\"i\"", ",\"last_error\":\""));
+    len--; /* drop the closing brace */
     memcpy(buf + len, "x", 1);
     len++;
     {
@@ -1058,14 +1022,14 @@ static void test_parse_strict(void **state)
     len = snprintf(s, PS_QENTRY_MAX, "%s", ENTRY("\"a\"", "\"o\"", "\"i\"", LE));
     s[len] = ' ';
     assert_int_equal(ps_queue_parse(s, PS_QENTRY_MAX, &e, err, sizeof(err)), 0);
-    assert_int_equal(ps_queue_parse(s, PS_QENTRY_MAX + 1, &e, err, sizeof(err)),
-                     -1);
+    assert_int_equal(ps_queue_parse(s, PS_QENTRY_MAX + 1, &e, err, sizeof(err)), -1);
     free(s);
 
     /* the parsed entry carries its own name */
     assert_int_equal(ps_queue_parse(ENTRY("\"a\"", "\"o\"", "\"i\"", LE),
-                                    strlen(ENTRY("\"a\"", "\"o\"", "\"i\"", LE)),
-                                    &e, err, sizeof(err)), 0);
+                                    strlen(ENTRY("\"a\"", "\"o\"", "\"i\"", LE)), &e, err,
+                                    sizeof(err)),
+                     0);
     {
         char want[32];
         ps_queue_name("a", "o", "i", want);
@@ -1146,38 +1110,51 @@ static void test_unresolved_parse_strict(void **state)
 {
     static const struct {
         const char *text;
-        const char *why;        /* substring of the error */
+        const char *why; /* substring of the error */
     } bad[] = {
         { "", "JSON" },
         { "[]", "JSON object" },
         { "{\"version\":1,\"login\":\"alice\",\"config\":\"/c\",\"source\":\"remove\","
-          "\"recorded\":5} x", "JSON" },
+          "\"recorded\":5} x",
+          "JSON" },
         { "{\"version\":2,\"login\":\"alice\",\"config\":\"/c\",\"source\":\"remove\","
-          "\"recorded\":5}", "version" },
+          "\"recorded\":5}",
+          "version" },
         { "{\"version\":1,\"login\":\"al ice\",\"config\":\"/c\",\"source\":\"remove\","
-          "\"recorded\":5}", "login" },
+          "\"recorded\":5}",
+          "login" },
         { "{\"version\":1,\"login\":\"-rf\",\"config\":\"/c\",\"source\":\"remove\","
-          "\"recorded\":5}", "login" },
+          "\"recorded\":5}",
+          "login" },
         { "{\"version\":1,\"login\":\"alice\",\"config\":\"c\",\"source\":\"remove\","
-          "\"recorded\":5}", "config" },
+          "\"recorded\":5}",
+          "config" },
         { "{\"version\":1,\"login\":\"alice\",\"config\":\"/c\\n\",\"source\":\"remove\","
-          "\"recorded\":5}", "config" },
+          "\"recorded\":5}",
+          "config" },
         { "{\"version\":1,\"login\":\"alice\",\"config\":\"/c\",\"source\":\"pam\","
-          "\"recorded\":5}", "service" },
+          "\"recorded\":5}",
+          "service" },
         { "{\"version\":1,\"login\":\"alice\",\"config\":\"/c\",\"source\":\"pam\","
-          "\"service\":\"sshd\",\"mode\":\"always\",\"recorded\":5}", "mode" },
+          "\"service\":\"sshd\",\"mode\":\"always\",\"recorded\":5}",
+          "mode" },
         { "{\"version\":1,\"login\":\"alice\",\"config\":\"/c\",\"source\":\"remove\","
-          "\"mode\":\"close\",\"service\":\"x\",\"recorded\":5}", "no \"service\"" },
+          "\"mode\":\"close\",\"service\":\"x\",\"recorded\":5}",
+          "no \"service\"" },
         { "{\"version\":1,\"login\":\"alice\",\"config\":\"/c\",\"source\":\"other\","
-          "\"recorded\":5}", "source" },
+          "\"recorded\":5}",
+          "source" },
         { "{\"version\":1,\"login\":\"alice\",\"config\":\"/c\",\"source\":\"remove\","
-          "\"recorded\":0}", "recorded" },
+          "\"recorded\":0}",
+          "recorded" },
         { "{\"version\":1,\"login\":\"alice\",\"config\":\"/c\",\"source\":\"remove\"}",
           "missing" },
         { "{\"version\":1,\"login\":\"alice\",\"config\":\"/c\",\"source\":\"remove\","
-          "\"recorded\":5,\"token\":\"x\"}", "unknown field" },
+          "\"recorded\":5,\"token\":\"x\"}",
+          "unknown field" },
         { "{\"version\":1,\"login\":7,\"config\":\"/c\",\"source\":\"remove\","
-          "\"recorded\":5}", "login" },
+          "\"recorded\":5}",
+          "login" },
     };
     ps_unresolved_t u;
     size_t i;
@@ -1187,8 +1164,7 @@ static void test_unresolved_parse_strict(void **state)
         char err[512] = "";
 
         if(parse_u(bad[i].text, &u, err, sizeof(err)) == 0 || !strstr(err, bad[i].why))
-            fail_msg("case %zu: %s -> \"%s\", expected \"%s\"", i, bad[i].text, err,
-                     bad[i].why);
+            fail_msg("case %zu: %s -> \"%s\", expected \"%s\"", i, bad[i].text, err, bad[i].why);
     }
     {
         char err[512] = "";
@@ -1202,9 +1178,9 @@ static void test_unresolved_parse_strict(void **state)
         assert_string_equal(u.service, "sshd");
         assert_string_equal(u.mode, "expired");
         assert_true(u.recorded == 1700000000LL);
-        assert_int_equal(strlen(u.name), 21);   /* 16 hex + ".json" */
+        assert_int_equal(strlen(u.name), 21); /* 16 hex + ".json" */
     }
-    {   /* a NUL inside is refused, not truncated */
+    { /* a NUL inside is refused, not truncated */
         char err[512] = "";
         const char nul[] = "{\"version\":1,\"login\":\"alice\"\0}";
 
@@ -1244,7 +1220,7 @@ static void test_unresolved_record_list(void **state)
     assert_int_equal(ps_unresolved_record(dir, &b, err, sizeof(err)), 0);
     assert_int_equal(ps_unresolved_list(dir, &list, &n, &invalid, err, sizeof(err)), 0);
     assert_int_equal(n, 2);
-    assert_string_equal(list[0].login, "alice");        /* oldest first */
+    assert_string_equal(list[0].login, "alice"); /* oldest first */
     assert_true(list[0].recorded == 100);
     assert_string_equal(list[0].mode, "close");
     assert_string_equal(list[1].login, "bob");
@@ -1303,35 +1279,24 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_creates_0700, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_refuses_0755, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_refuses_symlink, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_open_parent_must_exist, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_open_refuses_bad_subdir, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_open_refuses_foreign_owner, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_open_refuses_symlink, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_parent_must_exist, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_refuses_bad_subdir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_refuses_foreign_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_same_key_keeps_older, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_first_attempt_defaults_to_now,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_put_refuses_invalid, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_same_key_keeps_older, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_first_attempt_defaults_to_now, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_refuses_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oldest_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_waits, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lock_after_done_is_gone, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_lock_follows_replace, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_lock_after_dead_letter_is_gone,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_after_done_is_gone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_follows_replace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_after_dead_letter_is_gone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_done_removes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_letter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_entries, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_invalid_foreign_owner, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_invalid_foreign_owner, setup, teardown),
         cmocka_unit_test(test_parse_strict),
         cmocka_unit_test(test_format_parse_roundtrip),
         cmocka_unit_test_setup_teardown(test_put_write_failure, setup, teardown),

@@ -39,7 +39,9 @@ static void test_hello_valid(void **state)
     (void)state;
     assert_non_null(h);
     assert_int_equal(ps_sender_parse_hello("HELLO 1 https://api.planetscale.com/v1 "
-                                           "/var/spool/planetscale-deprovision", h), 0);
+                                           "/var/spool/planetscale-deprovision",
+                                           h),
+                     0);
     assert_string_equal(h->url, "https://api.planetscale.com/v1");
     assert_string_equal(h->queue_dir, "/var/spool/planetscale-deprovision");
     /* the queue directory is the rest of the line, spaces included */
@@ -55,21 +57,34 @@ static void test_hello_valid(void **state)
 static void test_hello_invalid(void **state)
 {
     static const char *const bad[] = {
-        "", "HELLO", "HELLO ", "HELLO 1", "HELLO 1 ", "HELLO 1 u", "HELLO 1 u ",
-        "HELLO 1  /q",                      /* empty URL */
-        "HELLO 1 u q",                      /* relative queue directory */
-        "HELLO 1 u  /q",                    /* queue directory " /q" */
-        "HELLO 2 u /q", "HELLO 10 u /q", "HELLO 0 u /q", "HELLO one u /q",
-        "HELLO  1 u /q", "hello 1 u /q", "HELO 1 u /q", "SEND 1 u /q",
-        "HELLO1 u /q", "HELLO\t1 u /q",
+        "",
+        "HELLO",
+        "HELLO ",
+        "HELLO 1",
+        "HELLO 1 ",
+        "HELLO 1 u",
+        "HELLO 1 u ",
+        "HELLO 1  /q",   /* empty URL */
+        "HELLO 1 u q",   /* relative queue directory */
+        "HELLO 1 u  /q", /* queue directory " /q" */
+        "HELLO 2 u /q",
+        "HELLO 10 u /q",
+        "HELLO 0 u /q",
+        "HELLO one u /q",
+        "HELLO  1 u /q",
+        "hello 1 u /q",
+        "HELO 1 u /q",
+        "SEND 1 u /q",
+        "HELLO1 u /q",
+        "HELLO\t1 u /q",
     };
     ps_sender_hello_t *h = malloc(sizeof(*h));
     size_t i;
 
     (void)state;
     assert_non_null(h);
-    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        if (ps_sender_parse_hello(bad[i], h) != -1)
+    for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if(ps_sender_parse_hello(bad[i], h) != -1)
             fail_msg("accepted HELLO line \"%s\"", bad[i]);
     }
     free(h);
@@ -126,28 +141,47 @@ static void test_send_valid(void **state)
 static void test_send_invalid(void **state)
 {
     static const char *const bad[] = {
-        "", "SEND", "SEND ", "SEND " NAME, "SEND " NAME " ",
+        "",
+        "SEND",
+        "SEND ",
+        "SEND " NAME,
+        "SEND " NAME " ",
         "SEND " NAME " 604800001",               /* more than seven days */
-        "SEND " NAME " 99999999999999999999999",  /* out of range */
-        "SEND " NAME " -1", "SEND " NAME " +1", "SEND " NAME "  1", "SEND " NAME " 1 ",
-        "SEND " NAME " 1x", "SEND " NAME " 0x10", "SEND " NAME " 1.5", "SEND " NAME "\t1",
-        "SEND " NAME "1", "SEND  " NAME " 1", "send " NAME " 1", "SENT " NAME " 1",
+        "SEND " NAME " 99999999999999999999999", /* out of range */
+        "SEND " NAME " -1",
+        "SEND " NAME " +1",
+        "SEND " NAME "  1",
+        "SEND " NAME " 1 ",
+        "SEND " NAME " 1x",
+        "SEND " NAME " 0x10",
+        "SEND " NAME " 1.5",
+        "SEND " NAME "\t1",
+        "SEND " NAME "1",
+        "SEND  " NAME " 1",
+        "send " NAME " 1",
+        "SENT " NAME " 1",
         /* names: not 16 lowercase hex digits + ".json" */
-        "SEND ../../etc/passwd 1000", "SEND ../../../../../etc/passwd 1000",
-        "SEND 0123456789ABCDEF.json 1", "SEND 0123456789abcdeg.json 1",
-        "SEND 0123456789abcde.json 1", "SEND 0123456789abcdef0.json 1",
-        "SEND 0123456789abcdef.jsox 1", "SEND 0123456789abcdef.json.lock 1",
-        "SEND .0123456789abcdef.json 1", "SEND 0123456789abcde/.json 1",
-        "SEND 0123456789abcdef.JSON 1", "SEND ..23456789abcdef.json 1",
+        "SEND ../../etc/passwd 1000",
+        "SEND ../../../../../etc/passwd 1000",
+        "SEND 0123456789ABCDEF.json 1",
+        "SEND 0123456789abcdeg.json 1",
+        "SEND 0123456789abcde.json 1",
+        "SEND 0123456789abcdef0.json 1",
+        "SEND 0123456789abcdef.jsox 1",
+        "SEND 0123456789abcdef.json.lock 1",
+        "SEND .0123456789abcdef.json 1",
+        "SEND 0123456789abcde/.json 1",
+        "SEND 0123456789abcdef.JSON 1",
+        "SEND ..23456789abcdef.json 1",
     };
     char name[32];
     long ms = 77;
     size_t i;
 
     (void)state;
-    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         strcpy(name, "untouched");
-        if (ps_sender_parse_send(bad[i], name, &ms) != -1)
+        if(ps_sender_parse_send(bad[i], name, &ms) != -1)
             fail_msg("accepted SEND line \"%s\"", bad[i]);
         assert_string_equal(name, "untouched");
         assert_int_equal(ms, 77);
@@ -172,9 +206,8 @@ static void test_send_overlong(void **state)
 
 static void test_done_valid(void **state)
 {
-    static const ps_status_t sts[] = {
-        PS_ST_REMOVED, PS_ST_ABSENT, PS_ST_QUEUED, PS_ST_REFUSED, PS_ST_CONFIG, PS_ST_ERROR
-    };
+    static const ps_status_t sts[] = { PS_ST_REMOVED, PS_ST_ABSENT, PS_ST_QUEUED,
+                                       PS_ST_REFUSED, PS_ST_CONFIG, PS_ST_ERROR };
     ps_report_t rep;
     char line[700];
     size_t i;
@@ -188,8 +221,8 @@ static void test_done_valid(void **state)
     assert_int_equal(rep.attempts, 1);
     assert_string_equal(rep.message, "");
 
-    assert_int_equal(ps_sender_parse_done("DONE queued 503 3 HTTP 503: Simulated error 503",
-                                          &rep), 0);
+    assert_int_equal(ps_sender_parse_done("DONE queued 503 3 HTTP 503: Simulated error 503", &rep),
+                     0);
     assert_int_equal(rep.status, PS_ST_QUEUED);
     assert_int_equal(rep.http_status, 503);
     assert_int_equal(rep.attempts, 3);
@@ -210,7 +243,7 @@ static void test_done_valid(void **state)
     assert_int_equal(rep.attempts, 1000);
 
     /* every word the sender writes, formatted as it formats them */
-    for (i = 0; i < sizeof(sts) / sizeof(sts[0]); i++) {
+    for(i = 0; i < sizeof(sts) / sizeof(sts[0]); i++) {
         memset(&rep, 0, sizeof(rep));
         rep.status = PS_ST_UNMAPPED;
         snprintf(line, sizeof(line), "DONE %s %ld %d %s", ps_status_word(sts[i]), 401L, 2,
@@ -226,29 +259,51 @@ static void test_done_valid(void **state)
 static void test_done_invalid(void **state)
 {
     static const char *const bad[] = {
-        "", "DONE", "DONE ", "DONE removed", "DONE removed ", "DONE removed 204",
-        "DONE removed 204 ", "DONE  removed 204 1 m",
+        "",
+        "DONE",
+        "DONE ",
+        "DONE removed",
+        "DONE removed ",
+        "DONE removed 204",
+        "DONE removed 204 ",
+        "DONE  removed 204 1 m",
         /* bad numbers */
-        "DONE removed x 1 m", "DONE removed 204x 1 m", "DONE removed -1 1 m",
-        "DONE removed 1000 1 m", "DONE removed 99999999999999999999 1 m",
-        "DONE removed 204 x m", "DONE removed 204 1x m", "DONE removed 204 -1 m",
-        "DONE removed 204 1001 m", "DONE removed 204 99999999999999999999 m",
-        "DONE removed 204.0 1 m", "DONE removed 204 1.0 m",
+        "DONE removed x 1 m",
+        "DONE removed 204x 1 m",
+        "DONE removed -1 1 m",
+        "DONE removed 1000 1 m",
+        "DONE removed 99999999999999999999 1 m",
+        "DONE removed 204 x m",
+        "DONE removed 204 1x m",
+        "DONE removed 204 -1 m",
+        "DONE removed 204 1001 m",
+        "DONE removed 204 99999999999999999999 m",
+        "DONE removed 204.0 1 m",
+        "DONE removed 204 1.0 m",
         /* words the sender never answers with, or no word at all */
-        "DONE unmapped 0 0 m", "DONE unknown 0 0 m", "DONE dry-run 0 0 m",
-        "DONE not-queued 0 0 m", "DONE invalid 0 0 m", "DONE REMOVED 204 1 m",
-        "DONE removed! 204 1 m", "DONE removedremovedremovedremovedremoved 204 1 m",
-        "DONE 204 1 m", "done removed 204 1 m", "ACCEPT", "REFUSE bad request", "READY",
+        "DONE unmapped 0 0 m",
+        "DONE unknown 0 0 m",
+        "DONE dry-run 0 0 m",
+        "DONE not-queued 0 0 m",
+        "DONE invalid 0 0 m",
+        "DONE REMOVED 204 1 m",
+        "DONE removed! 204 1 m",
+        "DONE removedremovedremovedremovedremoved 204 1 m",
+        "DONE 204 1 m",
+        "done removed 204 1 m",
+        "ACCEPT",
+        "REFUSE bad request",
+        "READY",
     };
     ps_report_t rep;
     size_t i;
 
     (void)state;
-    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         memset(&rep, 0, sizeof(rep));
         rep.status = PS_ST_UNMAPPED;
         rep.http_status = 7;
-        if (ps_sender_parse_done(bad[i], &rep) != -1)
+        if(ps_sender_parse_done(bad[i], &rep) != -1)
             fail_msg("accepted DONE line \"%s\"", bad[i]);
         assert_int_equal(rep.status, PS_ST_UNMAPPED);
         assert_int_equal(rep.http_status, 7);
@@ -272,14 +327,10 @@ static void test_done_long_message(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hello_valid),
-        cmocka_unit_test(test_hello_invalid),
-        cmocka_unit_test(test_hello_lengths),
-        cmocka_unit_test(test_send_valid),
-        cmocka_unit_test(test_send_invalid),
-        cmocka_unit_test(test_send_overlong),
-        cmocka_unit_test(test_done_valid),
-        cmocka_unit_test(test_done_invalid),
+        cmocka_unit_test(test_hello_valid),       cmocka_unit_test(test_hello_invalid),
+        cmocka_unit_test(test_hello_lengths),     cmocka_unit_test(test_send_valid),
+        cmocka_unit_test(test_send_invalid),      cmocka_unit_test(test_send_overlong),
+        cmocka_unit_test(test_done_valid),        cmocka_unit_test(test_done_invalid),
         cmocka_unit_test(test_done_long_message),
     };
 

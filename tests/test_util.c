@@ -47,8 +47,7 @@ static void test_escape_quote_backslash(void **state)
     char out[64];
 
     (void)state;
-    assert_string_equal(ps_escape("say \"hi\"", out, sizeof(out)),
-                        "say \\x22hi\\x22");
+    assert_string_equal(ps_escape("say \"hi\"", out, sizeof(out)), "say \\x22hi\\x22");
     assert_string_equal(ps_escape("a\\b", out, sizeof(out)), "a\\x5cb");
 }
 
@@ -58,8 +57,7 @@ static void test_escape_non_ascii(void **state)
 
     (void)state;
     /* "é" in UTF-8 */
-    assert_string_equal(ps_escape("caf\xc3\xa9", out, sizeof(out)),
-                        "caf\\xc3\\xa9");
+    assert_string_equal(ps_escape("caf\xc3\xa9", out, sizeof(out)), "caf\\xc3\\xa9");
     assert_string_equal(ps_escape("\xff", out, sizeof(out)), "\\xff");
 }
 
@@ -123,10 +121,10 @@ static void test_login_valid(void **state)
     assert_false(ps_login_valid("a\\b"));
 
     memset(big, 'a', sizeof(big));
-    big[PS_LOGIN_MAX] = '\0';           /* 256 bytes: the maximum */
+    big[PS_LOGIN_MAX] = '\0'; /* 256 bytes: the maximum */
     assert_true(ps_login_valid(big));
     big[PS_LOGIN_MAX] = 'a';
-    big[PS_LOGIN_MAX + 1] = '\0';       /* 257 bytes */
+    big[PS_LOGIN_MAX + 1] = '\0'; /* 257 bytes */
     assert_false(ps_login_valid(big));
 }
 
@@ -173,7 +171,7 @@ static void test_id_valid(void **state)
 
 static void test_shadow_expired(void **state)
 {
-    time_t now = (time_t)20000 * DAY + 12 * 3600;    /* day 20000, noon */
+    time_t now = (time_t)20000 * DAY + 12 * 3600; /* day 20000, noon */
 
     (void)state;
     /* -1: never expires */
