@@ -295,7 +295,7 @@ static char *resolve_path(const ps_config_t *cfg, const char *p)
     if(r) {
         memcpy(r, cfg->path, dlen);
         r[dlen] = '/';
-        strcpy(r + dlen + 1, p);
+        memcpy(r + dlen + 1, p, strlen(p) + 1);
     }
     return r;
 }
@@ -1055,10 +1055,9 @@ static int load_include_dir(struct loader *ld)
             names = nn;
             cap = cap ? cap * 2 : 16;
         }
-        names[n] = malloc(strlen(dir) + strlen(e->d_name) + 2);
-        if(!names[n])
+        if(asprintf(&names[n], "%s/%s", dir, e->d_name) < 0)
             goto oom;
-        sprintf(names[n++], "%s/%s", dir, e->d_name);
+        n++;
     }
     qsort(names, n, sizeof(*names), name_cmp);
     for(i = 0; i < n; i++) {

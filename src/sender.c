@@ -331,7 +331,7 @@ static int connect_sender(const ps_ctx_t *ctx)
     sa.sun_family = AF_UNIX;
     if(strlen(ctx->cfg->sender_socket) >= sizeof(sa.sun_path))
         return -1;
-    strcpy(sa.sun_path, ctx->cfg->sender_socket);
+    memcpy(sa.sun_path, ctx->cfg->sender_socket, strlen(ctx->cfg->sender_socket) + 1);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if(fd < 0)
         return -1;
@@ -778,7 +778,7 @@ static int bind_socket(const char *path, const ps_log_t *lg)
                 sizeof(sa.sun_path) - 1);
         return -1;
     }
-    strcpy(sa.sun_path, path);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
     snprintf(dir, sizeof(dir), "%s", path);
     slash = strrchr(dir, '/');
     if(slash == dir)

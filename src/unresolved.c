@@ -178,8 +178,8 @@ static char *format_record(const ps_unresolved_t *u)
     }
     json_object_object_add(o, "recorded", json_object_new_int64(u->recorded));
     s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-    if(s && (out = malloc(strlen(s) + 2)) != NULL)
-        sprintf(out, "%s\n", s);
+    if(s && asprintf(&out, "%s\n", s) < 0)
+        out = NULL;
     json_object_put(o);
     return out;
 }

@@ -128,6 +128,15 @@ static const char *elf_str(const struct elf *e, size_t idx, size_t off)
 /* Appends to bad (size badsz) every defined global or weak dynamic symbol
  * not named pam_sm_*. Returns the number found, or -1 when there is no
  * usable .dynsym. */
+/* Appends " word" (or "word" to an empty buffer) when it fits. */
+static void append_word(char *buf, size_t bufsz, const char *word)
+{
+    size_t len = strlen(buf);
+
+    if(len + strlen(word) + 2 < bufsz)
+        snprintf(buf + len, bufsz - len, "%s%s", len ? " " : "", word);
+}
+
 static int foreign_exports(const struct elf *e, char *bad, size_t badsz, int *n_pam)
 {
     size_t i, j;
@@ -158,10 +167,7 @@ static int foreign_exports(const struct elf *e, char *bad, size_t badsz, int *n_
                 continue;
             }
             found++;
-            if(strlen(bad) + strlen(name) + 2 < badsz) {
-                strcat(bad, " ");
-                strcat(bad, name);
-            }
+            append_word(bad, badsz, name);
         }
     }
     return found;
@@ -192,11 +198,7 @@ static int needed(const struct elf *e, char *out, size_t outsz)
             if(name == NULL)
                 continue;
             n++;
-            if(strlen(out) + strlen(name) + 2 < outsz) {
-                if(out[0])
-                    strcat(out, " ");
-                strcat(out, name);
-            }
+            append_word(out, outsz, name);
         }
     }
     return n;
@@ -235,10 +237,8 @@ int main(void)
 
     bad[0] = '\0';
     for(i = 0; n > 0 && i < N_FORBIDDEN; i++) {
-        if(strstr(deps, forbidden[i]) != NULL) {
-            strcat(bad, " ");
-            strcat(bad, forbidden[i]);
-        }
+        if(strstr(deps, forbidden[i]) != NULL)
+            append_word(bad, sizeof(bad), forbidden[i]);
     }
     result(n > 0 && bad[0] == '\0', "no libcurl/libconfig/json-c/TLS in DT_NEEDED%s%s",
            bad[0] ? ": found" : "", bad);
@@ -253,11 +253,8 @@ int main(void)
                 lm = lm->l_prev;
             for(; lm != NULL; lm = lm->l_next)
                 for(i = 0; i < N_FORBIDDEN; i++)
-                    if(lm->l_name != NULL && strstr(lm->l_name, forbidden[i]) &&
-                       strlen(bad) + strlen(lm->l_name) + 2 < sizeof(bad)) {
-                        strcat(bad, " ");
-                        strcat(bad, lm->l_name);
-                    }
+                    if(lm->l_name != NULL && strstr(lm->l_name, forbidden[i]))
+                        append_word(bad, sizeof(bad), lm->l_name);
         }
     }
     result(h != NULL && bad[0] == '\0', "no forbidden library among the loaded objects%s%s",

@@ -11,7 +11,7 @@ set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
-STAGES=${STAGES:-"check man asan valgrind distcheck fuzz deb install bench-memory"}
+STAGES=${STAGES:-"style check man asan valgrind distcheck fuzz deb install bench-memory"}
 JOBS=$(nproc 2>/dev/null || echo 2)
 logdir="$top/test-results"
 mkdir -p "$logdir"
@@ -39,10 +39,15 @@ count_suite() {
     fi
 }
 
-# A stage that is one test.
+# A stage that is one test. One that prints a TAP plan "1..0 # SKIP reason"
+# and exits 0 is counted as skipped, with its reason.
 one() {
     local label=$1; shift
     if "$@" > "$logdir/$label.log" 2>&1; then
+        if grep -qE '^1\.\.0 *# *(SKIP|skip)' "$logdir/$label.log"; then
+            skip=$((skip + 1)); echo "SKIP: $label: $(grep -m1 -E '^1\.\.0' "$logdir/$label.log")"
+            return
+        fi
         pass=$((pass + 1)); echo "PASS: $label"
     else
         fail=$((fail + 1)); failed+=("$label (see $logdir/$label.log)")
@@ -50,14 +55,17 @@ one() {
     fi
 }
 
-# Counts a TAP stream file (ok / not ok / # SKIP).
+# Counts a TAP stream file (ok / not ok / # SKIP). A plan of "1..0 # SKIP
+# reason" (the whole stream skipped) counts as one skipped test.
 count_tap() {
-    local file=$1 label=$2 p f s
+    local file=$1 label=$2 p f s whole=0
     p=$(grep -cE '^ok ' "$file" | tr -d ' ')
     s=$(grep -cE '^ok .*# (SKIP|skip)' "$file" | tr -d ' ')
     f=$(grep -cE '^not ok ' "$file" | tr -d ' ')
-    if ! grep -qE '^1\.\.[0-9]+' "$file"; then f=$((f + 1)); failed+=("$label: no plan"); fi
-    pass=$((pass + p - s)); skip=$((skip + s)); fail=$((fail + f))
+    if grep -qE '^1\.\.0 *# *(SKIP|skip)' "$file"; then
+        whole=1; echo "SKIP: $label: $(sed -n 's/^1\.\.0 *# *[Ss][Kk][Ii][Pp] *//p' "$file" | head -1)"
+    elif ! grep -qE '^1\.\.[0-9]+' "$file"; then f=$((f + 1)); failed+=("$label: no plan"); fi
+    pass=$((pass + p - s)); skip=$((skip + s + whole)); fail=$((fail + f))
     [ "$f" -gt 0 ] && failed+=("$label: $f failed (see $file)")
     return 0
 }
@@ -76,6 +84,12 @@ configure_into() {   # DIR [configure args...]
 
 for stage in $STAGES; do
     case $stage in
+    style)
+        note "C style (.clang-format) and no strcpy/strcat/sprintf"
+        bash "$top/tests/style/check-style.sh" > "$logdir/style.tap" 2>&1
+        count_tap "$logdir/style.tap" style
+        grep -E '^not ok' -A5 "$logdir/style.tap" | head -40
+        ;;
     check)
         note "make check"
         if configure_into "$top/build" --enable-werror; then

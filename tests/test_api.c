@@ -304,10 +304,10 @@ static void test_classify_huge(void **state)
     (void)state;
     assert_non_null(body);
     /* a huge message is truncated to the buffer */
-    len = (size_t)sprintf(body, "{\"message\":\"");
+    len = (size_t)snprintf(body, n + 32, "{\"message\":\"");
     memset(body + len, 'A', n);
     len += n;
-    len += (size_t)sprintf(body + len, "\"}");
+    len += (size_t)snprintf(body + len, n + 32 - len, "\"}");
     assert_int_equal(ps_classify_http(403, body, len, msg, sizeof(msg)), PS_OUT_REFUSED);
     assert_int_equal(strlen(msg), sizeof(msg) - 1);
     for(i = 0; i < sizeof(msg) - 1; i++)

@@ -48,7 +48,7 @@ static int setup(void **state)
 
     if(!t)
         return -1;
-    strcpy(t->dir, "/tmp/test_config.XXXXXX");
+    snprintf(t->dir, sizeof(t->dir), "/tmp/test_config.XXXXXX");
     if(!mkdtemp(t->dir))
         return -1;
     snprintf(t->main, sizeof(t->main), "%s/main.conf", t->dir);

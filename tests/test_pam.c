@@ -421,8 +421,9 @@ static int outer(int argc, char **argv)
             if(strstr(tok, "vgpreload") != NULL)
                 continue;
             if(strlen(preload) + strlen(tok) + 2 < sizeof(preload)) {
-                strcat(preload, ":");
-                strcat(preload, tok);
+                size_t len = strlen(preload);
+
+                snprintf(preload + len, sizeof(preload) - len, ":%s", tok);
             }
         }
         free(copy);

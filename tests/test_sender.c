@@ -180,7 +180,7 @@ static void test_send_invalid(void **state)
 
     (void)state;
     for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        strcpy(name, "untouched");
+        snprintf(name, sizeof(name), "untouched");
         if(ps_sender_parse_send(bad[i], name, &ms) != -1)
             fail_msg("accepted SEND line \"%s\"", bad[i]);
         assert_string_equal(name, "untouched");
@@ -229,7 +229,7 @@ static void test_done_valid(void **state)
     assert_string_equal(rep.message, "HTTP 503: Simulated error 503");
 
     /* no message at all */
-    strcpy(rep.message, "stale");
+    snprintf(rep.message, sizeof(rep.message), "stale");
     assert_int_equal(ps_sender_parse_done("DONE absent 404 1", &rep), 0);
     assert_int_equal(rep.status, PS_ST_ABSENT);
     assert_string_equal(rep.message, "");

@@ -229,7 +229,7 @@ static int tmp_setup(void **state)
 
     if(!t)
         return -1;
-    strcpy(t->dir, "/tmp/test_util.XXXXXX");
+    snprintf(t->dir, sizeof(t->dir), "/tmp/test_util.XXXXXX");
     if(!mkdtemp(t->dir))
         return -1;
     snprintf(t->file, sizeof(t->file), "%s/f", t->dir);
