@@ -5,10 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# Everything the build, the demo, `tests/run-all.sh` and `make bench` use:
+# this is the project's only package list (.ci/run runs this script).
 DEPS="build-essential autoconf automake libtool pkg-config libpam0g-dev
 libcurl4-openssl-dev libjson-c-dev libconfig-dev libcmocka-dev libpam-wrapper
-libpamtest0-dev libnss-wrapper pamtester python3 openssl ca-certificates
-curl valgrind strace"
+libpamtest0-dev libnss-wrapper libuid-wrapper pamtester libpam-modules
+libpam-runtime python3 openssl ca-certificates curl strace valgrind clang
+clang-format libclang-rt-14-dev debhelper dpkg-dev fakeroot lintian man-db
+groff-base debootstrap adduser passwd login util-linux systemd"
 
 missing=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' $DEPS 2>/dev/null |
           awk '$2 != "installed" {print $1}'; for p in $DEPS; do
@@ -18,7 +22,8 @@ if [ -n "${missing// /}" ]; then
     echo "installing: $missing"
     SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing > /dev/null
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        $missing > /dev/null
 fi
 
 [ -x configure ] || autoreconf -fi > /dev/null
