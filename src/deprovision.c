@@ -390,6 +390,7 @@ static int cmd_remove(const opts_t *o, const ps_log_t *lg, const ps_config_t *cf
     ctx.log = lg;
     ctx.dry_run = o->dry_run;
     ctx.no_queue = o->no_queue;
+    ctx.handoff = ps_sender_handoff;
     if(o->deadline > 0)
         ctx.deadline = ps_now() + o->deadline;
     if(o->json)
@@ -445,6 +446,7 @@ static int cmd_pam_helper(const opts_t *o, ps_log_t *lg)
     ctx.cfg = cfg;
     ctx.log = lg;
     ctx.deadline = ps_now() + (o->deadline > 0 ? o->deadline : PS_HELPER_DEFAULT_TIMEOUT);
+    ctx.handoff = ps_sender_handoff;
     st = ps_remove_login(&ctx, o->args[0], &rep);
     ps_ctx_release(&ctx);
     word = st == PS_ST_INVALID || st == PS_ST_NOT_QUEUED ? PS_HELPER_ERROR : ps_status_word(st);

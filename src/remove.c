@@ -12,7 +12,6 @@
 
 #include "helper.h"
 #include "remove.h"
-#include "sender.h"
 
 ps_client_t *ps_ctx_client(ps_ctx_t *ctx, char *err, size_t errlen)
 {
@@ -373,7 +372,7 @@ ps_status_t ps_remove_login(ps_ctx_t *ctx, const char *login, ps_report_t *rep)
     }
     /* A running sender has a warm connection: give it the recorded entry
      * and its lock. When there is none, or it declines, send it here. */
-    if(ps_sender_handoff(ctx, fd, &e, rep) != 0)
+    if(!ctx->handoff || ctx->handoff(ctx, fd, &e, rep) != 0)
         ps_send_entry(ctx, &e, 0, rep, NULL);
     ps_queue_unlock(fd);
     return rep->status;

@@ -3,44 +3,7 @@
 #ifndef PS_REMOVE_H
 #define PS_REMOVE_H
 
-#include "api.h"
-#include "config.h"
-#include "log.h"
-#include "queue.h"
-
-typedef enum ps_status {
-    PS_ST_REMOVED = 0, /* 204 (or confirmed by a concurrent run) */
-    PS_ST_ABSENT,      /* 404 */
-    PS_ST_UNMAPPED,    /* not in the map, unmapped = "ignore" */
-    PS_ST_UNKNOWN,     /* not in the map, unmapped = "error" */
-    PS_ST_DRYRUN,      /* --dry-run: nothing sent */
-    PS_ST_QUEUED,      /* transient: kept in the queue */
-    PS_ST_NOT_QUEUED,  /* transient and --no-queue (or the queue failed) */
-    PS_ST_REFUSED,     /* API refused: permanent */
-    PS_ST_CONFIG,      /* configuration error */
-    PS_ST_INVALID,     /* the login itself is not acceptable */
-    PS_ST_ERROR        /* anything else, e.g. could not be queued */
-} ps_status_t;
-
-typedef struct ps_ctx {
-    const ps_config_t *cfg;
-    const ps_log_t *log;
-    ps_client_t *client; /* created on first use */
-    ps_queue_t *queue;   /* opened on first use */
-    int dry_run;
-    int no_queue;
-    double deadline;     /* ps_now() value, 0 = none */
-    double backoff_base; /* 0 = the client's default */
-} ps_ctx_t;
-
-typedef struct ps_report {
-    ps_status_t status;
-    ps_mapping_t map; /* valid when mapped */
-    int mapped;
-    long http_status;
-    int attempts;
-    char message[512]; /* human detail: API message, curl error, queue error */
-} ps_report_t;
+#include "ctx.h"
 
 /* Removes one login. Never exits, never prints to stdout. */
 ps_status_t ps_remove_login(ps_ctx_t *ctx, const char *login, ps_report_t *rep);

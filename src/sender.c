@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "remove.h"
 #include "sender.h"
 
 #define HELLO_WAIT        10.0 /* client: seconds for the sender to say READY */

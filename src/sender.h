@@ -28,7 +28,7 @@
 #ifndef PS_SENDER_H
 #define PS_SENDER_H
 
-#include "remove.h"
+#include "ctx.h"
 
 #define PS_SENDER_LINE_MAX 4096
 #define PS_SENDER_PROTO    "1"

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "remove.h"
 #include "sender.h"
 
 #define NAME "0123456789abcdef.json"
