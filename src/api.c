@@ -121,7 +121,7 @@ static int load_libcurl(char *err, size_t errlen)
 #endif
 
 #define PS_USER_AGENT              "pam-planetscale/" PS_VERSION
-#define PS_BODY_MAX                (64 * 1024)  /* response bodies beyond this abort */
+#define PS_BODY_MAX                (64 * 1024)  /* a DELETE's or GET member's answer, at most */
 #define PS_RETRY_AFTER_LEN         64           /* longest Retry-After value kept */
 #define PS_RETRY_AFTER_MAX         2147483647.0 /* clamp of delta-seconds */
 #define PS_JSON_DEPTH              16
@@ -130,6 +130,9 @@ static int load_libcurl(char *err, size_t errlen)
 #define PS_DEFAULT_BACKOFF_BASE    1.0
 #define PS_DEFAULT_BACKOFF_CAP     60.0
 #define PS_MIN_REQUEST_TIME        0.001 /* below this a request is not tried */
+#define PS_PACE_MARGIN             0.98  /* list pages stay below api.rate_limit, like retry */
+#define PS_PAGE_MAX_MEMBERS        1000  /* a page with more entries is not a page */
+#define PS_NEXT_PAGE_MAX           100000000L
 
 struct ps_client {
     CURL *curl;
@@ -137,12 +140,16 @@ struct ps_client {
     double backoff_base;
     double backoff_cap;
     long connects;
+    double last_start; /* ps_now() when the previous request started, 0 = none */
     /* per transfer */
     size_t body_len;
+    size_t body_limit; /* the answer's body may hold this many bytes */
+    size_t body_alloc; /* bytes allocated at body (limit + 1 at most) */
     int body_overflow;
+    int body_oom;
     char retry_after[PS_RETRY_AFTER_LEN];
     char errbuf[CURL_ERROR_SIZE];
-    char body[PS_BODY_MAX + 1];
+    char *body; /* NUL-terminated; grown up to body_limit + 1 */
 };
 
 /* ------------------------------------------------------------------ helpers */
@@ -180,6 +187,7 @@ const char *ps_outcome_name(ps_outcome_t o)
     case PS_OUT_REFUSED: return "refused";
     case PS_OUT_TRANSIENT: return "transient";
     case PS_OUT_CONFIG: return "config";
+    case PS_OUT_OK: return "ok";
     }
     return "unknown";
 }
@@ -280,6 +288,65 @@ char *ps_build_body(int delete_passwords, int delete_service_tokens)
     return body;
 }
 
+/* Bytes of the %XX-escaped form of any string (a query value). */
+static size_t escaped_len(const char *s)
+{
+    const unsigned char *p;
+    size_t n = 0;
+
+    for(p = (const unsigned char *)s; *p; p++)
+        n += unreserved(*p) ? 1 : 3;
+    return n;
+}
+
+char *ps_build_list_url(const char *base, const char *organization, const char *q, long page,
+                        int per_page)
+{
+    static const char orgs[] = "/organizations/";
+    static const char members[] = "/members?";
+    char tail[64];
+    size_t blen, olen, qlen = 0, tlen, total;
+    char *url, *p;
+    int n;
+
+    if(!base || page < 1 || per_page < 1 || per_page > PS_PER_PAGE_MAX)
+        return NULL;
+    blen = strlen(base);
+    while(blen && base[blen - 1] == '/')
+        blen--;
+    if(!blen || memchr(base, '?', blen) || memchr(base, '#', blen))
+        return NULL;
+    olen = segment_len(organization);
+    if(!olen)
+        return NULL;
+    if(q && *q)
+        qlen = 2 + escaped_len(q) + 1; /* "q=" ... "&" */
+    n = snprintf(tail, sizeof(tail), "page=%ld&per_page=%d", page, per_page);
+    if(n < 0 || (size_t)n >= sizeof(tail))
+        return NULL;
+    tlen = (size_t)n;
+    total = blen + sizeof(orgs) - 1 + olen + sizeof(members) - 1 + qlen + tlen + 1;
+    url = malloc(total);
+    if(!url)
+        return NULL;
+    p = url;
+    memcpy(p, base, blen);
+    p += blen;
+    memcpy(p, orgs, sizeof(orgs) - 1);
+    p = append_segment(p + sizeof(orgs) - 1, organization);
+    memcpy(p, members, sizeof(members) - 1);
+    p += sizeof(members) - 1;
+    if(qlen) {
+        *p++ = 'q';
+        *p++ = '=';
+        p = append_segment(p, q);
+        *p++ = '&';
+    }
+    memcpy(p, tail, tlen);
+    p[tlen] = '\0';
+    return url;
+}
+
 /* ------------------------------------------------------------------ HTTP */
 
 static int json_ws(char ch)
@@ -287,41 +354,56 @@ static int json_ws(char ch)
     return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
 }
 
+/* The JSON object that `body` is, exactly: strict JSON, at most
+ * PS_JSON_DEPTH deep, nothing but whitespace after it (json_tokener_parse
+ * would accept trailing garbage: we do not). NULL otherwise. The caller
+ * releases it with json_object_put. */
+static json_object *parse_object(const char *body, size_t len)
+{
+    json_tokener *tok;
+    json_object *obj = NULL;
+    size_t end;
+
+    if(!body || !len || len > INT_MAX)
+        return NULL;
+    tok = json_tokener_new_ex(PS_JSON_DEPTH);
+    if(!tok)
+        return NULL;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    obj = json_tokener_parse_ex(tok, body, (int)len);
+    if(!obj || json_tokener_get_error(tok) != json_tokener_success)
+        goto bad;
+    for(end = json_tokener_get_parse_end(tok); end < len; end++) {
+        if(!json_ws(body[end]))
+            goto bad;
+    }
+    if(!json_object_is_type(obj, json_type_object))
+        goto bad;
+    json_tokener_free(tok);
+    return obj;
+bad:
+    json_object_put(obj);
+    json_tokener_free(tok);
+    return NULL;
+}
+
 /* Copies the top-level string "message" of a body that is exactly one JSON
  * object (optionally surrounded by whitespace). Returns 0 when found. */
 static int json_message(const char *body, size_t len, char *msg, size_t msglen)
 {
-    json_tokener *tok = NULL;
-    json_object *obj = NULL;
+    json_object *obj = parse_object(body, len);
     json_object *jm;
-    size_t end;
     int rv = -1;
 
-    if(!body || !len || len > INT_MAX)
-        goto out;
-    tok = json_tokener_new_ex(PS_JSON_DEPTH);
-    if(!tok)
-        goto out;
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    obj = json_tokener_parse_ex(tok, body, (int)len);
-    if(!obj || json_tokener_get_error(tok) != json_tokener_success)
-        goto out;
-    /* json_tokener_parse would accept trailing garbage: we do not */
-    for(end = json_tokener_get_parse_end(tok); end < len; end++) {
-        if(!json_ws(body[end]))
-            goto out;
+    if(!obj)
+        return -1;
+    if(json_object_object_get_ex(obj, "message", &jm) &&
+       json_object_is_type(jm, json_type_string)) {
+        /* an embedded NUL ends the message */
+        copy_str(msg, msglen, json_object_get_string(jm), strlen(json_object_get_string(jm)));
+        rv = 0;
     }
-    if(!json_object_is_type(obj, json_type_object) ||
-       !json_object_object_get_ex(obj, "message", &jm) ||
-       !json_object_is_type(jm, json_type_string))
-        goto out;
-    /* an embedded NUL ends the message */
-    copy_str(msg, msglen, json_object_get_string(jm), strlen(json_object_get_string(jm)));
-    rv = 0;
-out:
     json_object_put(obj);
-    if(tok)
-        json_tokener_free(tok);
     return rv;
 }
 
@@ -385,6 +467,240 @@ ps_outcome_t ps_classify_http(long status, const char *body, size_t len, char *m
     else
         set_msg(msg, msglen, "HTTP %ld", status);
     return o;
+}
+
+/* ------------------------------------------------------------------ read answers */
+
+enum { F_ABSENT = 0, F_NULL, F_OK, F_BADTYPE };
+
+/* obj[key]: absent, null, of type `want` (*v set), or of another type. */
+static int field(json_object *obj, const char *key, json_type want, json_object **v)
+{
+    json_object *x = NULL;
+
+    *v = NULL;
+    if(!json_object_object_get_ex(obj, key, &x))
+        return F_ABSENT;
+    if(!x)
+        return F_NULL;
+    if(!json_object_is_type(x, want))
+        return F_BADTYPE;
+    *v = x;
+    return F_OK;
+}
+
+/* A required string of minlen..maxlen bytes without NUL, copied to dst
+ * (dst holds maxlen + 1). 0, or -1 with "WHERE NAME ..." in err. */
+static int str_field(json_object *obj, const char *key, size_t minlen, size_t maxlen, char *dst,
+                     const char *where, const char *name, char *err, size_t errlen)
+{
+    json_object *v;
+    const char *s;
+    int len;
+
+    switch(field(obj, key, json_type_string, &v)) {
+    case F_OK: break;
+    case F_BADTYPE: set_msg(err, errlen, "%s%s is not a string", where, name); return -1;
+    default: set_msg(err, errlen, "%s%s is missing", where, name); return -1;
+    }
+    s = json_object_get_string(v);
+    len = json_object_get_string_len(v);
+    if(!s || len < 0 || (size_t)len != strlen(s)) {
+        set_msg(err, errlen, "%s%s holds a NUL byte", where, name);
+        return -1;
+    }
+    if((size_t)len < minlen || (size_t)len > maxlen) {
+        set_msg(err, errlen, "%s%s has %d bytes (expected %zu to %zu)", where, name, len, minlen,
+                maxlen);
+        return -1;
+    }
+    memcpy(dst, s, (size_t)len);
+    dst[len] = '\0';
+    return 0;
+}
+
+/* Copies at most dstlen - 1 bytes of src, never cutting a UTF-8 sequence. */
+static void copy_utf8(char *dst, size_t dstlen, const char *src)
+{
+    size_t n = strlen(src);
+
+    if(n >= dstlen) {
+        n = dstlen - 1;
+        while(n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* One membership object (of an answer, or data[i] of a page). */
+static int member_from_json(json_object *obj, const char *where, ps_member_t *m, char *err,
+                            size_t errlen)
+{
+    json_object *user, *v;
+
+    memset(m, 0, sizeof(*m));
+    m->directory_managed = -1;
+    if(!json_object_is_type(obj, json_type_object)) {
+        set_msg(err, errlen, "%snot an object", where);
+        return -1;
+    }
+    if(str_field(obj, "id", 1, PS_MEMBER_ID_MAX, m->id, where, "id", err, errlen) ||
+       str_field(obj, "role", 1, PS_ROLE_MAX, m->role, where, "role", err, errlen))
+        return -1;
+    if(field(obj, "user", json_type_object, &user) != F_OK) {
+        set_msg(err, errlen, "%suser is missing or not an object", where);
+        return -1;
+    }
+    if(str_field(user, "id", 1, PS_ID_MAX, m->user_id, where, "user.id", err, errlen) ||
+       str_field(user, "email", 0, PS_EMAIL_MAX, m->email, where, "user.email", err, errlen))
+        return -1;
+    if(!ps_id_valid(m->user_id)) {
+        set_msg(err, errlen, "%suser.id is not a valid id", where);
+        return -1;
+    }
+    switch(field(user, "name", json_type_string, &v)) {
+    case F_OK: break;
+    case F_BADTYPE: set_msg(err, errlen, "%suser.name is not a string", where); return -1;
+    default:
+        /* no name: the display name, when there is one */
+        if(field(user, "display_name", json_type_string, &v) == F_BADTYPE) {
+            set_msg(err, errlen, "%suser.display_name is not a string", where);
+            return -1;
+        }
+    }
+    if(v)
+        copy_utf8(m->name, sizeof(m->name), json_object_get_string(v));
+    switch(field(user, "directory_managed", json_type_boolean, &v)) {
+    case F_OK: m->directory_managed = json_object_get_boolean(v) ? 1 : 0; break;
+    case F_BADTYPE:
+        set_msg(err, errlen, "%suser.directory_managed is not a boolean", where);
+        return -1;
+    default: break; /* null or absent: the API did not say */
+    }
+    return 0;
+}
+
+int ps_parse_member(const char *body, size_t len, ps_member_t *m, char *err, size_t errlen)
+{
+    json_object *obj = parse_object(body, len);
+    int rv;
+
+    if(!obj) {
+        memset(m, 0, sizeof(*m));
+        set_msg(err, errlen, "not one JSON object");
+        return -1;
+    }
+    rv = member_from_json(obj, "", m, err, errlen);
+    json_object_put(obj);
+    if(rv)
+        memset(m, 0, sizeof(*m));
+    return rv;
+}
+
+void ps_member_page_free(ps_member_page_t *pg)
+{
+    if(!pg)
+        return;
+    free(pg->members);
+    memset(pg, 0, sizeof(*pg));
+}
+
+/* An integer field in lo..hi: F_OK (*out), F_NULL, F_ABSENT, or -1 with err. */
+static int int_field(json_object *obj, const char *key, int64_t lo, int64_t hi, long *out,
+                     char *err, size_t errlen)
+{
+    json_object *v;
+    int64_t x;
+    int f = field(obj, key, json_type_int, &v);
+
+    if(f == F_BADTYPE) {
+        set_msg(err, errlen, "%s is not an integer", key);
+        return -1;
+    }
+    if(f != F_OK)
+        return f;
+    x = json_object_get_int64(v); /* only now: it reads a string as 0 */
+    if(x < lo || x > hi) {
+        set_msg(err, errlen, "%s is out of range", key);
+        return -1;
+    }
+    *out = (long)x;
+    return F_OK;
+}
+
+int ps_parse_member_page(const char *body, size_t len, long expect_page, ps_member_page_t *pg,
+                         char *err, size_t errlen)
+{
+    json_object *obj = parse_object(body, len);
+    json_object *data;
+    size_t n, i;
+    int f;
+
+    memset(pg, 0, sizeof(*pg));
+    if(!obj) {
+        set_msg(err, errlen, "not one JSON object");
+        return -1;
+    }
+    f = int_field(obj, "current_page", 1, PS_NEXT_PAGE_MAX, &pg->current_page, err, errlen);
+    if(f < 0)
+        goto bad;
+    if(f != F_OK) {
+        set_msg(err, errlen, "current_page is missing");
+        goto bad;
+    }
+    if(expect_page > 0 && pg->current_page != expect_page) {
+        set_msg(err, errlen, "current_page is %ld, page %ld was asked for", pg->current_page,
+                expect_page);
+        goto bad;
+    }
+    f = int_field(obj, "next_page", 1, PS_NEXT_PAGE_MAX, &pg->next_page, err, errlen);
+    if(f < 0)
+        goto bad;
+    if(f == F_ABSENT) {
+        /* without it the end of the list cannot be told from a cut */
+        set_msg(err, errlen, "next_page is missing");
+        goto bad;
+    }
+    if(f == F_NULL)
+        pg->next_page = 0;
+    else if(pg->next_page <= pg->current_page) {
+        set_msg(err, errlen, "next_page (%ld) does not follow current_page (%ld)", pg->next_page,
+                pg->current_page);
+        goto bad;
+    }
+    pg->total_count = -1;
+    if(int_field(obj, "total_count", 0, LONG_MAX, &pg->total_count, err, errlen) < 0)
+        goto bad;
+    if(field(obj, "data", json_type_array, &data) != F_OK) {
+        set_msg(err, errlen, "data is missing or not an array");
+        goto bad;
+    }
+    n = json_object_array_length(data);
+    if(n > PS_PAGE_MAX_MEMBERS) {
+        set_msg(err, errlen, "data has %zu entries (at most %d expected)", n, PS_PAGE_MAX_MEMBERS);
+        goto bad;
+    }
+    pg->members = calloc(n ? n : 1, sizeof(*pg->members));
+    if(!pg->members) {
+        set_msg(err, errlen, "out of memory");
+        goto bad;
+    }
+    for(i = 0; i < n; i++) {
+        char where[48];
+
+        snprintf(where, sizeof(where), "data[%zu]: ", i);
+        if(member_from_json(json_object_array_get_idx(data, i), where, &pg->members[i], err,
+                            errlen))
+            goto bad;
+    }
+    pg->n = n;
+    json_object_put(obj);
+    return 0;
+bad:
+    json_object_put(obj);
+    ps_member_page_free(pg);
+    return -1;
 }
 
 /* ------------------------------------------------------------------ Retry-After */
@@ -469,9 +785,25 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
     ps_client_t *c = userp;
     size_t n = size * nmemb;
 
-    if(n > PS_BODY_MAX - c->body_len) {
+    if(n > c->body_limit - c->body_len) {
         c->body_overflow = 1;
         return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+    }
+    if(c->body_len + n >= c->body_alloc) {
+        size_t want = c->body_alloc * 2;
+        char *nb;
+
+        if(want < c->body_len + n + 1)
+            want = c->body_len + n + 1;
+        if(want > c->body_limit + 1)
+            want = c->body_limit + 1;
+        nb = realloc(c->body, want);
+        if(!nb) {
+            c->body_oom = 1;
+            return 0;
+        }
+        c->body = nb;
+        c->body_alloc = want;
     }
     memcpy(c->body + c->body_len, ptr, n);
     c->body_len += n;
@@ -598,6 +930,14 @@ ps_client_t *ps_client_new(const ps_config_t *cfg, char *err, size_t errlen)
         goto fail;
     }
     c->cfg = cfg;
+    c->body_alloc = PS_BODY_MAX + 1; /* a DELETE never allocates */
+    c->body = malloc(c->body_alloc);
+    if(!c->body) {
+        set_msg(err, errlen, "API client: out of memory");
+        goto fail;
+    }
+    c->body[0] = '\0';
+    c->body_limit = PS_BODY_MAX;
     c->backoff_base = PS_DEFAULT_BACKOFF_BASE;
     c->backoff_cap = PS_DEFAULT_BACKOFF_CAP;
     c->curl = curl_easy_init();
@@ -615,6 +955,7 @@ fail:
     if(c) {
         if(c->curl)
             curl_easy_cleanup(c->curl);
+        free(c->body);
         free(c);
     }
     curl_global_cleanup();
@@ -626,6 +967,7 @@ void ps_client_free(ps_client_t *c)
     if(!c)
         return;
     curl_easy_cleanup(c->curl);
+    free(c->body);
     free(c);
     curl_global_cleanup();
 }
@@ -713,10 +1055,11 @@ static int set_timeouts(ps_client_t *c, double deadline)
     return rc ? -1 : 0;
 }
 
-/* Method, URL, headers and body of this request. In query mode the method is
- * reset to a body-less GET first (POSTFIELDS sets POST), then renamed. */
-static CURLcode set_request(ps_client_t *c, const char *url, struct curl_slist *hdrs,
-                            const char *body)
+/* Method, URL, headers and body of this request. The method is reset to a
+ * body-less GET first (POSTFIELDS sets POST), then renamed when it is not a
+ * GET (method NULL). */
+static CURLcode set_request(ps_client_t *c, const char *method, const char *url,
+                            struct curl_slist *hdrs, const char *body)
 {
     CURL *h = c->curl;
     CURLcode rc;
@@ -731,8 +1074,8 @@ static CURLcode set_request(ps_client_t *c, const char *url, struct curl_slist *
     } else if(!rc) {
         rc = curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
     }
-    if(!rc)
-        rc = curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "DELETE");
+    if(!rc && method)
+        rc = curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     return rc;
 }
 
@@ -819,6 +1162,10 @@ static ps_outcome_t classify_transfer(ps_client_t *c, CURLcode res, long status,
     char *location = NULL;
     ps_outcome_t o;
 
+    if(c->body_oom) {
+        set_msg(r->message, sizeof(r->message), "out of memory while reading the answer");
+        return PS_OUT_TRANSIENT;
+    }
     if(res != CURLE_OK && !(res == CURLE_WRITE_ERROR && c->body_overflow)) {
         curl_message(c, res, r->message, sizeof(r->message));
         return curl_outcome(res);
@@ -842,15 +1189,75 @@ static void result_init(ps_result_t *r)
     r->retry_after = -1;
 }
 
+/* The end of every public call: no message ever carries the credential. */
+static ps_outcome_t finish(const ps_client_t *c, ps_result_t *r, ps_outcome_t rv)
+{
+    if(contains_secret(c->cfg->auth_header, r->message))
+        set_msg(r->message, sizeof(r->message),
+                "message withheld: it contained the API credential");
+    r->outcome = rv;
+    return rv;
+}
+
+/* One request over the client's handle: METHOD (NULL: GET) URL with the
+ * credential, BODY (JSON) when not NULL, an answer of at most `limit` bytes
+ * kept in c->body. Returns 0 when the transfer ran (*res, r->http_status and
+ * r->retry_after set), else -1 with r->outcome and r->message set. */
+static int transfer(ps_client_t *c, const char *method, const char *url, const char *body,
+                    double deadline, size_t limit, CURLcode *res, ps_result_t *r)
+{
+    struct curl_slist *hdrs;
+    long status = 0;
+    long nconn = 0;
+    int rv = -1;
+
+    hdrs = build_headers(c->cfg->auth_header, body != NULL);
+    if(!hdrs) {
+        set_msg(r->message, sizeof(r->message), "out of memory");
+        r->outcome = PS_OUT_TRANSIENT;
+        return -1;
+    }
+    if(set_timeouts(c, deadline)) {
+        set_msg(r->message, sizeof(r->message), "deadline reached before the request");
+        r->outcome = PS_OUT_TRANSIENT;
+        goto out;
+    }
+    if(set_request(c, method, url, hdrs, body)) {
+        set_msg(r->message, sizeof(r->message), "libcurl setup failed");
+        r->outcome = PS_OUT_TRANSIENT;
+        goto out;
+    }
+    c->body_len = 0;
+    c->body[0] = '\0';
+    c->body_limit = limit;
+    c->body_overflow = 0;
+    c->body_oom = 0;
+    c->retry_after[0] = '\0';
+    c->errbuf[0] = '\0';
+    c->last_start = ps_now();
+
+    *res = curl_easy_perform(c->curl);
+
+    if(curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status))
+        status = 0;
+    if(!curl_easy_getinfo(c->curl, CURLINFO_NUM_CONNECTS, &nconn) && nconn > 0)
+        c->connects += nconn;
+    r->http_status = status;
+    if(c->retry_after[0])
+        r->retry_after = ps_parse_retry_after(c->retry_after, time(NULL));
+    rv = 0;
+out:
+    reset_request(c);
+    slist_free_wiped(hdrs);
+    return rv;
+}
+
 static ps_outcome_t delete_once(ps_client_t *c, const ps_mapping_t *m, double deadline,
                                 ps_result_t *r)
 {
     const ps_config_t *cfg = c->cfg;
-    struct curl_slist *hdrs = NULL;
     char *url = NULL;
     char *body = NULL;
-    long status = 0;
-    long nconn = 0;
     CURLcode res;
     ps_outcome_t rv;
 
@@ -877,48 +1284,14 @@ static ps_outcome_t delete_once(ps_client_t *c, const ps_mapping_t *m, double de
             goto out;
         }
     }
-    hdrs = build_headers(cfg->auth_header, body != NULL);
-    if(!hdrs) {
-        set_msg(r->message, sizeof(r->message), "out of memory");
-        rv = PS_OUT_TRANSIENT;
-        goto out;
-    }
-    if(set_timeouts(c, deadline)) {
-        set_msg(r->message, sizeof(r->message), "deadline reached before the request");
-        rv = PS_OUT_TRANSIENT;
-        goto out;
-    }
-    if(set_request(c, url, hdrs, body)) {
-        set_msg(r->message, sizeof(r->message), "libcurl setup failed");
-        rv = PS_OUT_TRANSIENT;
-        goto out;
-    }
-    c->body_len = 0;
-    c->body[0] = '\0';
-    c->body_overflow = 0;
-    c->retry_after[0] = '\0';
-    c->errbuf[0] = '\0';
-
-    res = curl_easy_perform(c->curl);
-
-    if(curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status))
-        status = 0;
-    if(!curl_easy_getinfo(c->curl, CURLINFO_NUM_CONNECTS, &nconn) && nconn > 0)
-        c->connects += nconn;
-    r->http_status = status;
-    if(c->retry_after[0])
-        r->retry_after = ps_parse_retry_after(c->retry_after, time(NULL));
-    rv = classify_transfer(c, res, status, r);
+    if(transfer(c, "DELETE", url, body, deadline, PS_BODY_MAX, &res, r))
+        rv = r->outcome;
+    else
+        rv = classify_transfer(c, res, r->http_status, r);
 out:
-    reset_request(c);
-    slist_free_wiped(hdrs);
     free(url);
     free(body);
-    if(contains_secret(cfg->auth_header, r->message))
-        set_msg(r->message, sizeof(r->message),
-                "message withheld: it contained the API credential");
-    r->outcome = rv;
-    return rv;
+    return finish(c, r, rv);
 }
 
 ps_outcome_t ps_client_delete_once(ps_client_t *c, const ps_mapping_t *m, ps_result_t *r)
@@ -971,8 +1344,14 @@ static void sleep_seconds(double secs)
         ts = rem;
 }
 
-ps_outcome_t ps_client_remove(ps_client_t *c, const ps_mapping_t *m, double deadline,
-                              ps_result_t *r)
+/* One attempt of a request; fills r (r->outcome) and returns it. */
+typedef ps_outcome_t (*attempt_fn)(ps_client_t *c, void *arg, double deadline, ps_result_t *r);
+
+/* Up to cfg->retries attempts while the outcome is transient: exponential
+ * backoff with full jitter, Retry-After honoured (capped), never past the
+ * deadline. r->attempts counts them. */
+static ps_outcome_t with_retries(ps_client_t *c, attempt_fn fn, void *arg, double deadline,
+                                 ps_result_t *r)
 {
     int max = c->cfg->retries > 0 ? c->cfg->retries : 1;
     int attempt;
@@ -980,7 +1359,7 @@ ps_outcome_t ps_client_remove(ps_client_t *c, const ps_mapping_t *m, double dead
     for(attempt = 1;; attempt++) {
         double wait;
 
-        delete_once(c, m, deadline, r);
+        fn(c, arg, deadline, r);
         r->attempts = attempt;
         if(r->outcome != PS_OUT_TRANSIENT || attempt >= max)
             break;
@@ -990,4 +1369,369 @@ ps_outcome_t ps_client_remove(ps_client_t *c, const ps_mapping_t *m, double dead
         sleep_seconds(wait);
     }
     return r->outcome;
+}
+
+static ps_outcome_t delete_attempt(ps_client_t *c, void *arg, double deadline, ps_result_t *r)
+{
+    return delete_once(c, arg, deadline, r);
+}
+
+ps_outcome_t ps_client_remove(ps_client_t *c, const ps_mapping_t *m, double deadline,
+                              ps_result_t *r)
+{
+    /* the mapping is only read: the cast feeds the generic attempt */
+    return with_retries(c, delete_attempt, (void *)(uintptr_t)m, deadline, r);
+}
+
+/* ------------------------------------------------------------------ reads */
+
+/* A GET of URL. PS_OUT_OK means a 200 whose body (c->body, c->body_len)
+ * arrived whole: the caller parses it and decides. Any other 2xx is
+ * TRANSIENT: a read that does not answer 200 has not answered. */
+static ps_outcome_t get_once(ps_client_t *c, const char *url, double deadline, size_t limit,
+                             ps_result_t *r)
+{
+    CURLcode res;
+    ps_outcome_t o;
+
+    if(!c->cfg->auth_header) {
+        set_msg(r->message, sizeof(r->message), "no API credential configured");
+        return PS_OUT_CONFIG;
+    }
+    if(transfer(c, NULL, url, NULL, deadline, limit, &res, r))
+        return r->outcome;
+    if(!c->body_oom && (res == CURLE_OK || (res == CURLE_WRITE_ERROR && c->body_overflow)) &&
+       r->http_status == 200) {
+        if(c->body_overflow) {
+            set_msg(r->message, sizeof(r->message), "answer larger than %zu bytes (HTTP 200)",
+                    limit);
+            return PS_OUT_TRANSIENT;
+        }
+        return PS_OUT_OK;
+    }
+    o = classify_transfer(c, res, r->http_status, r);
+    if(o == PS_OUT_REMOVED) {
+        set_msg(r->message, sizeof(r->message), "unexpected HTTP status %ld for a read",
+                r->http_status);
+        o = PS_OUT_TRANSIENT;
+    }
+    return o;
+}
+
+struct get_member_req {
+    const char *org;
+    const char *user_id;
+    ps_member_t *m;
+};
+
+static ps_outcome_t get_member_attempt(ps_client_t *c, void *arg, double deadline, ps_result_t *r)
+{
+    struct get_member_req *q = arg;
+    char why[256];
+    char *url;
+    ps_outcome_t o;
+
+    result_init(r);
+    r->attempts = 1;
+    memset(q->m, 0, sizeof(*q->m));
+    url = ps_build_url(c->cfg->api_url, q->org, q->user_id, PS_FLAGS_BODY, 0, 0);
+    if(!url) {
+        set_msg(r->message, sizeof(r->message),
+                "cannot build the request URL: invalid api.url, organization or id");
+        return finish(c, r, PS_OUT_CONFIG);
+    }
+    o = get_once(c, url, deadline, PS_BODY_MAX, r);
+    free(url);
+    if(o == PS_OUT_OK) {
+        if(ps_parse_member(c->body, c->body_len, q->m, why, sizeof(why)) != 0) {
+            set_msg(r->message, sizeof(r->message),
+                    "the answer (HTTP 200) is not a well-formed membership: %s", why);
+            o = PS_OUT_TRANSIENT;
+        } else if(strcmp(q->m->user_id, q->user_id) != 0) {
+            set_msg(r->message, sizeof(r->message),
+                    "the answer (HTTP 200) is the membership of another user");
+            o = PS_OUT_TRANSIENT;
+        } else {
+            set_msg(r->message, sizeof(r->message), "a member (HTTP 200)");
+        }
+        if(o != PS_OUT_OK)
+            memset(q->m, 0, sizeof(*q->m));
+    }
+    return finish(c, r, o);
+}
+
+ps_outcome_t ps_client_get_member(ps_client_t *c, const char *org, const char *user_id,
+                                  double deadline, ps_member_t *m, ps_result_t *r)
+{
+    struct get_member_req q = { org, user_id, m };
+
+    return with_retries(c, get_member_attempt, &q, deadline, r);
+}
+
+ps_outcome_t ps_client_get_member_once(ps_client_t *c, const char *org, const char *user_id,
+                                       double deadline, ps_member_t *m, ps_result_t *r)
+{
+    struct get_member_req q = { org, user_id, m };
+
+    return get_member_attempt(c, &q, deadline, r);
+}
+
+/* Waits until 1/api.rate_limit (with the margin) has passed since the
+ * previous request started, as `retry` paces its requests. -1 when that
+ * would pass the deadline. */
+static int pace(const ps_client_t *c, double deadline)
+{
+    double rate = c->cfg->rate_limit * PS_PACE_MARGIN;
+    double next, now;
+
+    if(rate <= 0 || c->last_start <= 0)
+        return 0;
+    next = c->last_start + 1.0 / rate;
+    now = ps_now();
+    if(next <= now)
+        return 0;
+    if(deadline > 0 && next + PS_MIN_REQUEST_TIME >= deadline)
+        return -1;
+    sleep_seconds(next - now);
+    return 0;
+}
+
+/* What a refusal of the member list means for the credential. */
+static void explain_list(const char *org, ps_outcome_t o, ps_result_t *r)
+{
+    char api[200];
+
+    copy_str(api, sizeof(api), r->message, strlen(r->message));
+    if(o == PS_OUT_ABSENT)
+        set_msg(r->message, sizeof(r->message),
+                "%s: organization %s does not exist, or this credential cannot see it or lacks "
+                "read_organization",
+                api, org);
+    else if(o == PS_OUT_REFUSED && r->http_status == 401)
+        set_msg(r->message, sizeof(r->message), "%s: the credential is not valid", api);
+    else if(o == PS_OUT_REFUSED && r->http_status == 403)
+        set_msg(r->message, sizeof(r->message),
+                "%s: the credential may not read the member list of %s (read_organization)", api,
+                org);
+}
+
+static void normalize_opts(const ps_list_opts_t *in, ps_list_opts_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if(in)
+        *out = *in;
+    if(out->per_page <= 0 || out->per_page > PS_PER_PAGE_MAX)
+        out->per_page = PS_PER_PAGE_MAX;
+    if(out->max_pages <= 0)
+        out->max_pages = PS_LIST_MAX_PAGES;
+    if(!out->max_bytes)
+        out->max_bytes = (size_t)PS_LIST_MAX_BYTES;
+    if(out->q && !out->q[0])
+        out->q = NULL;
+}
+
+struct page_req {
+    const char *org;
+    const ps_list_opts_t *o; /* normalized */
+    long page;
+    size_t limit;
+    ps_member_page_t *pg;
+};
+
+static ps_outcome_t page_attempt(ps_client_t *c, void *arg, double deadline, ps_result_t *r)
+{
+    struct page_req *q = arg;
+    char why[256];
+    char *url;
+    ps_outcome_t o;
+
+    result_init(r);
+    r->attempts = 1;
+    ps_member_page_free(q->pg);
+    url = ps_build_list_url(c->cfg->api_url, q->org, q->o->q, q->page, q->o->per_page);
+    if(!url) {
+        set_msg(r->message, sizeof(r->message),
+                "cannot build the member list URL: invalid api.url or organization");
+        return finish(c, r, PS_OUT_CONFIG);
+    }
+    if(pace(c, deadline) != 0) {
+        free(url);
+        set_msg(r->message, sizeof(r->message), "deadline reached before the request");
+        return finish(c, r, PS_OUT_TRANSIENT);
+    }
+    o = get_once(c, url, deadline, q->limit, r);
+    free(url);
+    if(o == PS_OUT_OK) {
+        if(ps_parse_member_page(c->body, c->body_len, q->page, q->pg, why, sizeof(why)) != 0) {
+            set_msg(r->message, sizeof(r->message),
+                    "member list page %ld (HTTP 200) is not well-formed: %s", q->page, why);
+            o = PS_OUT_TRANSIENT;
+        } else {
+            set_msg(r->message, sizeof(r->message), "member list page %ld: %zu members", q->page,
+                    q->pg->n);
+        }
+    } else {
+        explain_list(q->org, o, r);
+    }
+    return finish(c, r, o);
+}
+
+static ps_outcome_t list_page(ps_client_t *c, const char *org, const ps_list_opts_t *o, long page,
+                              size_t limit, ps_member_page_t *pg, ps_result_t *r)
+{
+    struct page_req q = { org, o, page, limit, pg };
+
+    memset(pg, 0, sizeof(*pg));
+    if(o->retry)
+        return with_retries(c, page_attempt, &q, o->deadline, r);
+    return page_attempt(c, &q, o->deadline, r);
+}
+
+ps_outcome_t ps_client_list_page(ps_client_t *c, const char *org, const ps_list_opts_t *o,
+                                 long page, ps_member_page_t *pg, ps_result_t *r)
+{
+    ps_list_opts_t n;
+
+    normalize_opts(o, &n);
+    if(page < 1 || page > PS_NEXT_PAGE_MAX) {
+        memset(pg, 0, sizeof(*pg));
+        result_init(r);
+        set_msg(r->message, sizeof(r->message), "invalid page number %ld", page);
+        return finish(c, r, PS_OUT_CONFIG);
+    }
+    return list_page(c, org, &n, page, (size_t)PS_PAGE_MAX_BYTES, pg, r);
+}
+
+ps_outcome_t ps_client_list_members(ps_client_t *c, const char *org, const ps_list_opts_t *o,
+                                    ps_member_cb cb, void *arg, ps_result_t *r)
+{
+    ps_list_opts_t n;
+    ps_member_page_t pg;
+    size_t bytes = 0, members = 0, i;
+    long page = 1, pages = 0;
+    int requests = 0;
+    ps_outcome_t out;
+
+    normalize_opts(o, &n);
+    for(;;) {
+        size_t limit = (size_t)PS_PAGE_MAX_BYTES;
+
+        if(pages >= n.max_pages) {
+            result_init(r);
+            set_msg(r->message, sizeof(r->message),
+                    "the member list has more than %ld pages of %d: stopped there", n.max_pages,
+                    n.per_page);
+            out = PS_OUT_TRANSIENT;
+            break;
+        }
+        if(n.max_bytes - bytes < limit)
+            limit = n.max_bytes - bytes;
+        out = list_page(c, org, &n, page, limit, &pg, r);
+        requests += r->attempts;
+        if(out != PS_OUT_OK) {
+            if(c->body_overflow && limit < (size_t)PS_PAGE_MAX_BYTES)
+                set_msg(r->message, sizeof(r->message),
+                        "the member list is larger than %zu bytes: stopped at page %ld",
+                        n.max_bytes, page);
+            break;
+        }
+        bytes += c->body_len;
+        for(i = 0; i < pg.n; i++) {
+            if(cb && cb(arg, &pg.members[i]) != 0)
+                break;
+        }
+        members += i;
+        if(i < pg.n) {
+            ps_member_page_free(&pg);
+            result_init(r);
+            set_msg(r->message, sizeof(r->message),
+                    "stopped by the caller after %zu members (page %ld)", members, page);
+            out = PS_OUT_TRANSIENT;
+            break;
+        }
+        pages++;
+        page = pg.next_page;
+        ps_member_page_free(&pg);
+        if(!page) {
+            set_msg(r->message, sizeof(r->message), "%zu members in %ld pages", members, pages);
+            break;
+        }
+    }
+    r->attempts = requests;
+    r->pages = pages;
+    return finish(c, r, out);
+}
+
+struct collect {
+    ps_member_t *v;
+    size_t n, cap;
+    int oom;
+};
+
+static int collect_cb(void *arg, const ps_member_t *m)
+{
+    struct collect *k = arg;
+
+    if(k->n == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 128;
+        ps_member_t *v = realloc(k->v, cap * sizeof(*v));
+
+        if(!v) {
+            k->oom = 1;
+            return 1;
+        }
+        k->v = v;
+        k->cap = cap;
+    }
+    k->v[k->n++] = *m;
+    return 0;
+}
+
+ps_outcome_t ps_client_list_members_all(ps_client_t *c, const char *org, const ps_list_opts_t *o,
+                                        ps_member_t **out, size_t *n, ps_result_t *r)
+{
+    struct collect k = { NULL, 0, 0, 0 };
+    ps_outcome_t rv = ps_client_list_members(c, org, o, collect_cb, &k, r);
+
+    if(rv != PS_OUT_OK) {
+        if(k.oom)
+            set_msg(r->message, sizeof(r->message), "out of memory after %zu members", k.n);
+        free(k.v);
+        k.v = NULL;
+        k.n = 0;
+    }
+    *out = k.v;
+    *n = k.n;
+    return rv;
+}
+
+static ps_outcome_t probe(ps_client_t *c, const char *org, double deadline, int retry,
+                          ps_result_t *r)
+{
+    ps_list_opts_t o;
+    ps_member_page_t pg;
+    ps_outcome_t rv;
+
+    memset(&o, 0, sizeof(o));
+    o.per_page = 1;
+    o.retry = retry;
+    o.deadline = deadline;
+    rv = ps_client_list_page(c, org, &o, 1, &pg, r);
+    ps_member_page_free(&pg);
+    if(rv == PS_OUT_OK)
+        set_msg(r->message, sizeof(r->message), "the credential can read the member list of %s",
+                org);
+    return finish(c, r, rv);
+}
+
+ps_outcome_t ps_client_probe_members(ps_client_t *c, const char *org, double deadline,
+                                     ps_result_t *r)
+{
+    return probe(c, org, deadline, 1, r);
+}
+
+ps_outcome_t ps_client_probe_members_once(ps_client_t *c, const char *org, double deadline,
+                                          ps_result_t *r)
+{
+    return probe(c, org, deadline, 0, r);
 }

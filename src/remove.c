@@ -227,6 +227,7 @@ ps_status_t ps_send_entry(ps_ctx_t *ctx, ps_qentry_t *e, int once, ps_report_t *
                 ps_logf(ctx->log, LOG_ERR, "%s", err);
         }
         return rep->status;
+    case PS_OUT_OK: break; /* a read's answer: a DELETE never gives it */
     }
     return rep->status = PS_ST_ERROR;
 }

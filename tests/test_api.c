@@ -421,7 +421,369 @@ static void test_outcome_name(void **state)
     assert_string_equal(ps_outcome_name(PS_OUT_REFUSED), "refused");
     assert_string_equal(ps_outcome_name(PS_OUT_TRANSIENT), "transient");
     assert_string_equal(ps_outcome_name(PS_OUT_CONFIG), "config");
+    assert_string_equal(ps_outcome_name(PS_OUT_OK), "ok");
     assert_string_equal(ps_outcome_name((ps_outcome_t)42), "unknown");
+}
+
+/* ================================================================ reads: pure helpers */
+
+static void check_list_url(const char *base, const char *org, const char *q, long page, int pp,
+                           const char *want)
+{
+    char *url = ps_build_list_url(base, org, q, page, pp);
+
+    if(!want) {
+        if(url)
+            fail_msg("accepted: %s", url);
+        return;
+    }
+    assert_non_null(url);
+    assert_string_equal(url, want);
+    free(url);
+}
+
+static void test_list_url(void **state)
+{
+    (void)state;
+    check_list_url("https://api.planetscale.com/v1/", "acme", NULL, 1, 100,
+                   "https://api.planetscale.com/v1/organizations/acme/members?page=1&per_page=100");
+    check_list_url("https://h/v1", "acme", "", 7, 1,
+                   "https://h/v1/organizations/acme/members?page=7&per_page=1");
+    /* "+" would be a space and "@", "&", "=", "#" would change the query */
+    check_list_url("https://h/v1", "acme", "Al.ice+x@example.com", 2, 100,
+                   "https://h/v1/organizations/acme/members?q=Al.ice%2Bx%40example.com"
+                   "&page=2&per_page=100");
+    check_list_url("https://h/v1", "a/b", "a b&page=9#x=y", 1, 25,
+                   "https://h/v1/organizations/a%2Fb/members?q=a%20b%26page%3D9%23x%3Dy"
+                   "&page=1&per_page=25");
+    check_list_url("https://h/v1", "acme", "\xc3\xa9\n", 1, 25,
+                   "https://h/v1/organizations/acme/members?q=%C3%A9%0A&page=1&per_page=25");
+    check_list_url("https://h/v1", "acme", NULL, 0, 100, NULL);
+    check_list_url("https://h/v1", "acme", NULL, -1, 100, NULL);
+    check_list_url("https://h/v1", "acme", NULL, 1, 0, NULL);
+    check_list_url("https://h/v1", "acme", NULL, 1, 101, NULL);
+    check_list_url("https://h/v1", "..", NULL, 1, 100, NULL);
+    check_list_url("https://h/v1", "", NULL, 1, 100, NULL);
+    check_list_url("https://h/v1", NULL, NULL, 1, 100, NULL);
+    check_list_url(NULL, "acme", NULL, 1, 100, NULL);
+    check_list_url("https://h/v1?x=1", "acme", NULL, 1, 100, NULL);
+}
+
+/* A membership as the API documents it; dm is the JSON of
+ * user.directory_managed, or NULL to leave it out. malloc'd. */
+static char *member_json(const char *uid, const char *email, const char *dm)
+{
+    char *s = NULL;
+
+    if(asprintf(&s,
+                "{\"id\":\"mbr_%s\",\"user\":{\"id\":\"%s\",\"display_name\":\"Display %s\","
+                "\"name\":\"Name %s\",\"email\":\"%s\",\"avatar_url\":\"https://a.example/x\","
+                "\"created_at\":\"2024-01-02T03:04:05.000Z\",\"updated_at\":\"2024-01-02\","
+                "\"two_factor_auth_configured\":false,\"default_organization\":null,"
+                "\"sso\":false,\"managed\":null%s%s,\"email_verified\":true},"
+                "\"role\":\"member\",\"created_at\":\"2024\",\"updated_at\":\"2024\"}",
+                uid, uid, uid, uid, email, dm ? ",\"directory_managed\":" : "", dm ? dm : "") < 0)
+        s = NULL;
+    assert_non_null(s);
+    return s;
+}
+
+static int parse_member_str(const char *body, ps_member_t *m, char *err, size_t errlen)
+{
+    return ps_parse_member(body, strlen(body), m, err, errlen);
+}
+
+static void test_parse_member_good(void **state)
+{
+    char *j = member_json("d4xkq1abc", "Alice@Example.com", "true");
+    char err[256] = "";
+    ps_member_t m;
+
+    (void)state;
+    assert_int_equal(parse_member_str(j, &m, err, sizeof(err)), 0);
+    assert_string_equal(m.id, "mbr_d4xkq1abc");
+    assert_string_equal(m.user_id, "d4xkq1abc");
+    assert_string_equal(m.email, "Alice@Example.com");
+    assert_string_equal(m.name, "Name d4xkq1abc");
+    assert_string_equal(m.role, "member");
+    assert_int_equal(m.directory_managed, 1);
+    free(j);
+    j = member_json("x9z8", "bob@example.com", "false");
+    assert_int_equal(parse_member_str(j, &m, err, sizeof(err)), 0);
+    assert_int_equal(m.directory_managed, 0);
+    free(j);
+    j = member_json("x9z8", "bob@example.com", "null");
+    assert_int_equal(parse_member_str(j, &m, err, sizeof(err)), 0);
+    assert_int_equal(m.directory_managed, -1);
+    free(j);
+    j = member_json("x9z8", "", NULL);
+    assert_int_equal(parse_member_str(j, &m, err, sizeof(err)), 0);
+    assert_int_equal(m.directory_managed, -1);
+    assert_string_equal(m.email, "");
+    free(j);
+    /* the least we need; no name: the display name; no display name: "" */
+    assert_int_equal(parse_member_str(" {\"id\":\"m\",\"role\":\"admin\",\"user\":{\"id\":\"u\","
+                                      "\"email\":\"e\",\"display_name\":\"D\"}}\n",
+                                      &m, err, sizeof(err)),
+                     0);
+    assert_string_equal(m.name, "D");
+    assert_string_equal(m.role, "admin");
+    assert_int_equal(parse_member_str("{\"id\":\"m\",\"role\":\"admin\",\"user\":{\"id\":\"u\","
+                                      "\"email\":\"e\",\"name\":null}}",
+                                      &m, err, sizeof(err)),
+                     0);
+    assert_string_equal(m.name, "");
+}
+
+static void test_parse_member_long_name(void **state)
+{
+    char body[1200], err[128];
+    ps_member_t m;
+    size_t i, len;
+
+    (void)state;
+    /* 300 two-byte characters: cut at a character boundary */
+    len = (size_t)snprintf(body, sizeof(body),
+                           "{\"id\":\"m\",\"role\":\"member\",\"user\":{\"id\":\"u\","
+                           "\"email\":\"e\",\"name\":\"");
+    for(i = 0; i < 300; i++) {
+        body[len++] = '\xc3';
+        body[len++] = '\xa9';
+    }
+    len += (size_t)snprintf(body + len, sizeof(body) - len, "\"}}");
+    assert_int_equal(ps_parse_member(body, len, &m, err, sizeof(err)), 0);
+    assert_int_equal(strlen(m.name), 254);
+    assert_true((unsigned char)m.name[253] == 0xa9);
+}
+
+static void test_parse_member_bad(void **state)
+{
+    static const struct {
+        const char *body;
+        const char *why;
+    } bad[] = {
+        { "", "not one JSON object" },
+        { "[]", "not one JSON object" },
+        { "null", "not one JSON object" },
+        { "{\"id\":\"m\",\"role\":\"member\",\"user\":{\"id\":\"u\",\"email\":\"e\"}} x",
+          "not one JSON object" },
+        { "{\"id\":\"m\",\"role\":\"member\",\"user\":{\"id\":\"u\",\"email\":\"e\"}}{}",
+          "not one JSON object" },
+        { "{\"id\":\"m\",\"role\":\"member\",\"user\":{\"id\":\"u\",\"email\":\"e\",}}",
+          "not one JSON object" },
+        { "{\"role\":\"member\",\"user\":{\"id\":\"u\",\"email\":\"e\"}}", "id is missing" },
+        { "{\"id\":1,\"role\":\"member\",\"user\":{\"id\":\"u\",\"email\":\"e\"}}",
+          "id is not a string" },
+        { "{\"id\":\"\",\"role\":\"member\",\"user\":{\"id\":\"u\",\"email\":\"e\"}}", "id has 0" },
+        { "{\"id\":\"m\",\"user\":{\"id\":\"u\",\"email\":\"e\"}}", "role is missing" },
+        { "{\"id\":\"m\",\"role\":null,\"user\":{\"id\":\"u\",\"email\":\"e\"}}",
+          "role is missing" },
+        { "{\"id\":\"m\",\"role\":\"member\"}", "user is missing" },
+        { "{\"id\":\"m\",\"role\":\"member\",\"user\":\"u\"}", "user is missing" },
+        { "{\"id\":\"m\",\"role\":\"member\",\"user\":{\"email\":\"e\"}}", "user.id is missing" },
+        { "{\"id\":\"m\",\"role\":\"member\",\"user\":{\"id\":42,\"email\":\"e\"}}",
+          "user.id is not a string" },
+        { "{\"id\":\"m\",\"role\":\"member\",\"user\":{\"id\":\"..\",\"email\":\"e\"}}",
+          "user.id is not a valid id" },
+        { "{\"id\":\"m\",\"role\":\"member\",\"user\":{\"id\":\"a/b\",\"email\":\"e\"}}",
+          "user.id is not a valid id" },
+        { "{\"id\":\"m\",\"role\":\"member\",\"user\":{\"id\":\"a\\u0000b\",\"email\":\"e\"}}",
+          "user.id holds a NUL" },
+        { "{\"id\":\"m\",\"role\":\"member\",\"user\":{\"id\":\"u\"}}", "user.email is missing" },
+        { "{\"id\":\"m\",\"role\":\"member\",\"user\":{\"id\":\"u\",\"email\":[]}}",
+          "user.email is not a string" },
+        { "{\"id\":\"m\",\"role\":\"member\",\"user\":{\"id\":\"u\",\"email\":\"e\","
+          "\"name\":7}}",
+          "user.name is not a string" },
+        { "{\"id\":\"m\",\"role\":\"member\",\"user\":{\"id\":\"u\",\"email\":\"e\","
+          "\"display_name\":{}}}",
+          "user.display_name is not a string" },
+        { "{\"id\":\"m\",\"role\":\"member\",\"user\":{\"id\":\"u\",\"email\":\"e\","
+          "\"directory_managed\":\"true\"}}",
+          "user.directory_managed is not a boolean" },
+        { "{\"id\":\"m\",\"role\":\"member\",\"user\":{\"id\":\"u\",\"email\":\"e\","
+          "\"directory_managed\":1}}",
+          "user.directory_managed is not a boolean" },
+    };
+    char err[256];
+    ps_member_t m;
+    size_t i;
+
+    (void)state;
+    for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(&m, 'x', sizeof(m));
+        err[0] = '\0';
+        if(parse_member_str(bad[i].body, &m, err, sizeof(err)) != -1)
+            fail_msg("accepted: %s", bad[i].body);
+        if(!strstr(err, bad[i].why))
+            fail_msg("%s: \"%s\" does not say \"%s\"", bad[i].body, err, bad[i].why);
+        assert_string_equal(m.user_id, ""); /* nothing half-filled */
+    }
+}
+
+static void test_parse_member_email_len(void **state)
+{
+    char body[800], email[300], err[256];
+    ps_member_t m;
+
+    (void)state;
+    memset(email, 'a', 254);
+    email[254] = '\0';
+    snprintf(body, sizeof(body),
+             "{\"id\":\"m\",\"role\":\"member\",\"user\":{\"id\":\"u\",\"email\":\"%s\"}}", email);
+    assert_int_equal(parse_member_str(body, &m, err, sizeof(err)), 0);
+    assert_int_equal(strlen(m.email), 254);
+    email[254] = 'a';
+    email[255] = '\0';
+    snprintf(body, sizeof(body),
+             "{\"id\":\"m\",\"role\":\"member\",\"user\":{\"id\":\"u\",\"email\":\"%s\"}}", email);
+    assert_int_equal(parse_member_str(body, &m, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "user.email has 255 bytes"));
+}
+
+/* A page: the members' JSON joined by commas. malloc'd. */
+static char *page_json(long cur, const char *next, const char *total, const char *data)
+{
+    char *s = NULL;
+
+    if(asprintf(&s,
+                "{\"type\":\"list\",\"current_page\":%ld,\"per_page\":2,\"next_page\":%s,"
+                "\"next_page_url\":null,\"prev_page\":null,\"prev_page_url\":null,"
+                "\"total_count\":%s,\"total_pages\":3,\"data\":[%s]}",
+                cur, next, total, data) < 0)
+        s = NULL;
+    assert_non_null(s);
+    return s;
+}
+
+static int parse_page_str(const char *body, long expect, ps_member_page_t *pg, char *err,
+                          size_t errlen)
+{
+    return ps_parse_member_page(body, strlen(body), expect, pg, err, errlen);
+}
+
+static void test_parse_page_good(void **state)
+{
+    char *a = member_json("u1", "a@example.com", "false");
+    char *b = member_json("u2", "b@example.com", "true");
+    char data[4096], err[256] = "";
+    char *p;
+    ps_member_page_t pg;
+
+    (void)state;
+    snprintf(data, sizeof(data), "%s,%s", a, b);
+    p = page_json(2, "3", "6", data);
+    assert_int_equal(parse_page_str(p, 2, &pg, err, sizeof(err)), 0);
+    assert_int_equal(pg.n, 2);
+    assert_int_equal(pg.current_page, 2);
+    assert_int_equal(pg.next_page, 3);
+    assert_int_equal(pg.total_count, 6);
+    assert_string_equal(pg.members[0].user_id, "u1");
+    assert_string_equal(pg.members[1].email, "b@example.com");
+    assert_int_equal(pg.members[1].directory_managed, 1);
+    ps_member_page_free(&pg);
+    assert_null(pg.members);
+    assert_int_equal(pg.n, 0);
+    free(p);
+    /* the last page; no expectation; total_count null */
+    p = page_json(3, "null", "null", a);
+    assert_int_equal(parse_page_str(p, 0, &pg, err, sizeof(err)), 0);
+    assert_int_equal(pg.n, 1);
+    assert_int_equal(pg.next_page, 0);
+    assert_int_equal(pg.total_count, -1);
+    ps_member_page_free(&pg);
+    free(p);
+    /* empty */
+    p = page_json(1, "null", "0", "");
+    assert_int_equal(parse_page_str(p, 1, &pg, err, sizeof(err)), 0);
+    assert_int_equal(pg.n, 0);
+    ps_member_page_free(&pg);
+    ps_member_page_free(NULL);
+    free(p);
+    free(a);
+    free(b);
+}
+
+static void test_parse_page_bad(void **state)
+{
+    static const struct {
+        const char *body;
+        const char *why;
+    } bad[] = {
+        { "", "not one JSON object" },
+        { "[]", "not one JSON object" },
+        { "{\"current_page\":1,\"next_page\":null,\"data\":[]} trailing", "not one JSON object" },
+        { "{\"next_page\":null,\"data\":[]}", "current_page is missing" },
+        { "{\"current_page\":null,\"next_page\":null,\"data\":[]}", "current_page is missing" },
+        { "{\"current_page\":\"1\",\"next_page\":null,\"data\":[]}",
+          "current_page is not an integer" },
+        { "{\"current_page\":1.0,\"next_page\":null,\"data\":[]}",
+          "current_page is not an integer" },
+        { "{\"current_page\":0,\"next_page\":null,\"data\":[]}", "current_page is out of range" },
+        { "{\"current_page\":2,\"next_page\":null,\"data\":[]}", "current_page is 2, page 1" },
+        { "{\"current_page\":1,\"data\":[]}", "next_page is missing" },
+        /* json-c reads the string "2" as 0 with get_int64: types first */
+        { "{\"current_page\":1,\"next_page\":\"2\",\"data\":[]}", "next_page is not an integer" },
+        { "{\"current_page\":1,\"next_page\":true,\"data\":[]}", "next_page is not an integer" },
+        { "{\"current_page\":1,\"next_page\":1,\"data\":[]}", "does not follow" },
+        { "{\"current_page\":1,\"next_page\":0,\"data\":[]}", "next_page is out of range" },
+        { "{\"current_page\":1,\"next_page\":-3,\"data\":[]}", "next_page is out of range" },
+        { "{\"current_page\":1,\"next_page\":99999999999999999999,\"data\":[]}", "next_page" },
+        { "{\"current_page\":1,\"next_page\":null,\"total_count\":\"5\",\"data\":[]}",
+          "total_count is not an integer" },
+        { "{\"current_page\":1,\"next_page\":null,\"total_count\":-1,\"data\":[]}",
+          "total_count is out of range" },
+        { "{\"current_page\":1,\"next_page\":null}", "data is missing" },
+        { "{\"current_page\":1,\"next_page\":null,\"data\":null}", "data is missing" },
+        { "{\"current_page\":1,\"next_page\":null,\"data\":{}}", "data is missing" },
+        { "{\"current_page\":1,\"next_page\":null,\"data\":[1]}", "data[0]: not an object" },
+        { "{\"current_page\":1,\"next_page\":null,\"data\":[{\"id\":\"m\",\"role\":\"member\","
+          "\"user\":{\"id\":\"u\",\"email\":\"e\"}},{\"id\":\"m\",\"role\":\"member\","
+          "\"user\":{\"id\":\"u\"}}]}",
+          "data[1]: user.email is missing" },
+    };
+    char err[256];
+    ps_member_page_t pg;
+    size_t i;
+
+    (void)state;
+    for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        if(parse_page_str(bad[i].body, 1, &pg, err, sizeof(err)) != -1)
+            fail_msg("accepted: %s", bad[i].body);
+        if(!strstr(err, bad[i].why))
+            fail_msg("%s: \"%s\" does not say \"%s\"", bad[i].body, err, bad[i].why);
+        assert_null(pg.members);
+        assert_int_equal(pg.n, 0);
+    }
+}
+
+static void test_parse_page_too_many(void **state)
+{
+    static const char one[] = "{\"id\":\"m\",\"role\":\"member\",\"user\":{\"id\":\"u\","
+                              "\"email\":\"e\"}}";
+    size_t cap = 1001 * sizeof(one) + 128, len, i;
+    char *body = malloc(cap);
+    char err[256];
+    ps_member_page_t pg;
+
+    (void)state;
+    assert_non_null(body);
+    len = (size_t)snprintf(body, cap, "{\"current_page\":1,\"next_page\":null,\"data\":[");
+    for(i = 0; i < 1001; i++)
+        len += (size_t)snprintf(body + len, cap - len, "%s%s", i ? "," : "", one);
+    len += (size_t)snprintf(body + len, cap - len, "]}");
+    assert_int_equal(ps_parse_member_page(body, len, 1, &pg, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "data has 1001 entries"));
+    /* 1000 is still a page */
+    len = (size_t)snprintf(body, cap, "{\"current_page\":1,\"next_page\":null,\"data\":[");
+    for(i = 0; i < 1000; i++)
+        len += (size_t)snprintf(body + len, cap - len, "%s%s", i ? "," : "", one);
+    len += (size_t)snprintf(body + len, cap - len, "]}");
+    assert_int_equal(ps_parse_member_page(body, len, 1, &pg, err, sizeof(err)), 0);
+    assert_int_equal(pg.n, 1000);
+    ps_member_page_free(&pg);
+    free(body);
 }
 
 /* ================================================================ test server */
@@ -438,7 +800,7 @@ struct step {
     const char *resp;
 };
 
-#define MAX_CAPTURES 8
+#define MAX_CAPTURES 16
 
 struct capture {
     int conn;   /* 1-based index of the accepted connection */
@@ -1240,6 +1602,432 @@ static void test_client_twice(void **state)
     fixture_free(f);
 }
 
+/* ================================================================ reads: client */
+
+/* "HTTP/1.1 STATUS\r\n...\r\n\r\nBODY" with its Content-Length. malloc'd. */
+static char *http_json(const char *status, const char *body)
+{
+    char *s = NULL;
+
+    if(asprintf(&s,
+                "HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                status, strlen(body), body) < 0)
+        s = NULL;
+    assert_non_null(s);
+    return s;
+}
+
+/* 1 when the request line is "GET TARGET HTTP/1.1". */
+static int is_get(const struct capture *cap, const char *target)
+{
+    char want[512];
+
+    snprintf(want, sizeof(want), "GET %s HTTP/1.1\r\n", target);
+    return !strncmp(cap->data, want, strlen(want));
+}
+
+static void test_client_get_member(void **state)
+{
+    char *j = member_json("d4xkq1abc", "alice@example.com", "true");
+    char *other = member_json("x9z8", "bob@example.com", "false");
+    char *r200 = http_json("200 OK", j);
+    char *r200other = http_json("200 OK", other);
+    char *r200bad = http_json("200 OK", "{\"id\":\"m\",\"role\":\"member\",\"user\":{}}");
+    char *r404 = http_json("404 Not Found", "{\"code\":\"not_found\",\"message\":\"Not Found\"}");
+    struct step steps[] = {
+        { ACT_SEND, r200 },
+        { ACT_SEND, r200bad },
+        { ACT_SEND, r200other },
+        { ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nnot json!" },
+        { ACT_SEND, R204 },
+        { ACT_SEND, r404 },
+        { ACT_SEND, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n" },
+    };
+    struct fixture *f = fixture_new(state, steps, sizeof(steps) / sizeof(steps[0]), PS_FLAGS_QUERY);
+    ps_client_t *c = client_new(f, 0.01, 0.05);
+    ps_member_t m;
+    ps_result_t r;
+    size_t i;
+
+    assert_int_equal(ps_client_get_member_once(c, "acme", "d4xkq1abc", 0, &m, &r), PS_OUT_OK);
+    assert_int_equal(r.outcome, PS_OUT_OK);
+    assert_int_equal(r.http_status, 200);
+    assert_int_equal(r.attempts, 1);
+    assert_string_equal(m.user_id, "d4xkq1abc");
+    assert_string_equal(m.email, "alice@example.com");
+    assert_string_equal(m.id, "mbr_d4xkq1abc");
+    assert_int_equal(m.directory_managed, 1);
+    /* a 200 that is not a membership, or not this one, is never success */
+    assert_int_equal(ps_client_get_member_once(c, "acme", "d4xkq1abc", 0, &m, &r),
+                     PS_OUT_TRANSIENT);
+    assert_int_equal(r.http_status, 200);
+    assert_non_null(strstr(r.message, "not a well-formed membership: user.id is missing"));
+    assert_string_equal(m.user_id, "");
+    assert_int_equal(ps_client_get_member_once(c, "acme", "d4xkq1abc", 0, &m, &r),
+                     PS_OUT_TRANSIENT);
+    assert_non_null(strstr(r.message, "another user"));
+    assert_string_equal(m.user_id, "");
+    assert_int_equal(ps_client_get_member_once(c, "acme", "d4xkq1abc", 0, &m, &r),
+                     PS_OUT_TRANSIENT);
+    assert_non_null(strstr(r.message, "not one JSON object"));
+    assert_int_equal(ps_client_get_member_once(c, "acme", "d4xkq1abc", 0, &m, &r),
+                     PS_OUT_TRANSIENT);
+    assert_int_equal(r.http_status, 204);
+    assert_non_null(strstr(r.message, "unexpected HTTP status 204"));
+    assert_int_equal(ps_client_get_member_once(c, "acme", "d4xkq1abc", 0, &m, &r), PS_OUT_ABSENT);
+    assert_string_equal(r.message, "Not Found");
+    assert_int_equal(ps_client_get_member_once(c, "acme", "d4xkq1abc", 0, &m, &r), PS_OUT_REFUSED);
+    assert_int_equal(r.http_status, 401);
+    assert_int_equal(ps_client_connects(c), 1);
+    server_collect(&f->srv);
+    assert_int_equal(f->srv.ncap, 7);
+    for(i = 0; i < f->srv.ncap; i++) {
+        assert_true(is_get(&f->srv.cap[i], "/v1/organizations/acme/members/d4xkq1abc"));
+        assert_true(has_line(f->srv.cap[i].data, AUTH_LINE));
+        assert_false(has_header(f->srv.cap[i].data, "Content-Length"));
+        assert_false(has_header(f->srv.cap[i].data, "Content-Type"));
+        assert_string_equal(req_body(&f->srv.cap[i]), "");
+    }
+    client_free(f);
+    fixture_free(f);
+    free(j);
+    free(other);
+    free(r200);
+    free(r200other);
+    free(r200bad);
+    free(r404);
+}
+
+/* with retries: a malformed 200 and a 503 are retried, a 429 without
+ * retries is handed back with its Retry-After */
+static void test_client_get_member_retries(void **state)
+{
+    char *j = member_json("u1", "a@example.com", NULL);
+    char *r200 = http_json("200 OK", j);
+    struct step steps[] = {
+        { ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}" },
+        { ACT_SEND, R503 },
+        { ACT_SEND, r200 },
+        { ACT_SEND, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\n"
+                    "Content-Length: 0\r\n\r\n" },
+        { ACT_SEND, R204 },
+    };
+    struct fixture *f = fixture_new(state, steps, sizeof(steps) / sizeof(steps[0]), PS_FLAGS_QUERY);
+    ps_client_t *c = client_new(f, 0.01, 0.05);
+    ps_member_t m;
+    ps_result_t r;
+
+    assert_int_equal(ps_client_get_member(c, "acme", "u1", 0, &m, &r), PS_OUT_OK);
+    assert_int_equal(r.attempts, 3);
+    assert_string_equal(m.email, "a@example.com");
+    assert_int_equal(m.directory_managed, -1);
+    assert_int_equal(ps_client_get_member_once(c, "acme", "u1", 0, &m, &r), PS_OUT_TRANSIENT);
+    assert_int_equal(r.attempts, 1);
+    assert_int_equal(r.http_status, 429);
+    assert_true(r.retry_after == 7.0);
+    server_collect(&f->srv);
+    assert_int_equal(f->srv.ncap, 4);
+    client_free(f);
+    fixture_free(f);
+    free(j);
+    free(r200);
+}
+
+/* an oversized 200 is not an answer; a bad id is not a request */
+static void test_client_get_member_huge(void **state)
+{
+    static const struct step steps[] = {
+        { ACT_HUGE, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    "Content-Length: 200000\r\n\r\n" },
+    };
+    struct fixture *f = fixture_new(state, steps, 1, PS_FLAGS_QUERY);
+    ps_client_t *c = client_new(f, 0.01, 0.05);
+    ps_member_t m;
+    ps_result_t r;
+
+    assert_int_equal(ps_client_get_member_once(c, "acme", "u1", 0, &m, &r), PS_OUT_TRANSIENT);
+    assert_int_equal(r.http_status, 200);
+    assert_non_null(strstr(r.message, "larger than"));
+    assert_int_equal(ps_client_get_member(c, "acme", "..", 0, &m, &r), PS_OUT_CONFIG);
+    assert_int_equal(r.attempts, 1);
+    f->cfg.auth_header = NULL;
+    assert_int_equal(ps_client_get_member(c, "acme", "u1", 0, &m, &r), PS_OUT_CONFIG);
+    assert_int_equal(ps_client_probe_members(c, "acme", 0, &r), PS_OUT_CONFIG);
+    assert_int_equal(ps_client_connects(c), 1);
+    client_free(f);
+    fixture_free(f);
+}
+
+struct seen {
+    char ids[16][PS_ID_MAX + 1];
+    size_t n;
+    size_t stop_after; /* 0: never */
+};
+
+static int seen_cb(void *arg, const ps_member_t *m)
+{
+    struct seen *s = arg;
+
+    if(s->n < 16)
+        snprintf(s->ids[s->n], sizeof(s->ids[0]), "%s", m->user_id);
+    s->n++;
+    return s->stop_after && s->n >= s->stop_after;
+}
+
+/* Three pages of two members: next_page followed, one connection, paced. */
+static void test_client_list_pages(void **state)
+{
+    char *m[5], *pg[3], *resp[3], data[4096];
+    struct step steps[3];
+    struct fixture *f;
+    ps_client_t *c;
+    ps_list_opts_t o;
+    ps_result_t r;
+    struct seen s;
+    double t0, dt;
+    size_t i;
+
+    for(i = 0; i < 5; i++) {
+        char uid[8], email[32];
+
+        snprintf(uid, sizeof(uid), "u%zu", i + 1);
+        snprintf(email, sizeof(email), "a+%zu@example.com", i + 1);
+        m[i] = member_json(uid, email, i == 4 ? "true" : "false");
+    }
+    snprintf(data, sizeof(data), "%s,%s", m[0], m[1]);
+    pg[0] = page_json(1, "2", "5", data);
+    snprintf(data, sizeof(data), "%s,%s", m[2], m[3]);
+    pg[1] = page_json(2, "3", "5", data);
+    pg[2] = page_json(3, "null", "5", m[4]);
+    for(i = 0; i < 3; i++) {
+        resp[i] = http_json("200 OK", pg[i]);
+        steps[i].action = ACT_SEND;
+        steps[i].resp = resp[i];
+    }
+    f = fixture_new(state, steps, 3, PS_FLAGS_QUERY);
+    f->cfg.rate_limit = 5; /* pages at least 1/4.9 s apart */
+    c = client_new(f, 0.01, 0.05);
+    memset(&o, 0, sizeof(o));
+    memset(&s, 0, sizeof(s));
+    o.q = "a+";
+    o.per_page = 2;
+    t0 = ps_now();
+    assert_int_equal(ps_client_list_members(c, "acme", &o, seen_cb, &s, &r), PS_OUT_OK);
+    dt = ps_now() - t0;
+    assert_int_equal(r.pages, 3);
+    assert_int_equal(r.attempts, 3);
+    assert_int_equal(s.n, 5);
+    for(i = 0; i < 5; i++) {
+        char uid[8];
+
+        snprintf(uid, sizeof(uid), "u%zu", i + 1);
+        assert_string_equal(s.ids[i], uid);
+    }
+    if(dt < 2 / (5 * 0.98) - 0.01)
+        fail_msg("3 pages at 5/s took %.3f s", dt);
+    assert_int_equal(ps_client_connects(c), 1);
+    server_collect(&f->srv);
+    assert_int_equal(f->srv.ncap, 3);
+    assert_true(is_get(&f->srv.cap[0], "/v1/organizations/acme/members?q=a%2B&page=1&per_page=2"));
+    assert_true(is_get(&f->srv.cap[1], "/v1/organizations/acme/members?q=a%2B&page=2&per_page=2"));
+    assert_true(is_get(&f->srv.cap[2], "/v1/organizations/acme/members?q=a%2B&page=3&per_page=2"));
+    client_free(f);
+    fixture_free(f);
+    for(i = 0; i < 5; i++)
+        free(m[i]);
+    for(i = 0; i < 3; i++) {
+        free(pg[i]);
+        free(resp[i]);
+    }
+}
+
+/* A list that fails part-way is never handed out as the list. */
+static void test_client_list_incomplete(void **state)
+{
+    char *m1 = member_json("u1", "a@example.com", "false");
+    char *p1 = page_json(1, "2", "3", m1);
+    char *p1again = page_json(1, "2", "3", m1);
+    char *p2stuck = page_json(2, "2", "3", m1); /* next_page does not move */
+    char *r1 = http_json("200 OK", p1), *r1b = http_json("200 OK", p1again);
+    char *r2stuck = http_json("200 OK", p2stuck);
+    char *r404 = http_json("404 Not Found", "{\"code\":\"not_found\",\"message\":\"Not Found\"}");
+    struct step steps[] = {
+        { ACT_SEND, r1 }, { ACT_SEND, r404 }, { ACT_SEND, r1b },  { ACT_SEND, r2stuck },
+        { ACT_SEND, r1 }, { ACT_SEND, r1 },   { ACT_SEND, R503 },
+    };
+    struct fixture *f = fixture_new(state, steps, sizeof(steps) / sizeof(steps[0]), PS_FLAGS_QUERY);
+    ps_client_t *c;
+    ps_list_opts_t o;
+    ps_member_t *all = (ps_member_t *)1;
+    size_t n = 99;
+    ps_result_t r;
+    struct seen s;
+
+    f->cfg.rate_limit = 1000;
+    c = client_new(f, 0.01, 0.05);
+    memset(&o, 0, sizeof(o));
+    assert_int_equal(ps_client_list_members_all(c, "acme", &o, &all, &n, &r), PS_OUT_ABSENT);
+    assert_null(all);
+    assert_int_equal(n, 0);
+    assert_int_equal(r.pages, 1);
+    assert_int_equal(r.attempts, 2);
+    assert_non_null(strstr(r.message, "organization acme does not exist"));
+    assert_non_null(strstr(r.message, "read_organization"));
+    assert_int_equal(ps_client_list_members_all(c, "acme", &o, &all, &n, &r), PS_OUT_TRANSIENT);
+    assert_null(all);
+    assert_non_null(strstr(r.message, "does not follow"));
+    /* the caller stops it */
+    memset(&s, 0, sizeof(s));
+    s.stop_after = 1;
+    assert_int_equal(ps_client_list_members(c, "acme", &o, seen_cb, &s, &r), PS_OUT_TRANSIENT);
+    assert_non_null(strstr(r.message, "stopped by the caller"));
+    /* the page bound */
+    o.max_pages = 1;
+    assert_int_equal(ps_client_list_members(c, "acme", &o, NULL, NULL, &r), PS_OUT_TRANSIENT);
+    assert_non_null(strstr(r.message, "more than 1 pages"));
+    assert_int_equal(r.pages, 1);
+    /* no retries: a 503 ends it at once */
+    o.max_pages = 0;
+    assert_int_equal(ps_client_list_members(c, "acme", &o, NULL, NULL, &r), PS_OUT_TRANSIENT);
+    assert_int_equal(r.http_status, 503);
+    assert_int_equal(r.attempts, 1);
+    server_collect(&f->srv);
+    assert_int_equal(f->srv.ncap, 7);
+    assert_true(is_get(&f->srv.cap[0], "/v1/organizations/acme/members?page=1&per_page=100"));
+    assert_true(is_get(&f->srv.cap[1], "/v1/organizations/acme/members?page=2&per_page=100"));
+    client_free(f);
+    fixture_free(f);
+    free(m1);
+    free(p1);
+    free(p1again);
+    free(p2stuck);
+    free(r1);
+    free(r1b);
+    free(r2stuck);
+    free(r404);
+}
+
+/* with retries each page is retried; the byte bound stops a long list */
+static void test_client_list_retry_and_bytes(void **state)
+{
+    char *m1 = member_json("u1", "a@example.com", "false");
+    char *m2 = member_json("u2", "b@example.com", "false");
+    char *p1 = page_json(1, "2", "2", m1);
+    char *p2 = page_json(2, "null", "2", m2);
+    char *r1 = http_json("200 OK", p1), *r2 = http_json("200 OK", p2);
+    struct step steps[] = {
+        { ACT_SEND, R503 },
+        { ACT_SEND, r1 },
+        { ACT_SEND, "HTTP/1.1 200 OK\r\n"
+                    "Content-Length: 3\r\n\r\n{}x" },
+        { ACT_SEND, r2 },
+        { ACT_SEND, r1 },
+        { ACT_SEND, r2 },
+    };
+    struct fixture *f = fixture_new(state, steps, sizeof(steps) / sizeof(steps[0]), PS_FLAGS_QUERY);
+    ps_client_t *c;
+    ps_list_opts_t o;
+    ps_member_t *all = NULL;
+    size_t n = 0;
+    ps_result_t r;
+
+    f->cfg.rate_limit = 1000;
+    c = client_new(f, 0.01, 0.05);
+    memset(&o, 0, sizeof(o));
+    o.retry = 1;
+    assert_int_equal(ps_client_list_members_all(c, "acme", &o, &all, &n, &r), PS_OUT_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(all[0].user_id, "u1");
+    assert_string_equal(all[1].user_id, "u2");
+    assert_int_equal(r.attempts, 4);
+    assert_int_equal(r.pages, 2);
+    free(all);
+    /* room for the first page only */
+    o.retry = 0;
+    o.max_bytes = strlen(p1) + 10;
+    assert_int_equal(ps_client_list_members_all(c, "acme", &o, &all, &n, &r), PS_OUT_TRANSIENT);
+    assert_null(all);
+    assert_non_null(strstr(r.message, "larger than"));
+    client_free(f);
+    fixture_free(f);
+    free(m1);
+    free(m2);
+    free(p1);
+    free(p2);
+    free(r1);
+    free(r2);
+}
+
+static void test_client_probe(void **state)
+{
+    char *p = page_json(1, "2", "40", "");
+    char *r200 = http_json("200 OK", p);
+    char *r404 = http_json("404 Not Found", "{\"code\":\"not_found\",\"message\":\"Not Found\"}");
+    struct step steps[] = {
+        { ACT_SEND, r200 },
+        { ACT_SEND, r404 },
+        { ACT_SEND, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n" },
+        { ACT_SEND, "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n" },
+        { ACT_SEND, R503 },
+        { ACT_SEND, r200 },
+        { ACT_SEND, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]" },
+    };
+    struct fixture *f = fixture_new(state, steps, sizeof(steps) / sizeof(steps[0]), PS_FLAGS_QUERY);
+    ps_client_t *c;
+    ps_result_t r;
+
+    f->cfg.rate_limit = 1000;
+    c = client_new(f, 0.01, 0.05);
+    assert_int_equal(ps_client_probe_members_once(c, "acme", 0, &r), PS_OUT_OK);
+    assert_int_equal(r.http_status, 200);
+    assert_int_equal(ps_client_probe_members_once(c, "acme", 0, &r), PS_OUT_ABSENT);
+    assert_non_null(strstr(r.message, "cannot see it or lacks read_organization"));
+    assert_int_equal(ps_client_probe_members_once(c, "acme", 0, &r), PS_OUT_REFUSED);
+    assert_non_null(strstr(r.message, "the credential is not valid"));
+    assert_int_equal(ps_client_probe_members_once(c, "acme", 0, &r), PS_OUT_REFUSED);
+    assert_non_null(strstr(r.message, "may not read the member list of acme"));
+    assert_int_equal(ps_client_probe_members(c, "acme", 0, &r), PS_OUT_OK);
+    assert_int_equal(r.attempts, 2);
+    assert_int_equal(ps_client_probe_members_once(c, "acme", 0, &r), PS_OUT_TRANSIENT);
+    assert_non_null(strstr(r.message, "not well-formed"));
+    server_collect(&f->srv);
+    assert_int_equal(f->srv.ncap, 7);
+    assert_true(is_get(&f->srv.cap[0], "/v1/organizations/acme/members?page=1&per_page=1"));
+    client_free(f);
+    fixture_free(f);
+    free(p);
+    free(r200);
+    free(r404);
+}
+
+/* the deadline bounds a list, pacing included */
+static void test_client_list_deadline(void **state)
+{
+    char *p1 = page_json(1, "2", "9", "");
+    char *r1 = http_json("200 OK", p1);
+    struct step steps[] = { { ACT_SEND, r1 }, { ACT_SEND, r1 } };
+    struct fixture *f = fixture_new(state, steps, 2, PS_FLAGS_QUERY);
+    ps_client_t *c;
+    ps_list_opts_t o;
+    ps_result_t r;
+    double t0;
+
+    f->cfg.rate_limit = 0.5; /* 2 s between pages */
+    c = client_new(f, 0.01, 0.05);
+    memset(&o, 0, sizeof(o));
+    t0 = ps_now();
+    o.deadline = t0 + 1;
+    assert_int_equal(ps_client_list_members(c, "acme", &o, NULL, NULL, &r), PS_OUT_TRANSIENT);
+    assert_non_null(strstr(r.message, "deadline"));
+    assert_int_equal(r.pages, 1);
+    if(ps_now() - t0 > 0.9)
+        fail_msg("waited %.3f s for a slot past the deadline", ps_now() - t0);
+    client_free(f);
+    fixture_free(f);
+    free(p1);
+    free(r1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1259,6 +2047,14 @@ int main(void)
         cmocka_unit_test(test_retry_after_garbage),
         cmocka_unit_test(test_retry_after_huge),
         cmocka_unit_test(test_outcome_name),
+        cmocka_unit_test(test_list_url),
+        cmocka_unit_test(test_parse_member_good),
+        cmocka_unit_test(test_parse_member_long_name),
+        cmocka_unit_test(test_parse_member_bad),
+        cmocka_unit_test(test_parse_member_email_len),
+        cmocka_unit_test(test_parse_page_good),
+        cmocka_unit_test(test_parse_page_bad),
+        cmocka_unit_test(test_parse_page_too_many),
         cmocka_unit_test_teardown(test_client_query_request, fixture_teardown),
         cmocka_unit_test_teardown(test_client_body_retry_reuse, fixture_teardown),
         cmocka_unit_test_teardown(test_client_reuse_many, fixture_teardown),
@@ -1277,6 +2073,14 @@ int main(void)
         cmocka_unit_test_teardown(test_client_https_only, fixture_teardown),
         cmocka_unit_test_teardown(test_client_dot_id, fixture_teardown),
         cmocka_unit_test_teardown(test_client_twice, fixture_teardown),
+        cmocka_unit_test_teardown(test_client_get_member, fixture_teardown),
+        cmocka_unit_test_teardown(test_client_get_member_retries, fixture_teardown),
+        cmocka_unit_test_teardown(test_client_get_member_huge, fixture_teardown),
+        cmocka_unit_test_teardown(test_client_list_pages, fixture_teardown),
+        cmocka_unit_test_teardown(test_client_list_incomplete, fixture_teardown),
+        cmocka_unit_test_teardown(test_client_list_retry_and_bytes, fixture_teardown),
+        cmocka_unit_test_teardown(test_client_probe, fixture_teardown),
+        cmocka_unit_test_teardown(test_client_list_deadline, fixture_teardown),
     };
 
     /* the client must not depend on the caller's proxy environment */
