@@ -922,6 +922,16 @@ static int k_pam_services(struct loader *ld, const config_setting_t *s)
     return 0;
 }
 
+static int k_expired_grace_days(struct loader *ld, const config_setting_t *s)
+{
+    long long v = 0;
+
+    if(get_int(ld, s, 0, PS_GRACE_DAYS_MAX, &v))
+        return -1;
+    ld->cfg->expired_grace_days = (int)v;
+    return 0;
+}
+
 static const struct key top_keys[] = { { "organization", k_organization },
                                        { "api", k_api },
                                        { "defaults", k_defaults },
@@ -931,6 +941,7 @@ static const struct key top_keys[] = { { "organization", k_organization },
                                        { "queue", k_queue },
                                        { "sender", k_sender },
                                        { "pam_services", k_pam_services },
+                                       { "expired_grace_days", k_expired_grace_days },
                                        { NULL, NULL } };
 
 static const struct key include_keys[] = { { "users", k_users }, { NULL, NULL } };
@@ -1303,6 +1314,7 @@ static int set_defaults(ps_config_t *cfg, const char *path)
     cfg->max_age_days = 30;
     cfg->sender_socket = strdup(PS_DEFAULT_SENDER_SOCKET);
     cfg->sender_idle = PS_DEFAULT_SENDER_IDLE;
+    cfg->expired_grace_days = PS_DEFAULT_EXPIRED_GRACE_DAYS;
     cfg->pam_services = calloc(2, sizeof(char *));
     if(cfg->pam_services) {
         cfg->pam_services[0] = strdup("planetscale-deprovision");

@@ -56,6 +56,8 @@ typedef struct ps_config {
 
     char **pam_services;
     size_t npam_services;
+
+    int expired_grace_days; /* only_expired waits this many days past sp_expire */
 } ps_config_t;
 
 /* What one login resolves to. Strings point into the config. */

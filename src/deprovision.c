@@ -3,6 +3,7 @@
  * drain.c, config.c, api.c, queue.c). */
 #include <errno.h>
 #include <getopt.h>
+#include <shadow.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,9 @@ typedef struct opts {
     const char *mode;
     const char *service;
     const char *socket;
+    long expire_day; /* pam-helper --expire-day: the sp_expire the module saw */
+    int have_expire; /* --expire-day given */
+    long grace;      /* pam-helper --expired-grace-days, -1 = the configuration's */
     const char *command;
     char **args; /* positional arguments after the command */
     int nargs;
@@ -105,20 +109,35 @@ static int parse_seconds(const char *s, double *out)
 /* Global options are accepted anywhere; "--" ends option parsing. */
 static int parse_args(int argc, char **argv, opts_t *o)
 {
-    enum { O_DRY = 256, O_NOQUEUE, O_JSON, O_DEADLINE, O_MODE, O_SERVICE, O_DEBUG, O_SOCKET };
-    static const struct option longopts[] = { { "config", required_argument, NULL, 'c' },
-                                              { "verbose", no_argument, NULL, 'v' },
-                                              { "json", no_argument, NULL, O_JSON },
-                                              { "help", no_argument, NULL, 'h' },
-                                              { "version", no_argument, NULL, 'V' },
-                                              { "dry-run", no_argument, NULL, O_DRY },
-                                              { "no-queue", no_argument, NULL, O_NOQUEUE },
-                                              { "deadline", required_argument, NULL, O_DEADLINE },
-                                              { "mode", required_argument, NULL, O_MODE },
-                                              { "service", required_argument, NULL, O_SERVICE },
-                                              { "debug", no_argument, NULL, O_DEBUG },
-                                              { "socket", required_argument, NULL, O_SOCKET },
-                                              { NULL, 0, NULL, 0 } };
+    enum {
+        O_DRY = 256,
+        O_NOQUEUE,
+        O_JSON,
+        O_DEADLINE,
+        O_MODE,
+        O_SERVICE,
+        O_DEBUG,
+        O_SOCKET,
+        O_EXPIRE_DAY,
+        O_GRACE
+    };
+    static const struct option longopts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "verbose", no_argument, NULL, 'v' },
+        { "json", no_argument, NULL, O_JSON },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { "dry-run", no_argument, NULL, O_DRY },
+        { "no-queue", no_argument, NULL, O_NOQUEUE },
+        { "deadline", required_argument, NULL, O_DEADLINE },
+        { "mode", required_argument, NULL, O_MODE },
+        { "service", required_argument, NULL, O_SERVICE },
+        { "debug", no_argument, NULL, O_DEBUG },
+        { "socket", required_argument, NULL, O_SOCKET },
+        { "expire-day", required_argument, NULL, O_EXPIRE_DAY },
+        { "expired-grace-days", required_argument, NULL, O_GRACE },
+        { NULL, 0, NULL, 0 }
+    };
     int c;
 
     opterr = 0;
@@ -140,6 +159,21 @@ static int parse_args(int argc, char **argv, opts_t *o)
         case O_SERVICE: o->service = optarg; break;
         case O_DEBUG: o->debug = 1; break;
         case O_SOCKET: o->socket = optarg; break;
+        case O_EXPIRE_DAY: {
+            char *end;
+
+            errno = 0;
+            o->expire_day = strtol(optarg, &end, 10);
+            if(errno || end == optarg || *end)
+                return -usage_error("--expire-day: not a number of days: %s", optarg);
+            o->have_expire = 1;
+            break;
+        }
+        case O_GRACE:
+            if(ps_grace_parse(optarg, &o->grace) != 0)
+                return -usage_error("--expired-grace-days: not a number of days from 0 to %d: %s",
+                                    PS_GRACE_DAYS_MAX, optarg);
+            break;
         case ':': return -usage_error("option %s needs an argument", argv[optind - 1]);
         default: return -usage_error("unknown option: %s", argv[optind - 1]);
         }
@@ -413,6 +447,76 @@ static int cmd_remove(const opts_t *o, const ps_log_t *lg, const ps_config_t *cf
 
 /* ------------------------------------------------------------ pam-helper */
 
+static const char *fmt_day(long days, char *buf, size_t len)
+{
+    time_t t = (time_t)(days < 0 || days > 10000000 ? 0 : days) * 86400;
+    struct tm tm;
+
+    if(days < 0 || days > 10000000 || !gmtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d", &tm))
+        snprintf(buf, len, "day %ld", days);
+    return buf;
+}
+
+/* only_expired: the helper's own reading of LOGIN's shadow entry (the
+ * module's --expire-day is only what it saw, and anyone who can run this
+ * command could pass one). 0 with *expire, or -1 (logged) when there is no
+ * readable entry. */
+static int helper_read_expiry(const opts_t *o, const ps_log_t *lg, long *expire)
+{
+    char elogin[PS_LOGIN_MAX * 4 + 8];
+    struct spwd *sp;
+
+    ps_escape(o->args[0], elogin, sizeof(elogin));
+    errno = 0;
+    sp = getspnam(o->args[0]);
+    if(!sp) {
+        int e = errno;
+
+        ps_logf(lg, LOG_NOTICE,
+                "pam-helper (%s): user %s: no readable shadow entry%s%s: not acting", o->mode,
+                elogin, e ? ": " : "", e ? strerror(e) : "");
+        return -1;
+    }
+    *expire = sp->sp_expire;
+    if(o->have_expire && o->expire_day != *expire)
+        ps_logf(lg, LOG_DEBUG,
+                "pam-helper (%s): user %s: shadow expiry changed since the module read it "
+                "(%ld, now %ld): deciding on %ld",
+                o->mode, elogin, o->expire_day, *expire, *expire);
+    return 0;
+}
+
+/* 1 when an account that expired on day `expire` is `grace` days past it;
+ * else logs when the removal will happen and returns 0. */
+static int helper_due(const opts_t *o, const ps_log_t *lg, long expire, long grace,
+                      const char *from)
+{
+    char elogin[PS_LOGIN_MAX * 4 + 8], d1[32], d2[32];
+    time_t now = time(NULL);
+
+    ps_escape(o->args[0], elogin, sizeof(elogin));
+    if(!ps_shadow_expired(expire, now)) {
+        ps_logf(lg, LOG_INFO,
+                "pam-helper (%s): user %s: account not expired (any more): not acting", o->mode,
+                elogin);
+        return 0;
+    }
+    if(!ps_shadow_due(expire, grace, now)) {
+        ps_logf(lg, LOG_INFO,
+                "pam-helper (%s): user %s: account expired on %s; removal from PlanetScale waits "
+                "until %s (expired_grace_days = %ld, %s)",
+                o->mode, elogin, fmt_day(expire, d1, sizeof(d1)),
+                fmt_day(expire + grace, d2, sizeof(d2)), grace, from);
+        return 0;
+    }
+    ps_logf(lg, LOG_INFO,
+            "pam-helper (%s): user %s: account expired on %s, %ld days ago (expired_grace_days = "
+            "%ld, %s): acting",
+            o->mode, elogin, fmt_day(expire, d1, sizeof(d1)),
+            expire < 0 ? ps_shadow_today(now) : ps_shadow_today(now) - expire, grace, from);
+    return 1;
+}
+
 static int cmd_pam_helper(const opts_t *o, ps_log_t *lg)
 {
     ps_config_t *cfg = NULL;
@@ -421,6 +525,8 @@ static int cmd_pam_helper(const opts_t *o, ps_log_t *lg)
     const char *word = PS_HELPER_ERROR;
     char esvc[256];
     ps_status_t st;
+    long expire = -1;
+    int expired;
 
     lg->to_stderr = 0;
     lg->verbose = o->debug;
@@ -430,9 +536,33 @@ static int cmd_pam_helper(const opts_t *o, ps_log_t *lg)
         ps_logf(lg, LOG_ERR, "pam-helper: bad invocation");
         goto out;
     }
+    expired = strcmp(o->mode, PS_MODE_EXPIRED) == 0;
+    if(expired) {
+        /* shadow before the configuration, as in the module */
+        word = PS_HELPER_NOT_DUE;
+        if(helper_read_expiry(o, lg, &expire) != 0 ||
+           (o->grace >= 0 && !helper_due(o, lg, expire, o->grace, "module argument")))
+            goto out;
+    }
     if(load_config(o, lg, 0, &cfg) != EX_OK_) {
         word = PS_HELPER_CONFIG;
+        /* the account still exists and the next pass of the account stack
+         * asks again: record only what would be due under the default */
+        if(expired && o->grace < 0 &&
+           !helper_due(o, lg, expire, PS_DEFAULT_EXPIRED_GRACE_DAYS,
+                       "the default, as the configuration does not load")) {
+            ps_logf(lg, LOG_ERR,
+                    "pam-helper (%s): not recorded while the configuration does "
+                    "not load",
+                    o->mode);
+            goto out;
+        }
         record_unresolved(o, lg, o->args[0], o->service ? o->service : "", o->mode, NULL);
+        goto out;
+    }
+    if(expired && o->grace < 0 &&
+       !helper_due(o, lg, expire, cfg->expired_grace_days, "from the configuration")) {
+        word = PS_HELPER_NOT_DUE;
         goto out;
     }
     if(strcmp(o->mode, PS_MODE_SERVICE) == 0 &&
@@ -878,6 +1008,7 @@ int main(int argc, char **argv)
     int rv;
 
     memset(&o, 0, sizeof(o));
+    o.grace = -1;
     o.args = calloc((size_t)argc + 1, sizeof(char *));
     if(!o.args)
         return 1;

@@ -4,7 +4,9 @@
  * like pam_unix runs unix_chkpwd, it runs the command
  *
  *   planetscale-deprovision pam-helper --mode MODE --service SERVICE
- *                           --deadline SECS [--config PATH] [--debug] -- LOGIN
+ *                           --deadline SECS [--expire-day DAY
+ *                           [--expired-grace-days N]] [--config PATH]
+ *                           [--debug] -- LOGIN
  *
  * as a child with a clean environment and a deadline, and maps the one word
  * the helper prints to a PAM return code (see helper.h). No libcurl, TLS
@@ -15,8 +17,10 @@
  *   account                the dedicated service: --mode service; the helper
  *                          applies the pam_services interlock.
  *   account only_expired   login stacks: getspnam(PAM_USER) first; runs the
- *                          helper only when sp_expire has passed; always
- *                          PAM_IGNORE.
+ *                          helper only when sp_expire has passed (and, with
+ *                          expired_grace_days=N, is N days past: without it
+ *                          the helper applies the configuration's value);
+ *                          always PAM_IGNORE.
  *   session on_close       pam_close_session runs --mode close; never fails.
  *
  * auth, setcred and chauthtok are exported and return PAM_IGNORE, so that a
@@ -68,8 +72,10 @@ struct ps_opts {
     int debug;
     int only_expired;
     int on_close;
-    int timeout; /* seconds, passed as --deadline */
-    int bad;     /* an unusable conf= or helper=: do not act */
+    int timeout;     /* seconds, passed as --deadline */
+    long grace;      /* expired_grace_days=N, -1 when not given (the config decides) */
+    long expire_day; /* only_expired: the sp_expire seen, passed as --expire-day */
+    int bad;         /* an unusable conf=, helper= or expired_grace_days=: do not act */
 };
 
 static int path_ok(const char *path)
@@ -92,6 +98,8 @@ static void parse_args(pam_handle_t *pamh, int argc, const char **argv, struct p
     memset(o, 0, sizeof(*o));
     o->helper = PS_HELPER_PATH;
     o->timeout = PS_HELPER_DEFAULT_TIMEOUT;
+    o->grace = -1;
+    o->expire_day = -1;
 
     for(i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -114,6 +122,15 @@ static void parse_args(pam_handle_t *pamh, int argc, const char **argv, struct p
             if(!path_ok(o->helper)) {
                 pam_syslog(pamh, LOG_ERR, "helper=%s: not an absolute path; not acting",
                            ps_escape(o->helper, esc, sizeof(esc)));
+                o->bad = 1;
+            }
+        } else if(strncmp(a, "expired_grace_days=", 19) == 0) {
+            if(ps_grace_parse(a + 19, &o->grace) != 0) {
+                pam_syslog(pamh, LOG_ERR,
+                           "expired_grace_days=%s: not a number of days from 0 to %d; "
+                           "not acting",
+                           ps_escape(a + 19, esc, sizeof(esc)), PS_GRACE_DAYS_MAX);
+                o->grace = -1;
                 o->bad = 1;
             }
         } else if(strncmp(a, "timeout=", 8) == 0) {
@@ -153,7 +170,7 @@ enum ps_run {
 
 struct ps_argv {
     char *block; /* one allocation holding every string */
-    char *argv[16];
+    char *argv[24];
     char *envp[3];
 };
 
@@ -163,8 +180,9 @@ struct ps_argv {
 static int build_argv(struct ps_argv *a, const struct ps_opts *o, const char *mode,
                       const char *service, const char *user, const char *deadline)
 {
-    const char *src[16];
+    const char *src[24];
     const char *env[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C" };
+    char expire_s[24], grace_s[24];
     size_t n = 0, i, total = 0;
     char *p;
 
@@ -176,6 +194,17 @@ static int build_argv(struct ps_argv *a, const struct ps_opts *o, const char *mo
     src[n++] = service;
     src[n++] = "--deadline";
     src[n++] = deadline;
+    if(o->expire_day != -1) {
+        /* only_expired: what the module saw; the helper reads shadow again */
+        snprintf(expire_s, sizeof(expire_s), "%ld", o->expire_day);
+        src[n++] = "--expire-day";
+        src[n++] = expire_s;
+        if(o->grace >= 0) {
+            snprintf(grace_s, sizeof(grace_s), "%ld", o->grace);
+            src[n++] = "--expired-grace-days";
+            src[n++] = grace_s;
+        }
+    }
     if(o->conf != NULL) {
         src[n++] = "--config";
         src[n++] = o->conf;
@@ -470,6 +499,7 @@ enum ps_answer {
     ANS_UNMAPPED,
     ANS_UNKNOWN,
     ANS_IGNORED,
+    ANS_NOT_DUE,
     ANS_QUEUED,
     ANS_REFUSED,
     ANS_CONFIG,
@@ -490,6 +520,8 @@ static const struct {
     { PS_HELPER_UNKNOWN, ANS_UNKNOWN, LOG_ERR,
       "not mapped to a PlanetScale user (unmapped = \"error\")" },
     { PS_HELPER_IGNORED, ANS_IGNORED, LOG_NOTICE, NULL },
+    { PS_HELPER_NOT_DUE, ANS_NOT_DUE, LOG_DEBUG,
+      "account expired, but not expired_grace_days ago yet: not acting" },
     { PS_HELPER_QUEUED, ANS_QUEUED, LOG_WARNING,
       "removal failed for now and was queued for retry" },
     { PS_HELPER_REFUSED, ANS_REFUSED, LOG_ERR, "removal refused by the PlanetScale API" },
@@ -506,7 +538,8 @@ static int service_code(enum ps_answer ans)
     case ANS_ABSENT:
     case ANS_UNMAPPED: return PAM_SUCCESS;
     case ANS_UNKNOWN: return PAM_USER_UNKNOWN;
-    case ANS_IGNORED: return PAM_IGNORE;
+    case ANS_IGNORED:
+    case ANS_NOT_DUE: return PAM_IGNORE;
     case ANS_QUEUED: return PAM_AUTHINFO_UNAVAIL;
     case ANS_REFUSED: return PAM_PERM_DENIED;
     case ANS_CONFIG: return PAM_SERVICE_ERR;
@@ -570,7 +603,12 @@ static enum ps_answer act(pam_handle_t *pamh, const struct ps_opts *o, const cha
             return ANS_NONE;
         }
         ans = answers[i].ans;
-        if(ans == ANS_IGNORED)
+        if(ans == ANS_NOT_DUE) {
+            /* the helper logged when the removal will happen */
+            if(o->debug)
+                pam_syslog(pamh, LOG_DEBUG, "user %s mode %s: %s (%s)", euser, mode,
+                           answers[i].text, answers[i].word);
+        } else if(ans == ANS_IGNORED)
             pam_syslog(pamh, answers[i].prio,
                        "user %s mode %s: not acting: service %s not in pam_services", euser, mode,
                        eservice);
@@ -642,17 +680,36 @@ static int get_names(pam_handle_t *pamh, const struct ps_opts *o, const char **u
 
 /* ------------------------------------------------------------ account */
 
+/* The day `days` (since the epoch) as YYYY-MM-DD. */
+static const char *day_str(long days, char *buf, size_t bufsz)
+{
+    time_t t = (time_t)(days < 0 || days > 10000000 ? 0 : days) * 86400;
+    struct tm tm;
+
+    if(days < 0 || days > 10000000 || gmtime_r(&t, &tm) == NULL ||
+       strftime(buf, bufsz, "%Y-%m-%d", &tm) == 0)
+        snprintf(buf, bufsz, "day %ld", days);
+    return buf;
+}
+
+/* only_expired. Shadow first, before anything else: most logins stop here,
+ * and the configuration (which holds expired_grace_days) is never read in
+ * this process. The module runs the helper once the account is expired
+ * and, when its line has expired_grace_days=N, N days past; without it the
+ * helper applies the configuration's expired_grace_days. Either way the
+ * helper reads shadow again and decides on its own reading. */
 static int acct_only_expired(pam_handle_t *pamh, const struct ps_opts *o)
 {
     const char *user, *service;
-    char esc[PS_ESC_MAX];
+    char esc[PS_ESC_MAX], d1[32], d2[32];
+    struct ps_opts eo;
     struct spwd *sp;
+    time_t now = time(NULL);
     long expire;
 
     if(get_names(pamh, o, &user, &service) != 0)
         return PAM_IGNORE;
 
-    /* Shadow first, before anything else: most logins stop here. */
     sp = getspnam(user);
     if(sp == NULL) {
         if(o->debug)
@@ -661,15 +718,25 @@ static int acct_only_expired(pam_handle_t *pamh, const struct ps_opts *o)
         return PAM_IGNORE;
     }
     expire = sp->sp_expire;
-    if(!ps_shadow_expired(expire, time(NULL))) {
+    if(!ps_shadow_expired(expire, now)) {
         if(o->debug)
             pam_syslog(pamh, LOG_DEBUG, "user %s: account not expired (expire %ld): not acting",
                        ps_escape(user, esc, sizeof(esc)), expire);
         return PAM_IGNORE;
     }
+    if(o->grace > 0 && !o->bad && !ps_shadow_due(expire, o->grace, now)) {
+        pam_syslog(pamh, LOG_INFO,
+                   "user %s: account expired on %s; removal from PlanetScale waits until %s "
+                   "(expired_grace_days=%ld)",
+                   ps_escape(user, esc, sizeof(esc)), day_str(expire, d1, sizeof(d1)),
+                   day_str(expire + o->grace, d2, sizeof(d2)), o->grace);
+        return PAM_IGNORE;
+    }
 
     /* The helper's answer is logged; the login's outcome is pam_unix's. */
-    (void)act(pamh, o, PS_MODE_EXPIRED, service, user);
+    eo = *o;
+    eo.expire_day = expire;
+    (void)act(pamh, &eo, PS_MODE_EXPIRED, service, user);
     return PAM_IGNORE;
 }
 

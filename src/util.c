@@ -208,6 +208,39 @@ int ps_shadow_expired(long expire_days, time_t now)
     return curdays >= expire_days && expire_days != -1;
 }
 
+long ps_shadow_today(time_t now)
+{
+    return (long)(now / (60 * 60 * 24));
+}
+
+int ps_shadow_due(long expire_days, long grace_days, time_t now)
+{
+    if(!ps_shadow_expired(expire_days, now))
+        return 0;
+    if(grace_days <= 0 || expire_days < 0)
+        return 1; /* < -1: expired before 1970, longer ago than any grace */
+    /* days past the expiry date; no overflow: both are days since 1970 */
+    return ps_shadow_today(now) - expire_days >= grace_days;
+}
+
+int ps_grace_parse(const char *s, long *out)
+{
+    long v = 0;
+    const char *p;
+
+    if(s == NULL || *s == '\0' || strlen(s) > 6)
+        return -1;
+    for(p = s; *p; p++) {
+        if(*p < '0' || *p > '9')
+            return -1;
+        v = v * 10 + (*p - '0');
+    }
+    if(v > PS_GRACE_DAYS_MAX)
+        return -1;
+    *out = v;
+    return 0;
+}
+
 /* ------------------------------------------------------------ keys */
 
 #define FNV64_OFFSET UINT64_C(0xcbf29ce484222325)

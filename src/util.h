@@ -48,6 +48,25 @@ double ps_now(void);
  * passed at time `now`, exactly as pam_unix decides it. */
 int ps_shadow_expired(long expire_days, time_t now);
 
+/* only_expired acts once the shadow expiry date is this many days past
+ * (expired_grace_days): an expiry is often temporary (leave, an
+ * investigation, a mistake corrected the next working day), and cron and atd
+ * run the account stack for a user's jobs within a minute of it. */
+#define PS_DEFAULT_EXPIRED_GRACE_DAYS 7
+#define PS_GRACE_DAYS_MAX             3650
+
+/* Days since the epoch (UTC) at `now`, as shadow and pam_unix count them. */
+long ps_shadow_today(time_t now);
+
+/* 1 when the account is expired at `now` (ps_shadow_expired) and its expiry
+ * date is at least grace_days days past: today - expire_days >= grace_days.
+ * grace_days 0 is ps_shadow_expired. */
+int ps_shadow_due(long expire_days, long grace_days, time_t now);
+
+/* Parses a grace period in days: decimal digits only, 0..PS_GRACE_DAYS_MAX.
+ * 0 with *out, or -1. */
+int ps_grace_parse(const char *s, long *out);
+
 /* 64-bit FNV-1a of the NUL-separated fields, as 16 lowercase hex chars in
  * out[17]. Used for queue entry names. */
 void ps_key_hex(const char *a, const char *b, const char *c, char out[17]);

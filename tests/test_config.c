@@ -178,8 +178,10 @@ static void test_full_config(void **state)
                 "    delete_passwords = true; delete_service_tokens = false; }\n"
                 ");\n"
                 "queue = { dir = \"/var/spool/ps-test\"; max_age_days = 7; };\n"
-                "pam_services = [ \"planetscale-deprovision\", \"sshd-offboard\" ];\n");
+                "pam_services = [ \"planetscale-deprovision\", \"sshd-offboard\" ];\n"
+                "expired_grace_days = 14;\n");
     expect_ok(t, 1);
+    assert_int_equal(t->cfg->expired_grace_days, 14);
 
     assert_string_equal(t->cfg->path, t->main);
     assert_string_equal(t->cfg->organization, "acme");
@@ -247,6 +249,8 @@ static void test_defaults(void **state)
     assert_int_equal(t->cfg->unmapped, PS_UNMAPPED_IGNORE);
     assert_string_equal(t->cfg->queue_dir, PS_DEFAULT_QUEUE_DIR);
     assert_int_equal(t->cfg->max_age_days, 30);
+    assert_int_equal(t->cfg->expired_grace_days, PS_DEFAULT_EXPIRED_GRACE_DAYS);
+    assert_int_equal(PS_DEFAULT_EXPIRED_GRACE_DAYS, 7);
     assert_int_equal(t->cfg->npam_services, 1);
     assert_string_equal(t->cfg->pam_services[0], "planetscale-deprovision");
     assert_int_equal(t->cfg->nusers, 0);
@@ -447,6 +451,11 @@ static void test_wrong_types(void **state)
 
     put_main(t, "api = { cleanup_flags = \"json\"; };\n");
     expect_error_at(t, NULL, 1, "api.cleanup_flags: must be");
+
+    put_main(t, "\nexpired_grace_days = 7.0;\n");
+    expect_error_at(t, NULL, 2, "expired_grace_days: expected an integer");
+    put_main(t, "expired_grace_days = \"7\";\n");
+    expect_error_at(t, NULL, 1, "expired_grace_days: expected an integer");
 }
 
 static void test_ranges(void **state)
@@ -468,6 +477,8 @@ static void test_ranges(void **state)
         { "queue = { max_age_days = 0; };\n", "queue.max_age_days" },
         { "queue = { max_age_days = 3651; };\n", "queue.max_age_days" },
         { "queue = { dir = \"spool\"; };\n", "absolute" },
+        { "expired_grace_days = -1;\n", "expired_grace_days" },
+        { "expired_grace_days = 3651;\n", "expired_grace_days" },
     };
     size_t i;
 
@@ -477,11 +488,15 @@ static void test_ranges(void **state)
     }
 
     put_main(t, "api = { timeout = 300; connect_timeout = 300; retries = 20; "
-                "rate_limit = 1000; };\nqueue = { max_age_days = 3650; };\n");
+                "rate_limit = 1000; };\nqueue = { max_age_days = 3650; };\n"
+                "expired_grace_days = 3650;\n");
     expect_ok(t, 0);
+    assert_int_equal(t->cfg->expired_grace_days, 3650);
     put_main(t, "api = { timeout = 1; connect_timeout = 0.5; retries = 1; "
-                "rate_limit = 0.1; };\nqueue = { max_age_days = 1; };\n");
+                "rate_limit = 0.1; };\nqueue = { max_age_days = 1; };\n"
+                "expired_grace_days = 0;\n");
     expect_ok(t, 0);
+    assert_int_equal(t->cfg->expired_grace_days, 0);
     assert_true(t->cfg->connect_timeout == 0.5);
 }
 

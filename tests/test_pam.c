@@ -296,6 +296,11 @@ static int outer(int argc, char **argv)
         { "ps-debug", FAKE_HELPER, "debug timeout=7 bogus_arg" },
         { "login-test", FAKE_HELPER, "" },
         { "ps-expired", FAKE_HELPER, "only_expired" },
+        { "ps-expired-grace", FAKE_HELPER, "only_expired expired_grace_days=3" },
+        { "ps-expired-grace0", FAKE_HELPER, "only_expired expired_grace_days=0" },
+        { "ps-expired-badgrace", FAKE_HELPER, "only_expired expired_grace_days=3x" },
+        { "ps-expired-neggrace", FAKE_HELPER, "only_expired expired_grace_days=-1" },
+        { "ps-expired-biggrace", FAKE_HELPER, "only_expired expired_grace_days=3651" },
         { "ps-close", FAKE_HELPER, "on_close" },
         { "ps-noclose", FAKE_HELPER, "" },
         { "ps-timeout", FAKE_HELPER, "timeout=1" },
@@ -366,7 +371,9 @@ static int outer(int argc, char **argv)
                   "keyonly:x:1007:1001::/home/keyonly:/bin/sh\n"
                   "nopw:x:1008:1001::/home/nopw:/bin/sh\n"
                   "noshadow:x:1009:1001::/home/noshadow:/bin/sh\n"
-                  "zeroexp:x:1010:1001::/home/zeroexp:/bin/sh\n") != 0 ||
+                  "zeroexp:x:1010:1001::/home/zeroexp:/bin/sh\n"
+                  "grace2:x:1011:1001::/home/grace2:/bin/sh\n"
+                  "grace3:x:1012:1001::/home/grace3:/bin/sh\n") != 0 ||
        write_file(dir, "group", 0644, "root:x:0:\nusers:x:1001:\n") != 0 ||
        write_file(dir, "shadow", 0600,
                   "root:*:19000:0:99999:7:::\n"
@@ -378,8 +385,10 @@ static int outer(int argc, char **argv)
                   "lockedold:!%s:19000:0:99999:7::1000:\n"
                   "keyonly:*:19000:0:99999:7:::\n"
                   "nopw::19000:0:99999:7:::\n"
-                  "zeroexp:%s:19000:0:99999:7::0:\n",
-                  ph, ph, ph, today, ph, today + 1, ph, ph, ph) != 0 ||
+                  "zeroexp:%s:19000:0:99999:7::0:\n"
+                  "grace2:!:19000:0:99999:7::%ld:\n"
+                  "grace3:!:19000:0:99999:7::%ld:\n",
+                  ph, ph, ph, today, ph, today + 1, ph, ph, ph, today - 2, today - 3) != 0 ||
        write_file(sdir, "other", 0644,
                   "auth required %s\naccount required %s\n"
                   "session required %s\npassword required %s\n",
@@ -563,9 +572,10 @@ static void session(const char *service, const char *user, int want_open, int wa
     pam_op(service, user, PAMTEST_CLOSE_SESSION, want_close);
 }
 
-/* The single recorded ARGV line must be exactly this. */
-static void assert_argv(const char *mode, const char *service, int deadline, const char *conf,
-                        int debug, const char *user, const char *helper)
+/* The single recorded ARGV line must be exactly this; `extra` is what
+ * follows the deadline ("" or e.g. " [--expire-day] [1000]"). */
+static void assert_argv_x(const char *mode, const char *service, int deadline, const char *extra,
+                          const char *conf, int debug, const char *user, const char *helper)
 {
     char want[PATH_MAX * 2], hpath[PATH_MAX], *log, *line, *end;
 
@@ -575,8 +585,8 @@ static void assert_argv(const char *mode, const char *service, int deadline, con
     }
     snprintf(want, sizeof(want),
              "ARGV [%s] [" PS_HELPER_SUBCOMMAND "] [--mode] [%s] [--service] [%s]"
-             " [--deadline] [%d]%s%s%s%s [--] [%s]",
-             helper, mode, service, deadline, conf ? " [--config] [" : "", conf ? conf : "",
+             " [--deadline] [%d]%s%s%s%s%s [--] [%s]",
+             helper, mode, service, deadline, extra, conf ? " [--config] [" : "", conf ? conf : "",
              conf ? "]" : "", debug ? " [--debug]" : "", user);
     log = read_log();
     assert_int_equal(count_lines(log, "ARGV "), 1);
@@ -587,6 +597,12 @@ static void assert_argv(const char *mode, const char *service, int deadline, con
     *end = '\0';
     assert_string_equal(line, want);
     free(log);
+}
+
+static void assert_argv(const char *mode, const char *service, int deadline, const char *conf,
+                        int debug, const char *user, const char *helper)
+{
+    assert_argv_x(mode, service, deadline, "", conf, debug, user, helper);
 }
 
 /* Clean environment, stdio on /dev/null and a pipe, no other descriptor
@@ -751,13 +767,48 @@ static void test_bad_conf_argument(void **state)
 
 /* ================================================================ expired */
 
+/* sp_expire of the test accounts, relative to today (see main) */
+static long expire_of(const char *user)
+{
+    long today = (long)(time(NULL) / 86400);
+
+    if(strcmp(user, "olduser") == 0 || strcmp(user, "lockedold") == 0)
+        return 1000;
+    if(strcmp(user, "zeroexp") == 0)
+        return 0;
+    if(strcmp(user, "todayuser") == 0)
+        return today;
+    if(strcmp(user, "grace2") == 0)
+        return today - 2;
+    if(strcmp(user, "grace3") == 0)
+        return today - 3;
+    fail_msg("no expiry known for %s", user);
+    return -1;
+}
+
+/* One account pass of `service` (only_expired, maybe expired_grace_days=)
+ * as user: the helper runs `runs` times (0 or 1), with --expire-day and,
+ * when grace >= 0, --expired-grace-days. */
+static void expired_case_in(const char *service, const char *user, long grace, int runs)
+{
+    char extra[128];
+
+    clear_log();
+    account(service, user, IGNORED);
+    assert_int_equal(helper_runs(), runs);
+    if(!runs)
+        return;
+    if(grace >= 0)
+        snprintf(extra, sizeof(extra), " [--expire-day] [%ld] [--expired-grace-days] [%ld]",
+                 expire_of(user), grace);
+    else
+        snprintf(extra, sizeof(extra), " [--expire-day] [%ld]", expire_of(user));
+    assert_argv_x(PS_MODE_EXPIRED, service, PS_HELPER_DEFAULT_TIMEOUT, extra, NULL, 0, user, NULL);
+}
+
 static void expired_case(const char *user, int runs)
 {
-    clear_log();
-    account("ps-expired", user, IGNORED);
-    assert_int_equal(helper_runs(), runs);
-    if(runs)
-        assert_argv(PS_MODE_EXPIRED, "ps-expired", PS_HELPER_DEFAULT_TIMEOUT, NULL, 0, user, NULL);
+    expired_case_in("ps-expired", user, -1, runs);
 }
 
 static void test_expired_valid_account(void **state)
@@ -798,6 +849,47 @@ static void test_expired_locked_not_expired(void **state)
     expired_case("keyonly", 0);    /* '*' */
     expired_case("nopw", 0);       /* empty password */
     expired_case("lockedold", 1);  /* locked AND expired */
+}
+
+/* expired_grace_days=3 on the module line: the module itself waits, and
+ * passes the grace to the helper. grace2 expired 2 days ago (the day before
+ * it becomes due), grace3 3 days ago (the day it becomes due). */
+static void test_expired_grace_argument(void **state)
+{
+    (void)state;
+    expired_case_in("ps-expired-grace", "grace2", 3, 0);
+    expired_case_in("ps-expired-grace", "grace3", 3, 1);
+    expired_case_in("ps-expired-grace", "olduser", 3, 1);
+    expired_case_in("ps-expired-grace", "todayuser", 3, 0);
+    expired_case_in("ps-expired-grace", "alice", 3, 0);
+    expired_case_in("ps-expired-grace", "tomorrowuser", 3, 0);
+    /* 0: as soon as pam_unix calls the account expired */
+    expired_case_in("ps-expired-grace0", "todayuser", 0, 1);
+    expired_case_in("ps-expired-grace0", "tomorrowuser", 0, 0);
+}
+
+/* Without the argument the module cannot know the configuration's grace
+ * (it never reads the configuration): it runs the helper for any expired
+ * account, with the day it saw, and the helper decides. */
+static void test_expired_grace_from_config(void **state)
+{
+    (void)state;
+    expired_case("grace2", 1);
+    expired_case("grace3", 1);
+}
+
+static void test_expired_grace_bad_argument(void **state)
+{
+    static const char *services[] = { "ps-expired-badgrace", "ps-expired-neggrace",
+                                      "ps-expired-biggrace" };
+    size_t i;
+
+    (void)state;
+    /* a bad value removes nobody, and the login is still pam_unix's */
+    for(i = 0; i < sizeof(services) / sizeof(services[0]); i++) {
+        expired_case_in(services[i], "olduser", -1, 0);
+        expired_case_in(services[i], "grace3", -1, 0);
+    }
 }
 
 static void test_expired_no_shadow_entry(void **state)
@@ -1113,6 +1205,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_expired_account_runs_helper, setup),
         cmocka_unit_test_setup(test_expired_today, setup),
         cmocka_unit_test_setup(test_expired_locked_not_expired, setup),
+        cmocka_unit_test_setup(test_expired_grace_argument, setup),
+        cmocka_unit_test_setup(test_expired_grace_from_config, setup),
+        cmocka_unit_test_setup(test_expired_grace_bad_argument, setup),
         cmocka_unit_test_setup(test_expired_no_shadow_entry, setup),
         cmocka_unit_test_setup(test_close_session, setup),
         cmocka_unit_test_setup(test_close_same_handle, setup),

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,6 +192,58 @@ static void test_shadow_expired(void **state)
     assert_true(ps_shadow_expired(19999, now));
 }
 
+static void test_shadow_due(void **state)
+{
+    time_t now = (time_t)20000 * DAY + 12 * 3600; /* day 20000, noon */
+
+    (void)state;
+    assert_int_equal(ps_shadow_today(now), 20000);
+    assert_int_equal(ps_shadow_today((time_t)20000 * DAY - 1), 19999);
+    /* never, or not expired yet: never due, whatever the grace */
+    assert_false(ps_shadow_due(-1, 0, now));
+    assert_false(ps_shadow_due(20001, 0, now));
+    assert_false(ps_shadow_due(20001, 7, now));
+    /* grace 0 is ps_shadow_expired */
+    assert_true(ps_shadow_due(20000, 0, now));
+    /* grace 7: expired 6 days ago is the day before it becomes due */
+    assert_false(ps_shadow_due(20000 - 6, 7, now));
+    assert_true(ps_shadow_due(20000 - 7, 7, now));
+    assert_true(ps_shadow_due(20000 - 8, 7, now));
+    /* the boundary is midnight UTC of day expire + grace */
+    assert_false(ps_shadow_due(19993, 7, (time_t)20000 * DAY - 1));
+    assert_true(ps_shadow_due(19993, 7, (time_t)20000 * DAY));
+    /* 0 (1970-01-01) and other negative values: long past any grace */
+    assert_true(ps_shadow_due(0, PS_GRACE_DAYS_MAX, now));
+    assert_true(ps_shadow_due(-2, PS_GRACE_DAYS_MAX, now));
+    assert_true(ps_shadow_due(LONG_MIN, PS_GRACE_DAYS_MAX, now));
+    assert_false(ps_shadow_due(LONG_MAX, 0, now));
+}
+
+static void test_grace_parse(void **state)
+{
+    static const char *bad[] = {
+        "", "-1", "+1", " 1", "1 ", "1x", "0x10", "3651", "99999999999999999999", "1.5"
+    };
+    long v = -5;
+    size_t i;
+
+    (void)state;
+    assert_int_equal(ps_grace_parse("0", &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(ps_grace_parse("7", &v), 0);
+    assert_int_equal(v, 7);
+    assert_int_equal(ps_grace_parse("007", &v), 0);
+    assert_int_equal(v, 7);
+    assert_int_equal(ps_grace_parse("3650", &v), 0);
+    assert_int_equal(v, PS_GRACE_DAYS_MAX);
+    for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = -5;
+        assert_int_equal(ps_grace_parse(bad[i], &v), -1);
+        assert_int_equal(v, -5);
+    }
+    assert_int_equal(ps_grace_parse(NULL, &v), -1);
+}
+
 /* ------------------------------------------------------------ key */
 
 static void test_key_hex(void **state)
@@ -356,6 +409,8 @@ int main(void)
         cmocka_unit_test(test_login_valid),
         cmocka_unit_test(test_id_valid),
         cmocka_unit_test(test_shadow_expired),
+        cmocka_unit_test(test_shadow_due),
+        cmocka_unit_test(test_grace_parse),
         cmocka_unit_test(test_key_hex),
         cmocka_unit_test_setup_teardown(test_perms, tmp_setup, tmp_teardown),
         cmocka_unit_test(test_perms_owner),

@@ -2,6 +2,7 @@
 nss_wrapper for shadow states) runs the module, which runs the real command
 against the HTTPS simulator."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -59,10 +60,15 @@ class PamFixture(SimTestCase):
         os.mkdir(self.svcdir)
         with open(os.path.join(self.svcdir, "other"), "w") as f:
             f.write("account required %s\n" % find_pam_module("pam_deny.so"))
+        # nss_wrapper databases
+        self.passwd = os.path.join(self.dir, "passwd")
+        self.group = os.path.join(self.dir, "group")
+        self.shadow = os.path.join(self.dir, "shadow")
         # The module runs its helper with a clean environment: this wrapper
-        # adds back only the test's syslog capture.
+        # adds back the test's syslog capture and the nss_wrapper databases
+        # (the helper reads the shadow entry again, in only_expired).
         self.helper = os.path.join(self.dir, "helper.sh")
-        env = shim_env(self.syslog)
+        env = self.helper_env()
         wrapper = os.environ.get("TEST_WRAPPER", "")
         with open(self.helper, "w") as f:
             f.write("#!/bin/sh\n")
@@ -70,10 +76,6 @@ class PamFixture(SimTestCase):
                 f.write("export %s='%s'\n" % (k, v))
             f.write("exec %s '%s' \"$@\"\n" % (wrapper, pslib.command_path()))
         os.chmod(self.helper, 0o755)
-        # nss_wrapper databases
-        self.passwd = os.path.join(self.dir, "passwd")
-        self.group = os.path.join(self.dir, "group")
-        self.shadow = os.path.join(self.dir, "shadow")
         with open(self.passwd, "w") as f:
             for i, u in enumerate(("alice", "bob", "carol", "dave")):
                 f.write("%s:x:%d:%d::/home/%s:/bin/sh\n" % (u, 2000 + i, 2000 + i, u))
@@ -81,6 +83,16 @@ class PamFixture(SimTestCase):
             for i, u in enumerate(("alice", "bob", "carol", "dave")):
                 f.write("%s:x:%d:\n" % (u, 2000 + i))
         self.write_shadow({})
+
+    def helper_env(self):
+        """What the command needs to see the test's accounts and syslog."""
+        env = shim_env(self.syslog)
+        env.update({"NSS_WRAPPER_PASSWD": self.passwd, "NSS_WRAPPER_GROUP": self.group,
+                    "NSS_WRAPPER_SHADOW": self.shadow})
+        env["LD_PRELOAD"] = " ".join(filter(None, (
+            os.environ.get("PS_SANITIZER_RUNTIME", ""), self.nss_wrapper,
+            env.get("LD_PRELOAD", ""))))
+        return env
 
     def write_shadow(self, expire):
         """expire: login -> sp_expire (days since epoch, '' = never); pw '!'"""
@@ -167,12 +179,125 @@ class PamTest(PamFixture):
             rc, out = self.pamtester("login", user, "acct_mgmt")
             self.assertEqual(rc, 0, out)
         self.assertEqual(self.deletes(), [])
-        # expired: removed, and the login's outcome is still pam_permit's
-        self.write_shadow({"alice": str(TODAY - 1), "bob": str(TODAY + 10)})
+        # expired, and the default expired_grace_days (7) past: removed, and
+        # the login's outcome is still pam_permit's
+        self.write_shadow({"alice": str(TODAY - 7), "bob": str(TODAY + 10)})
         rc, out = self.pamtester("login", "alice", "acct_mgmt")
         self.assertEqual(rc, 0, "only_expired never changes a login's outcome: " + out)
         self.assertEqual(len(self.deletes()), 1)
         self.assertEqual(len(self.audit("removed")), 1)
+
+    def expired_stack(self, *args, **cfgkw):
+        cfg = self.config(users=[{"login": u, "id": i} for u, i in
+                                 (("alice", "d4xkq1abc"), ("bob", "x9z8"), ("carol", "c4rol"))],
+                          **cfgkw)
+        self.service("login", [self.modline("account", "[default=ignore]", "only_expired",
+                                            *args, cfg=cfg),
+                               "account required " + find_pam_module("pam_permit.so")])
+        return cfg
+
+    def expired_pass(self, user):
+        rc, out = self.pamtester("login", user, "acct_mgmt")
+        self.assertEqual(rc, 0, "only_expired never changes a login's outcome: " + out)
+
+    def removed_ids(self):
+        return [r["target"].split("/members/")[1].split("?")[0] for r in self.deletes()]
+
+    def test_only_expired_grace_default(self):
+        """expired_grace_days defaults to 7: expired 6 days ago is the day
+        before the removal is due, 7 days ago the day it is."""
+        self.expired_stack()
+        self.write_shadow({"alice": str(TODAY - 6), "bob": str(TODAY - 7),
+                           "carol": str(TODAY)})
+        for user in ("alice", "bob", "carol"):
+            self.expired_pass(user)
+        self.assertEqual(self.removed_ids(), ["x9z8"])
+        waits = [l for l in self.syslog_lines() if "waits until" in l]
+        self.assertEqual(len(waits), 2, self.syslog_lines())
+        self.assertTrue(any("alice" in l and "expired_grace_days = 7" in l for l in waits), waits)
+        self.assertEqual(self.queue_entries(), [])
+
+    def test_only_expired_grace_from_config(self):
+        self.expired_stack(extra="expired_grace_days = 3;\n")
+        self.write_shadow({"alice": str(TODAY - 2), "bob": str(TODAY - 3)})
+        for user in ("alice", "bob"):
+            self.expired_pass(user)
+        self.assertEqual(self.removed_ids(), ["x9z8"])
+        # the next day alice is due too
+        self.write_shadow({"alice": str(TODAY - 3)})
+        self.expired_pass("alice")
+        self.assertEqual(self.removed_ids(), ["x9z8", "d4xkq1abc"])
+
+    def test_only_expired_grace_zero(self):
+        self.expired_stack(extra="expired_grace_days = 0;\n")
+        self.write_shadow({"alice": str(TODAY), "bob": str(TODAY + 1)})
+        for user in ("alice", "bob"):
+            self.expired_pass(user)
+        self.assertEqual(self.removed_ids(), ["d4xkq1abc"])
+
+    def test_only_expired_module_argument_overrides_config(self):
+        # the module line says 2, the configuration 30: 2 wins, both ways
+        self.expired_stack("expired_grace_days=2", extra="expired_grace_days = 30;\n")
+        self.write_shadow({"alice": str(TODAY - 1), "bob": str(TODAY - 2)})
+        for user in ("alice", "bob"):
+            self.expired_pass(user)
+        self.assertEqual(self.removed_ids(), ["x9z8"])
+        self.expired_stack("expired_grace_days=40", extra="expired_grace_days = 0;\n")
+        self.write_shadow({"carol": str(TODAY - 39)})
+        self.expired_pass("carol")
+        self.assertEqual(self.removed_ids(), ["x9z8"])
+        self.write_shadow({"carol": str(TODAY - 40)})
+        self.expired_pass("carol")
+        self.assertEqual(self.removed_ids(), ["x9z8", "c4rol"])
+
+    def run_helper(self, cfg, user, *args):
+        return self.run_cmd(["pam-helper", "--mode", "expired", "--service", "login",
+                             "--deadline", "10"] + list(args) + ["--", user], config=cfg,
+                            env=self.helper_env())
+
+    def test_helper_reads_shadow_itself(self):
+        """The helper decides on its own reading of shadow, not on the day
+        the module (or anyone who runs it) says."""
+        cfg = self.expired_stack(extra="expired_grace_days = 3;\n")
+        self.write_shadow({"alice": str(TODAY + 5), "bob": str(TODAY - 1)})
+        for user, day in (("alice", TODAY - 100), ("bob", TODAY - 100), ("carol", 0)):
+            rc, out, err = self.run_helper(cfg, user, "--expire-day", str(day))
+            self.assertEqual((rc, out), (0, "not-due\n"), err)
+            rc, out, err = self.run_helper(cfg, user, "--expire-day", str(day),
+                                       "--expired-grace-days", "0")
+            self.assertEqual(out, "removed\n" if user == "bob" else "not-due\n", err)
+        self.assertEqual(self.removed_ids(), ["x9z8"])
+        # no readable shadow entry at all: not acting
+        rc, out, err = self.run_helper(cfg, "nosuchuser", "--expire-day", "0",
+                                   "--expired-grace-days", "0")
+        self.assertEqual(out, "not-due\n", err)
+        # bad values are a bad invocation, never a removal
+        for bad in ("-1", "3651", "x", ""):
+            rc, out, err = self.run_helper(cfg, "bob", "--expired-grace-days", bad)
+            self.assertEqual(rc, 64, err)
+            self.assertEqual(out, "")
+        self.assertEqual(len(self.deletes()), 1)
+
+    def test_helper_grace_with_broken_config(self):
+        """The configuration does not load: the helper cannot know its
+        expired_grace_days, so it records (for `retry`) only an account
+        that the default (7) or the module argument makes due."""
+        cfg = self.config(extra="bogus_key = 1;\n")
+        self.write_shadow({"alice": str(TODAY - 6), "bob": str(TODAY - 7),
+                           "carol": str(TODAY - 1)})
+        unresolved = os.path.join(self.dir, "unresolved")
+        rc, out, err = self.run_helper(cfg, "alice", "--expire-day", str(TODAY - 6))
+        self.assertEqual(out, "config\n")
+        self.assertFalse(os.path.isdir(unresolved) and os.listdir(unresolved))
+        rc, out, err = self.run_helper(cfg, "bob", "--expire-day", str(TODAY - 7))
+        self.assertEqual(out, "config\n")
+        rc, out, err = self.run_helper(cfg, "carol", "--expire-day", str(TODAY - 1),
+                                   "--expired-grace-days", "1")
+        self.assertEqual(out, "config\n")
+        recorded = [json.load(open(os.path.join(unresolved, n)))["login"]
+                    for n in os.listdir(unresolved) if n.endswith(".json")]
+        self.assertEqual(sorted(recorded), ["bob", "carol"])
+        self.assertEqual(self.deletes(), [])
 
     def test_only_expired_does_not_remove_locked_accounts(self):
         cfg = self.config()

@@ -283,12 +283,14 @@ class UnresolvedPamTest(PamFixture):
         self.service("login", [self.modline("account", "[default=ignore]", "only_expired",
                                             cfg=cfg),
                                "account required " + find_pam_module("pam_permit.so")])
-        self.write_shadow({"alice": str(today - 1), "bob": ""})
-        for user in ("alice", "bob"):
+        # alice expired 7 days ago (due under the default expired_grace_days),
+        # carol yesterday (not due), bob never
+        self.write_shadow({"alice": str(today - 7), "bob": "", "carol": str(today - 1)})
+        for user in ("alice", "bob", "carol"):
             rc, out = self.pamtester("login", user, "acct_mgmt")
             self.assertEqual(rc, 0, "the login's outcome never changes: " + out)
         self.assertEqual([r["login"] for r in self.records()], ["alice"],
-                         "only the expired account is recorded")
+                         "only the expired account whose grace period is over is recorded")
         self.config()
         rc, out, err = self.run_cmd(["retry"], config=cfg)
         self.assertEqual(rc, 0, err)
