@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.parse
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 TOP_SRCDIR = os.environ.get("top_srcdir") or os.path.dirname(TESTS_DIR)
@@ -62,6 +63,26 @@ def ca_dir():
     return _ca_dir
 
 
+def credential(id=None, secret=None, orgs="*", read=True, write=True, oauth=None,
+               id_prefix=None):
+    """One simulator credential (an entry of Simulator(tokens=...),
+    set_tokens(), add_tokens()): a service token (id + secret, sent as
+    "ID:SECRET"), a family of them (id_prefix + secret: any id starting with
+    the prefix), or an OAuth token (oauth; id is then only its name in the
+    statistics). orgs: "*" or a list; read: read_organization (list, GET),
+    write: write_organization (DELETE, PATCH)."""
+    out = {"orgs": orgs if orgs == "*" else list(orgs), "read": read, "write": write}
+    for k, v in (("id", id), ("secret", secret), ("oauth", oauth), ("id_prefix", id_prefix)):
+        if v is not None:
+            out[k] = v
+    return out
+
+
+def auth_header(id, secret):
+    """The Authorization header of a service token."""
+    return "%s:%s" % (id, secret)
+
+
 def ssl_context(cafile=None):
     """A client context that trusts the test CA (or `cafile`)."""
     ctx = ssl.create_default_context(cafile=cafile or os.path.join(ca_dir(), "ca.pem"))
@@ -74,16 +95,31 @@ class Simulator:
     Attributes after start(): port, url ("https://127.0.0.1:PORT/v1"),
     base ("https://127.0.0.1:PORT"), ca_file, other_ca_file, dir, log_path,
     token_id, token, oauth, auth_header (what a service-token client sends).
+
+    Beyond the legacy all-access token: tokens (a list of credential()
+    dicts), no_write_status / no_read_status (404 or 403),
+    org_rate_limit (requests per minute per organization), time_scale
+    (a minute lasts 60/time_scale s), org_retry_after, and config (any other
+    /_admin/config keys); all applied at start (see simulator.py).
     """
 
     def __init__(self, members=None, token_id=TOKEN_ID, token=TOKEN, oauth=None,
                  rate_limit=None, retry_after=True, faults=(), delay=None,
-                 extra_args=(), host="127.0.0.1", verbose=False):
+                 extra_args=(), host="127.0.0.1", verbose=False, tokens=None,
+                 no_write_status=None, no_read_status=None, org_rate_limit=None,
+                 time_scale=None, org_retry_after=None, config=None):
         self.members = DEFAULT_MEMBERS if members is None else members
         self.token_id, self.token, self.oauth = token_id, token, oauth
         self.rate_limit, self.retry_after = rate_limit, retry_after
         self.faults, self.delay = list(faults), delay
         self.extra_args, self.host, self.verbose = list(extra_args), host, verbose
+        self.start_config = dict(config or {})
+        for key, val in (("tokens", tokens), ("no_write_status", no_write_status),
+                         ("no_read_status", no_read_status),
+                         ("org_rate_limit", org_rate_limit), ("time_scale", time_scale),
+                         ("org_retry_after", org_retry_after)):
+            if val is not None:
+                self.start_config[key] = val
         self.proc = None
         self.dir = None
         self.port = None
@@ -116,6 +152,11 @@ class Simulator:
             cmd += ["--fault", f if isinstance(f, str) else json.dumps(f)]
         if self.verbose:
             cmd.append("--verbose")
+        if self.start_config:
+            config_file = os.path.join(self.dir, "config.json")
+            with open(config_file, "w", encoding="utf-8") as f:
+                json.dump(self.start_config, f)
+            cmd += ["--config", config_file]
         cmd += self.extra_args
         self.stderr_path = os.path.join(self.dir, "stderr")
         with open(self.stderr_path, "wb") as err:
@@ -187,9 +228,10 @@ class Simulator:
         finally:
             conn.close()
 
-    def state(self):
-        """{"members", "removed", "stats", "faults", "config", "port"}."""
-        return self.admin("GET", "/_admin/state")
+    def state(self, members=True):
+        """{"members", "removed", "stats", "faults", "config", "port"}
+        (members None unless `members`: cheaper with thousands of them)."""
+        return self.admin("GET", "/_admin/state" + ("" if members else "?members=0"))
 
     def stats(self):
         return self.state()["stats"]
@@ -209,11 +251,134 @@ class Simulator:
         return self.admin("POST", "/_admin/members", members)
 
     def configure(self, **kw):
-        """token ("ID:TOKEN"), oauth, rate_limit, retry_after, delay."""
+        """token ("ID:TOKEN" or None), oauth, rate_limit (per second, global),
+        retry_after, delay, tokens, no_write_status, no_read_status (404|403),
+        org_rate_limit (per minute per org, 0: off), time_scale,
+        org_retry_after. Returns the configuration (no secrets)."""
         return self.admin("POST", "/_admin/config", kw)
 
     def members_of(self, org):
-        return [m["id"] for m in self.state()["members"].get(org, [])]
+        """The user ids of org's current members, in order."""
+        return [m["id"] for m in self.get_members(org)]
+
+    def get_members(self, org=None):
+        """org's member objects ([] when unknown), or {org: [...]} for all."""
+        if org is None:
+            return self.admin("GET", "/_admin/members")
+        return self.admin("GET", "/_admin/members?" + urllib.parse.urlencode({"org": org}))
+
+    # ---- members, at scale
+    def add_members(self, org, members):
+        """Append members (dicts as in set_members) to org, kept by reset()."""
+        return self.admin("POST", "/_admin/members/add", {"org": org, "members": members})
+
+    def generate_members(self, org, count, **kw):
+        """Add `count` generated members to org (kept by reset()): ids
+        gen00001..., emails user00001@example.com... (distinct, none a prefix
+        of another). kw: start (1), id_prefix, email_prefix, domain, role,
+        directory_managed_every (every Nth is directory-managed).
+        Returns {"org", "added", "total", "first_id", "last_id"}."""
+        return self.admin("POST", "/_admin/members/generate",
+                          dict(kw, org=org, count=count), timeout=120)
+
+    def update_member(self, org, id, **fields):
+        """Change a member (and its baseline): directory_managed=True, email,
+        name, role, sso, managed, protected, ... Returns the membership JSON."""
+        return self.admin("POST", "/_admin/members/update", dict(fields, org=org, id=id))
+
+    def remove_members(self, org, ids):
+        """Members gone without an API DELETE (someone else removed them);
+        reset() brings them back. Returns {"removed": [ids actually removed]}."""
+        return self.admin("POST", "/_admin/members/remove", {"org": org, "ids": list(ids)})
+
+    # ---- credentials and limits
+    def set_tokens(self, tokens):
+        """Replace the scoped credentials (credential() dicts); the legacy
+        token stays unless a credential has its id and secret."""
+        return self.admin("POST", "/_admin/tokens", {"tokens": list(tokens)})
+
+    def add_tokens(self, tokens):
+        return self.admin("POST", "/_admin/tokens", {"tokens": list(tokens), "append": True})
+
+    def tokens(self):
+        """Every credential accepted, without secrets."""
+        return self.admin("GET", "/_admin/tokens")
+
+    def set_org_limit(self, per_minute, time_scale=1, retry_after=True):
+        """Organization-wide limit: per_minute requests per org in any sliding
+        minute of 60/time_scale real seconds (0: off)."""
+        return self.configure(org_rate_limit=per_minute, time_scale=time_scale,
+                              org_retry_after=retry_after)
+
+    def api_stats(self):
+        """Traffic statistics: requests per org (with peak_per_minute), per
+        credential id, per method, 429s, 204 DELETEs per member (simulator.py)."""
+        return self.admin("GET", "/_admin/stats")
+
+    def reset_stats(self):
+        """Clear the traffic statistics only (members, log and config stay)."""
+        return self.admin("DELETE", "/_admin/stats")
+
+    # ---- the API, as a client
+    def call(self, method, path, body=None, auth=None, conn=None, timeout=10):
+        """One API request: (status, headers, parsed JSON or None for an empty
+        or non-JSON body). path is under /v1 unless it starts with "/"; auth
+        is the Authorization header (default: the legacy token's; False:
+        none). `conn` (from connect()) reuses a connection."""
+        if not path.startswith("/"):
+            path = "/v1/" + path
+        hdrs = {}
+        if auth is None:
+            auth = (self.auth_header if self.token_id is not None and self.token is not None
+                    else "Bearer " + self.oauth if self.oauth else False)
+        if auth is not False:
+            hdrs["Authorization"] = auth
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        c = conn or self.connect(timeout)
+        try:
+            c.request(method, path, body=data, headers=hdrs)
+            r = c.getresponse()
+            raw = r.read()
+            try:
+                obj = json.loads(raw) if raw else None
+            except ValueError:
+                obj = None
+            return r.status, r.headers, obj
+        finally:
+            if conn is None:
+                c.close()
+
+    def connect(self, timeout=10):
+        """A keep-alive HTTPS connection to the simulator (for call(conn=))."""
+        return http.client.HTTPSConnection(self.host, self.port, timeout=timeout,
+                                           context=ssl_context(self.ca_file))
+
+    def list_members(self, org, q=None, page=None, per_page=None, auth=None, conn=None):
+        """GET the member list: (status, JSON)."""
+        params = {k: v for k, v in (("q", q), ("page", page), ("per_page", per_page))
+                  if v is not None}
+        path = "/v1/organizations/%s/members" % urllib.parse.quote(org, safe="")
+        if params:
+            path += "?" + urllib.parse.urlencode(params)
+        st, _, obj = self.call("GET", path, auth=auth, conn=conn)
+        return st, obj
+
+    def list_all_members(self, org, q=None, per_page=100, auth=None):
+        """Every page through next_page on one connection: the data items."""
+        out, page, conn = [], 1, self.connect()
+        try:
+            while page is not None:
+                st, obj = self.list_members(org, q, page, per_page, auth, conn)
+                if st != 200:
+                    raise RuntimeError("list %s page %d: %s %s" % (org, page, st, obj))
+                out += obj["data"]
+                page = obj["next_page"]
+        finally:
+            conn.close()
+        return out
 
     def wait_idle(self, timeout=5.0):
         """Wait until no API request is in flight (True) or timeout (False)."""

@@ -6,10 +6,12 @@ import json
 import os
 import socket
 import ssl
+import sys
 import tempfile
 import threading
 import time
 import unittest
+import urllib.parse
 
 import pslib
 
@@ -45,6 +47,8 @@ class SimTestCase(unittest.TestCase):
             cls.sim.stop()
 
     def setUp(self):
+        self.sim.configure(tokens=[], no_write_status=404, no_read_status=404,
+                           org_rate_limit=0, time_scale=1, org_retry_after=True)
         self.sim.set_members(MEMBERS)
         self.sim.reset()
 
@@ -219,9 +223,21 @@ class TestReadApi(SimTestCase):
     def test_search(self):
         obj = self.get("/v1/organizations/acme/members?q=carol%40example.com")
         self.assertEqual([m["user"]["id"] for m in obj["data"]], ["c4rol"])
-        obj = self.get("/v1/organizations/acme/members?q=example.com&per_page=1&page=2")
-        self.assertEqual(obj["total_count"], 4)
-        self.assertIn("q=example.com", obj["next_page_url"])
+        # a prefix of the email or the name, any case; never a substring
+        obj = self.get("/v1/organizations/acme/members?q=example.com")
+        self.assertEqual(obj["total_count"], 0)
+        obj = self.get("/v1/organizations/acme/members?q=CAROL%40EXAMPLE.COM")
+        self.assertEqual([m["user"]["id"] for m in obj["data"]], ["c4rol"])
+        # Dave (email and name match: one member); the user id is not searched
+        obj = self.get("/v1/organizations/acme/members?q=d&per_page=1")
+        self.assertEqual([m["user"]["id"] for m in obj["data"]], ["d4ve"])
+        obj = self.get("/v1/organizations/acme/members?q=r&per_page=1")
+        self.assertEqual(obj["total_count"], 1)   # Root Admin and root@ are one member
+        obj = self.get("/v1/organizations/acme/members?q=&per_page=2")
+        self.assertEqual(obj["total_count"], 5)
+        self.assertIn("q=&", obj["next_page_url"])
+        obj = self.get("/v1/organizations/acme/members?q=root%20ad")
+        self.assertEqual([m["user"]["id"] for m in obj["data"]], ["adm0acme"])
         obj = self.get("/v1/organizations/acme/members?q=nobody")
         self.assertEqual((obj["total_count"], obj["total_pages"], obj["data"]), (0, 0, []))
         self.assertEqual(self.call("GET", "/v1/organizations/acme/members?page=0")[0], 422)
@@ -465,15 +481,496 @@ class TestLogAndConnections(SimTestCase):
         c.close()
 
 
+
+LIST = "/v1/organizations/%s/members"
+NOT_FOUND = {"code": "not_found", "message": "Not Found"}
+SECRET = "s3cret-value"
+
+
+def ids_of(obj):
+    return [m["user"]["id"] for m in obj["data"]]
+
+
+class TestScopes(SimTestCase):
+    """Scoped credentials answer the way PlanetScale does: 404 hides what a
+    credential cannot see or change; 401 for a credential that is not one."""
+
+    def setUp(self):
+        super().setUp()
+        self.sim.set_tokens([
+            pslib.credential("solo-only", SECRET, orgs=["solo"]),
+            pslib.credential("reader", SECRET, orgs=["acme"], write=False),
+            pslib.credential("writer", SECRET, orgs=["acme", "solo"], read=False),
+            pslib.credential("both", SECRET, orgs="*"),
+            pslib.credential(oauth="oauth-reader", id="oauth-r", orgs=["acme"], write=False),
+            pslib.credential(id_prefix="host-", secret="fleet", orgs=["acme"]),
+        ])
+
+    def as_(self, cid, secret=SECRET):
+        return pslib.auth_header(cid, secret)
+
+    def assertNotFound(self, resp):
+        self.assertEqual((resp[0], json.loads(resp[2])), (404, NOT_FOUND), resp)
+
+    def test_no_access_to_org_is_404_everywhere(self):
+        auth = self.as_("solo-only")
+        for method, path, body in (("GET", LIST % "acme", None),
+                                   ("GET", LIST % "acme" + "?q=alice", None),
+                                   ("GET", ALICE, None),
+                                   ("GET", "/v1/organizations/acme/members/zz", None),
+                                   ("DELETE", ALICE + FLAGS_QS, None),
+                                   ("DELETE", ALICE + "?bogus=1", None),
+                                   ("PATCH", ALICE, {"role": "admin"}),
+                                   ("POST", LIST % "acme", {}),
+                                   ("GET", "/v1/organizations/acme", None)):
+            with self.subTest(method=method, path=path):
+                self.assertNotFound(self.call(method, path, body, auth=auth))
+        self.assertIn("d4xkq1abc", self.sim.members_of("acme"))
+        self.assertEqual(self.call("GET", LIST % "solo", auth=auth)[0], 200)
+        # an organization that does not exist looks the same to everyone
+        self.assertNotFound(self.call("GET", LIST % "nope", auth=self.as_("both")))
+
+    def test_read_only_delete_is_an_ambiguous_404(self):
+        for auth in (self.as_("reader"), "Bearer oauth-reader"):
+            with self.subTest(auth=auth):
+                self.assertNotFound(self.call("DELETE", ALICE + FLAGS_QS, auth=auth))
+                self.assertNotFound(self.call("PATCH", ALICE, {"role": "admin"}, auth=auth))
+                # ... yet the member is there, and GET and the list say so
+                st, _, body = self.call("GET", ALICE, auth=auth)
+                self.assertEqual((st, json.loads(body)["user"]["id"]), (200, "d4xkq1abc"))
+                st, _, body = self.call("GET", LIST % "acme" + "?q=alice", auth=auth)
+                self.assertEqual((st, ids_of(json.loads(body))), (200, ["d4xkq1abc"]))
+        self.assertIn("d4xkq1abc", self.sim.members_of("acme"))
+        self.assertEqual(self.sim.state()["removed"], [])
+        # a deployment that says 403 instead
+        self.sim.configure(no_write_status=403)
+        resp = self.call("DELETE", ALICE + FLAGS_QS, auth=self.as_("reader"))
+        self.assertApiError(resp, 403, "forbidden", "Forbidden")
+        self.assertNotEqual(json.loads(resp[2])["message"], pslib.LAST_ADMIN_MESSAGE)
+        self.assertEqual(self.call("GET", ALICE, auth=self.as_("reader"))[0], 200)
+        self.assertIn("d4xkq1abc", self.sim.members_of("acme"))
+
+    def test_write_only_cannot_read(self):
+        auth = self.as_("writer")
+        self.assertNotFound(self.call("GET", ALICE, auth=auth))
+        self.assertNotFound(self.call("GET", LIST % "acme", auth=auth))
+        self.sim.configure(no_read_status=403)
+        self.assertApiError(self.call("GET", ALICE, auth=auth), 403, "forbidden")
+        self.assertEqual(self.call("PATCH", "/v1/organizations/acme/members/x9z8",
+                                   {"role": "admin"}, auth=auth)[0], 200)
+        self.assertEqual(self.call("DELETE", ALICE + FLAGS_QS, auth=auth)[0], 204)
+        self.assertNotFound(self.call("DELETE", ALICE + FLAGS_QS, auth=auth))
+        self.assertNotIn("d4xkq1abc", self.sim.members_of("acme"))
+        # the last-admin refusal holds for a scoped credential too
+        self.assertApiError(self.call("DELETE", "/v1/organizations/solo/members/only1",
+                                      auth=auth), 403, "forbidden", pslib.LAST_ADMIN_MESSAGE)
+
+    def test_invalid_credentials_401(self):
+        for auth in (self.as_("reader", "wrong"), self.as_("nobody"), "reader",
+                     "Bearer " + SECRET, "Bearer oauth-reade", self.as_("host-", "fleet")[:-1],
+                     "hosts-1:fleet", "host-1:" + SECRET, self.as_("reader") + " ", False):
+            with self.subTest(auth=auth):
+                self.assertApiError(self.call("GET", ALICE, auth=auth), 401, "unauthorized")
+        # the legacy all-access token is still accepted beside the list
+        self.assertEqual(self.call("DELETE", ALICE)[0], 204)
+
+    def test_id_prefix_family_and_stats_per_credential(self):
+        self.assertEqual(self.call("GET", ALICE, auth="host-0001:fleet")[0], 200)
+        self.assertEqual(self.call("DELETE", ALICE, auth="host-0002:fleet")[0], 204)
+        self.assertEqual(self.call("DELETE", ALICE, auth="host-0003:fleet")[0], 404)
+        self.assertEqual(self.call("GET", ALICE, auth="host-0001:wrong")[0], 401)
+        self.assertNotFound(self.call("GET", LIST % "solo", auth="host-0004:fleet"))
+        creds = self.sim.api_stats()["credentials"]
+        self.assertEqual(creds["host-0001"]["methods"], {"GET": 1})
+        self.assertEqual(creds["host-0002"]["statuses"], {"204": 1})
+        self.assertEqual(creds["host-0003"]["statuses"], {"404": 1})
+        self.assertEqual(creds["host-0004"]["requests"], 1)
+        self.assertEqual(creds["(invalid)"]["statuses"], {"401": 1})
+        self.assertEqual([r["credential"] for r in self.sim.requests()],
+                         ["host-0001", "host-0002", "host-0003", None, "host-0004"])
+
+    def test_restrict_the_legacy_token(self):
+        # a credential with the legacy token's header replaces it
+        self.sim.set_tokens([pslib.credential(pslib.TOKEN_ID, pslib.TOKEN, orgs=["acme"],
+                                              write=False)])
+        self.assertNotFound(self.call("DELETE", ALICE))
+        self.assertEqual(self.call("GET", ALICE)[0], 200)
+        self.assertNotFound(self.call("GET", LIST % "solo"))
+        self.assertEqual(self.sim.tokens(), [{"kind": "service", "id": pslib.TOKEN_ID,
+                                              "orgs": ["acme"], "read": True,
+                                              "write": False}])
+        self.sim.set_tokens([])
+        self.assertEqual(self.call("DELETE", ALICE)[0], 204)
+        self.assertEqual(self.sim.tokens()[0]["legacy"], True)
+
+    def test_tokens_listing_has_no_secret(self):
+        self.sim.add_tokens([pslib.credential("late", SECRET, orgs=["acme"])])
+        listed = self.sim.tokens()
+        self.assertEqual(len(listed), 8)   # legacy + six + late
+        text = json.dumps([listed, self.sim.state()["config"]])
+        for secret in (SECRET, "fleet", "oauth-reader", pslib.TOKEN):
+            self.assertNotIn(secret, text)
+        self.assertEqual(self.call("GET", ALICE, auth=self.as_("late"))[0], 200)
+
+    def test_open_when_nothing_configured(self):
+        self.sim.set_tokens([])
+        self.sim.configure(token=None)
+        try:
+            self.assertEqual(self.call("GET", ALICE, auth=False)[0], 200)
+            self.assertEqual(self.sim.api_stats()["credentials"], {"(open)": {
+                "requests": 1, "methods": {"GET": 1}, "statuses": {"200": 1}}})
+        finally:
+            self.sim.configure(token=self.sim.auth_header)
+
+    def test_bad_configuration_changes_nothing(self):
+        before = self.sim.state()["config"]
+        for bad in ({"tokens": [{"id": "a"}]}, {"tokens": [{"secret": "s"}]},
+                    {"tokens": [{"id": "a", "id_prefix": "b", "secret": "s"}]},
+                    {"tokens": [{"id": "a:b", "secret": "s"}]},
+                    {"tokens": [{"id": "a", "secret": "s", "orgs": "acme"}]},
+                    {"tokens": [{"id": "a", "secret": "s", "read": "yes"}]},
+                    {"tokens": [{"id": "a", "secret": "s", "scope": "x"}]},
+                    {"tokens": [{"oauth": "o", "secret": "s"}]}, {"tokens": {}},
+                    {"no_write_status": 500, "delay": 1}, {"no_read_status": True},
+                    {"org_rate_limit": -1}, {"org_rate_limit": 1.5}, {"time_scale": 0},
+                    {"org_retry_after": 1}, {"token": 5}, {"bogus": 1}):
+            with self.subTest(bad=bad):
+                with self.assertRaises(RuntimeError):
+                    self.sim.configure(**bad)
+        self.assertEqual(self.sim.state()["config"], before)
+
+
+class TestMemberList(SimTestCase):
+    def get(self, path, status=200):
+        st, _, body = self.call("GET", path)
+        self.assertEqual(st, status, body)
+        return json.loads(body)
+
+    def test_shape_as_the_openapi_document(self):
+        self.sim.update_member("acme", "x9z8", directory_managed=True, sso=True)
+        obj = self.get(LIST % "acme")
+        self.assertEqual(set(obj), LIST_KEYS)
+        self.assertEqual((obj["type"], obj["current_page"], obj["per_page"], obj["next_page"],
+                          obj["next_page_url"], obj["prev_page"], obj["prev_page_url"],
+                          obj["total_count"], obj["total_pages"]),
+                         ("list", 1, 25, None, None, None, None, 5, 1))
+        full_user = USER_KEYS | {"default_organization", "sso", "managed",
+                                 "directory_managed", "email_verified"}
+        for item in obj["data"]:
+            self.assertEqual(set(item), MEMBERSHIP_KEYS)
+            self.assertEqual(set(item["user"]), full_user)
+            self.assertIn(item["role"], ("admin", "member"))
+            self.assertTrue(item["id"].startswith("mbr_"))
+            # GET .../members/{user id} answers the same object
+            self.assertEqual(self.get(LIST % "acme" + "/" + item["user"]["id"]), item)
+        bob = next(i for i in obj["data"] if i["user"]["id"] == "x9z8")
+        self.assertEqual((bob["user"]["directory_managed"], bob["user"]["sso"],
+                          bob["user"]["managed"]), (True, True, False))
+        self.assertEqual(self.call("GET", LIST % "acme" + "/mbr_x9z8")[0], 404)
+
+    def test_pages_at_per_page_100(self):
+        self.sim.generate_members("big", 250)
+        seen, pages = [], []
+        path = LIST % "big" + "?per_page=100"
+        while path:
+            obj = self.get(path)
+            pages.append((obj["current_page"], obj["prev_page"], obj["next_page"],
+                          len(obj["data"])))
+            self.assertEqual((obj["per_page"], obj["total_count"], obj["total_pages"]),
+                             (100, 250, 3))
+            seen += ids_of(obj)
+            url = obj["next_page_url"]
+            self.assertEqual(url is None, obj["next_page"] is None)
+            if url:
+                self.assertTrue(url.startswith(self.sim.url), url)
+                self.assertIn("per_page=100", url)
+            path = url[len(self.sim.base):] if url else None
+        self.assertEqual(pages, [(1, None, 2, 100), (2, 1, 3, 100), (3, 2, None, 50)])
+        self.assertEqual(seen, ["gen%05d" % i for i in range(1, 251)])
+        # past the end: empty, no next page
+        obj = self.get(LIST % "big" + "?per_page=100&page=4")
+        self.assertEqual((obj["data"], obj["next_page"], obj["next_page_url"],
+                          obj["prev_page"], obj["current_page"]), ([], None, None, 3, 4))
+        obj = self.get(LIST % "big" + "?per_page=100&page=99")
+        self.assertEqual((obj["data"], obj["next_page"]), ([], None))
+        # the default is 25 a page
+        obj = self.get(LIST % "big")
+        self.assertEqual((obj["per_page"], len(obj["data"]), obj["next_page"],
+                          obj["total_pages"]), (25, 25, 2, 10))
+
+    def test_per_page_limit(self):
+        for qs in ("per_page=101", "per_page=1000", "per_page=0", "per_page=-1",
+                   "page=0", "page=x", "per_page=1.5"):
+            with self.subTest(qs=qs):
+                self.assertApiError(self.call("GET", LIST % "acme" + "?" + qs), 422,
+                                    "unprocessable_entity")
+        self.assertEqual(self.get(LIST % "acme" + "?per_page=100")["per_page"], 100)
+        self.assertEqual(self.get(LIST % "acme" + "?per_page=1")["total_pages"], 5)
+
+    def test_q_is_a_case_insensitive_prefix(self):
+        self.sim.add_members("acme", [
+            {"id": "b1", "email": "bob@acme.com", "name": "Bob One"},
+            {"id": "b2", "email": "bob@acme.com.au", "name": "Bob Two"},
+            {"id": "b3", "email": "Bob@Acme.Community", "name": "Bob Three"},
+            {"id": "b4", "email": "alice.bob@acme.com", "name": "Alice Bob"},
+            {"id": "b5", "email": "builder@example.net", "name": "Bob the Builder"},
+            {"id": "b6", "email": "xbob@acme.com", "name": "X"},
+        ])
+        for q, want in (("bob@acme.com", ["b1", "b2", "b3"]),
+                        ("BOB@ACME.COM", ["b1", "b2", "b3"]),
+                        ("bob@acme.com.", ["b2"]),
+                        ("bob", ["x9z8", "b1", "b2", "b3", "b5"]),
+                        ("alice", ["d4xkq1abc", "b4"]),
+                        ("acme.com", []), ("ob@", []), ("", None)):
+            with self.subTest(q=q):
+                obj = self.get(LIST % "acme" + "?" + urllib.parse.urlencode({"q": q}))
+                got = ids_of(obj)
+                if want is None:
+                    self.assertEqual(len(got), 11)
+                else:
+                    self.assertEqual(got, want)
+                    self.assertEqual(obj["total_count"], len(want))
+        # a filtered list pages like any other, and next_page_url keeps q
+        seen, path = [], LIST % "acme" + "?q=BoB%40acme.com&per_page=1"
+        while path:
+            obj = self.get(path)
+            seen += ids_of(obj)
+            url = obj["next_page_url"]
+            if url:
+                self.assertIn("q=BoB%40acme.com", url)
+            path = url[len(self.sim.base):] if url else None
+        self.assertEqual(seen, ["b1", "b2", "b3"])
+        # the filter follows the members as they change
+        self.assertEqual(self.call("DELETE", "/v1/organizations/acme/members/b2")[0], 204)
+        self.sim.update_member("acme", "b4", email="bob@acme.com.br")
+        self.assertEqual(ids_of(self.get(LIST % "acme" + "?q=bob%40acme.com")),
+                         ["b1", "b3", "b4"])
+
+    def test_directory_managed(self):
+        self.sim.set_members({"dir": [
+            {"id": "adm", "role": "admin"},
+            {"id": "dm1", "email": "dm1@example.com", "directory_managed": True},
+            {"id": "plain", "email": "plain@example.com"}]})
+        flags = {m["user"]["id"]: m["user"]["directory_managed"]
+                 for m in self.get(LIST % "dir")["data"]}
+        self.assertEqual(flags, {"adm": False, "dm1": True, "plain": False})
+        self.sim.update_member("dir", "plain", directory_managed=True)
+        self.assertTrue(self.get(LIST % "dir" + "/plain")["user"]["directory_managed"])
+        self.sim.reset()   # an update is part of the baseline
+        self.assertTrue(self.get(LIST % "dir" + "/plain")["user"]["directory_managed"])
+        self.sim.generate_members("dir", 30, directory_managed_every=10)
+        dm = [m["user"]["id"] for m in self.sim.list_all_members("dir")
+              if m["user"]["directory_managed"]]
+        self.assertEqual(dm, ["dm1", "plain", "gen00010", "gen00020", "gen00030"])
+        for bad in ({"directory_managed": "yes"}, {"bogus": 1}):
+            with self.assertRaises(RuntimeError):
+                self.sim.update_member("dir", "plain", **bad)
+        with self.assertRaises(RuntimeError):
+            self.sim.update_member("dir", "nobody", sso=True)
+
+    def test_member_admin_helpers(self):
+        out = self.sim.generate_members("acme", 3, start=7, id_prefix="g", email_prefix="e",
+                                        domain="d.test")
+        self.assertEqual(out, {"org": "acme", "added": 3, "total": 8,
+                               "first_id": "g00007", "last_id": "g00009"})
+        self.assertEqual(self.sim.get_members("acme")[-1]["email"], "e00009@d.test")
+        with self.assertRaises(RuntimeError):   # ids stay unique
+            self.sim.generate_members("acme", 1, start=7, id_prefix="g")
+        with self.assertRaises(RuntimeError):
+            self.sim.add_members("acme", [{"id": "x9z8"}])
+        with self.assertRaises(RuntimeError):
+            self.sim.set_members({"o": [{"id": "a"}, {"id": "a"}]})
+        out = self.sim.remove_members("acme", ["g00008", "nope"])
+        self.assertEqual(out["removed"], ["g00008"])
+        self.assertEqual(self.call("GET", LIST % "acme" + "/g00008")[0], 404)
+        self.assertEqual(self.sim.state()["removed"], [])   # no API DELETE happened
+        self.sim.reset()
+        self.assertIn("g00008", self.sim.members_of("acme"))
+        self.assertEqual(self.sim.get_members("nope"), [])
+        self.assertIsNone(self.sim.state(members=False)["members"])
+        st, obj = self.sim.list_members("acme", q="e0000", per_page=2)
+        self.assertEqual((st, obj["total_count"], len(obj["data"])), (200, 3, 2))
+
+
+class TestOrgRateLimit(SimTestCase):
+    def test_limit_per_org_shared_by_credentials(self):
+        self.sim.set_tokens([pslib.credential(id_prefix="h", secret=SECRET)])
+        # a "minute" of 1 s: 5 requests per organization in any sliding second
+        cfg = self.sim.set_org_limit(5, time_scale=60)
+        self.assertEqual((cfg["org_rate_limit"], cfg["time_scale"]), (5, 60.0))
+        c = self.connect()
+        got = [self.call("GET", LIST % "acme", auth="h%d:%s" % (i % 3, SECRET), conn=c)
+               for i in range(7)]
+        self.assertEqual([g[0] for g in got], [200] * 5 + [429] * 2)
+        self.assertEqual(json.loads(got[5][2]), {"code": "rate_limited",
+                                                 "message": "Rate limit exceeded"})
+        self.assertEqual(got[5][1]["Retry-After"], "1")
+        # another organization has its own budget
+        self.assertEqual(self.call("GET", LIST % "solo", conn=c)[0], 200)
+        self.sim.configure(org_retry_after=False)
+        st, hdrs, _ = self.call("DELETE", ALICE, conn=c)
+        self.assertEqual((st, hdrs.get("Retry-After")), (429, None))
+        time.sleep(1.1)
+        self.assertEqual(self.call("DELETE", ALICE, conn=c)[0], 204)
+        c.close()
+        s = self.sim.api_stats()
+        acme = s["orgs"]["acme"]
+        self.assertEqual({k: acme[k] for k in ("requests", "admitted", "rate_limited",
+                                               "peak_per_minute",
+                                               "peak_admitted_per_minute")},
+                         {"requests": 9, "admitted": 6, "rate_limited": 3,
+                          "peak_per_minute": 8, "peak_admitted_per_minute": 5})
+        self.assertEqual(acme["methods"], {"GET": 7, "DELETE": 2})
+        self.assertEqual(acme["statuses"], {"200": 5, "429": 3, "204": 1})
+        self.assertEqual(s["orgs"]["solo"]["requests"], 1)
+        self.assertEqual((s["rate_limited_org"], s["statuses"]["429"], s["window_seconds"]),
+                         (3, 3, 1.0))
+        self.assertEqual(sorted(s["credentials"]), ["h0", "h1", "h2", pslib.TOKEN_ID])
+        self.assertEqual(s["deletes_204"], {"acme/d4xkq1abc": 1})
+        self.assertEqual(s["delete_statuses"], {"acme/d4xkq1abc": {"429": 1, "204": 1}})
+        self.assertEqual([r["limited_by"] for r in self.sim.requests()].count("org"), 3)
+
+    def test_scaled_minute(self):
+        # 20 a minute at 10x: a minute lasts 6 s, the limit stays 20 per scaled minute
+        self.sim.set_org_limit(20, time_scale=10)
+        c = self.connect()
+        t0 = time.monotonic()
+        got = [self.call("GET", LIST % "acme", conn=c) for _ in range(26)]
+        elapsed = time.monotonic() - t0
+        c.close()
+        if elapsed >= 5:
+            self.skipTest("too slow to fit 26 requests in a scaled minute (%.1f s)" % elapsed)
+        statuses = [g[0] for g in got]
+        self.assertEqual(statuses, [200] * 20 + [429] * 6)
+        retry = int(got[-1][1]["Retry-After"])
+        self.assertTrue(1 <= retry <= 6, retry)
+        s = self.sim.api_stats()
+        self.assertEqual((s["window_seconds"], s["time_scale"], s["org_rate_limit"]),
+                         (6.0, 10.0, 20))
+        self.assertEqual((s["orgs"]["acme"]["peak_per_minute"],
+                          s["orgs"]["acme"]["peak_admitted_per_minute"]), (26, 20))
+
+    def test_peak_is_a_sliding_window(self):
+        self.sim.set_org_limit(0, time_scale=60)   # no limit, but a 1 s window to measure
+        c = self.connect()
+        for _ in range(3):
+            self.call("GET", LIST % "acme", conn=c)
+        time.sleep(1.1)
+        for _ in range(2):
+            self.call("GET", LIST % "acme", conn=c)
+        c.close()
+        acme = self.sim.api_stats()["orgs"]["acme"]
+        self.assertEqual((acme["requests"], acme["peak_per_minute"], acme["rate_limited"]),
+                         (5, 3, 0))
+
+    def test_not_counted_for_the_org(self):
+        """401s, orgs a credential cannot see, and the global limiter's 429s do
+        not reach an organization's budget."""
+        self.sim.set_tokens([pslib.credential("solo", SECRET, orgs=["solo"])])
+        self.sim.set_org_limit(2, time_scale=60)
+        self.sim.configure(rate_limit=100)
+        try:
+            self.assertEqual(self.call("GET", ALICE, auth="x:y")[0], 401)
+            self.assertEqual(self.call("GET", ALICE, auth="solo:" + SECRET)[0], 404)
+            self.assertEqual([self.call("GET", ALICE)[0] for _ in range(3)], [200, 200, 429])
+        finally:
+            self.sim.configure(rate_limit=0)
+        s = self.sim.api_stats()
+        self.assertEqual(s["orgs"]["acme"]["requests"], 3)
+        self.assertEqual((s["requests"], s["methods"], s["rate_limited_global"]),
+                         (5, {"GET": 5}, 0))
+        self.sim.reset_stats()
+        s = self.sim.api_stats()
+        self.assertEqual((s["requests"], s["orgs"], s["credentials"]), (0, {}, {}))
+
+
+class TestScale(SimTestCase):
+    def test_10000_members_list_fast(self):
+        t0 = time.monotonic()
+        out = self.sim.generate_members("big", 10000, directory_managed_every=1000)
+        t_gen = time.monotonic() - t0
+        self.assertEqual((out["total"], out["last_id"]), (10000, "gen10000"))
+        t0 = time.monotonic()
+        items = self.sim.list_all_members("big", per_page=100)
+        t_list = time.monotonic() - t0
+        self.assertEqual(len(items), 10000)
+        self.assertEqual(len({m["user"]["id"] for m in items}), 10000)
+        self.assertEqual(len({m["user"]["email"] for m in items}), 10000)
+        self.assertEqual(sum(m["user"]["directory_managed"] for m in items), 10)
+        # the last page costs what the first does (no rescan per page)
+        c = self.sim.connect()
+        def page_time(page):
+            best = None
+            for _ in range(3):
+                t = time.monotonic()
+                st, obj = self.sim.list_members("big", page=page, per_page=100, conn=c)
+                t = time.monotonic() - t
+                best = t if best is None else min(best, t)
+            return best
+        first, last = page_time(1), page_time(100)
+        st, obj = self.sim.list_members("big", q="USER09999@", conn=c)
+        c.close()
+        self.assertEqual(ids_of(obj), ["gen09999"])
+        self.assertLess(t_list, 30, "100 pages took %.1f s" % t_list)
+        self.assertLess(last, max(5 * first, 0.05),
+                        "page 100 %.4f s vs page 1 %.4f s" % (last, first))
+        sys.stderr.write("\n  10,000 members: generated in %.2f s, listed (100 pages) in "
+                         "%.2f s; page 1 %.1f ms, page 100 %.1f ms\n"
+                         % (t_gen, t_list, first * 1000, last * 1000))
+
+    def test_hundreds_of_concurrent_tls_connections(self):
+        n = 200
+        self.sim.generate_members("fleet", n)
+        self.sim.set_tokens([pslib.credential(id_prefix="host", secret=SECRET)])
+        barrier = threading.Barrier(n + 1, timeout=120)
+        results = [None] * n
+
+        def host(i):
+            try:
+                c = self.sim.connect(timeout=60)
+                c.connect()
+                barrier.wait()   # every connection is open before anyone asks
+                auth = "host%04d:%s" % (i, SECRET)
+                uid = "gen%05d" % (i + 1)
+                got = [self.sim.call("GET", LIST % "fleet" + "/" + uid, auth=auth, conn=c)[0],
+                       self.sim.call("DELETE", LIST % "fleet" + "/" + uid, auth=auth,
+                                     conn=c)[0]]
+                c.close()
+                results[i] = got
+            except Exception as e:   # reported below
+                results[i] = repr(e)
+                barrier.abort()
+        threads = [threading.Thread(target=host, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        barrier.wait()
+        t0 = time.monotonic()
+        for t in threads:
+            t.join(120)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(results, [[200, 204]] * n)
+        s = self.sim.api_stats()
+        self.assertGreaterEqual(s["connections"]["max_open"], n)
+        self.assertEqual(len(s["credentials"]), n)
+        self.assertEqual(len(s["deletes_204"]), n)
+        self.assertEqual(self.sim.members_of("fleet"), [])
+        rate = 2 * n / elapsed
+        sys.stderr.write("\n  %d connections open at once; %d requests in %.2f s "
+                         "(%.0f requests/s)\n" % (n, 2 * n, elapsed, rate))
+        self.assertGreater(rate, 50)
+
 class TestCommandLine(unittest.TestCase):
     def test_cli_flags_and_sigterm(self):
         sim = pslib.Simulator(members={"o": [{"id": "u1"}, {"id": "a1", "role": "admin"}]},
                               rate_limit=2, retry_after=False, delay=0.2,
                               faults=["status:503;match=/members/u1", "429:9;method=GET"])
         with sim:
-            self.assertEqual(sim.state()["config"],
+            config = sim.state()["config"]
+            self.assertEqual({k: config[k] for k in ("rate_limit", "delay", "retry_after",
+                                                     "token_auth", "oauth_auth")},
                              {"rate_limit": 2.0, "delay": 0.2, "retry_after": False,
                               "token_auth": True, "oauth_auth": False})
+            self.assertEqual((config["org_rate_limit"], config["no_write_status"]), (0, 404))
             self.assertEqual(len(sim.state()["faults"]), 2)
             ctx = pslib.ssl_context(sim.ca_file)
             c = http.client.HTTPSConnection("127.0.0.1", sim.port, context=ctx, timeout=5)
