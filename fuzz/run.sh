@@ -25,7 +25,7 @@ mkdir -p "$work"
 
 pkgflags=$(pkg-config --cflags --libs libcurl json-c libconfig)
 core="$top/src/util.c $top/src/config.c $top/src/api.c $top/src/queue.c $top/src/log.c \
-      $top/src/remove.c $top/src/sender.c $top/src/unresolved.c"
+      $top/src/remove.c $top/src/sender.c $top/src/unresolved.c $top/src/members.c"
 cflags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}"

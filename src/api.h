@@ -70,7 +70,6 @@ ps_outcome_t ps_client_remove(ps_client_t *c, const ps_mapping_t *m, double dead
  * request and hand a 429 (r->retry_after) to the caller, as the queue drain
  * wants. */
 
-#define PS_EMAIL_MAX     254 /* the longest address SMTP allows */
 #define PS_MEMBER_ID_MAX 64
 #define PS_NAME_MAX      255 /* longer names are cut (at a UTF-8 boundary) */
 #define PS_ROLE_MAX      32

@@ -16,6 +16,7 @@
 
 #include "drain.h"
 #include "helper.h"
+#include "members.h"
 #include "remove.h"
 #include "sender.h"
 #include "unresolved.h"
@@ -43,7 +44,9 @@ static const char usage_text[] =
     "                                            this configuration did not load\n"
     "  queue                                     list pending, dead-letter and unresolved\n"
     "                                            entries\n"
-    "  check                                     validate the configuration and permissions\n"
+    "  check [--online]                          validate the configuration and permissions;\n"
+    "                                            --online also asks the API whether the token\n"
+    "                                            can read each organization's member list\n"
     "  lookup LOGIN...                           show what would be sent (no network)\n"
     "  serve [--socket PATH]                     keep one API connection warm and send the\n"
     "                                            removals that remove and the PAM module hand\n"
@@ -66,6 +69,7 @@ typedef struct opts {
     int json;
     int dry_run;
     int no_queue;
+    int online;
     int debug;
     double deadline; /* seconds from now, 0 = none */
     const char *mode;
@@ -119,7 +123,8 @@ static int parse_args(int argc, char **argv, opts_t *o)
         O_DEBUG,
         O_SOCKET,
         O_EXPIRE_DAY,
-        O_GRACE
+        O_GRACE,
+        O_ONLINE
     };
     static const struct option longopts[] = {
         { "config", required_argument, NULL, 'c' },
@@ -136,6 +141,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
         { "socket", required_argument, NULL, O_SOCKET },
         { "expire-day", required_argument, NULL, O_EXPIRE_DAY },
         { "expired-grace-days", required_argument, NULL, O_GRACE },
+        { "online", no_argument, NULL, O_ONLINE },
         { NULL, 0, NULL, 0 }
     };
     int c;
@@ -174,6 +180,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
                 return -usage_error("--expired-grace-days: not a number of days from 0 to %d: %s",
                                     PS_GRACE_DAYS_MAX, optarg);
             break;
+        case O_ONLINE: o->online = 1; break;
         case ':': return -usage_error("option %s needs an argument", argv[optind - 1]);
         default: return -usage_error("unknown option: %s", argv[optind - 1]);
         }
@@ -674,6 +681,85 @@ static int cmd_lookup(const opts_t *o, const ps_config_t *cfg)
 
 /* ------------------------------------------------------------ check */
 
+/* `check --online`: asks the API, for each organization the configuration
+ * names, whether the credential can read its member list (the first page,
+ * per_page=1). write_organization cannot be tried without removing someone.
+ * Prints a line per organization (text), or adds "online" and "ok" to j.
+ * Returns 0, or the exit status of the worst answer: 78 (TLS, redirect),
+ * 77 (401, 403, 404), 75 (unreachable, 429, 5xx), 1 (no client). */
+static int check_online(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg, json_object *j)
+{
+    const char **orgs = NULL;
+    ps_client_t *c = NULL;
+    json_object *arr = NULL;
+    double deadline = o->deadline > 0 ? ps_now() + o->deadline : 0;
+    char err[1024], eerr[1200], what[1024];
+    size_t n = 0, i;
+    int rv = EX_OK_, invalid = 0;
+
+    if(ps_config_organizations(cfg, &orgs, &n) != 0) {
+        ps_logf(lg, LOG_ERR, "check --online: out of memory");
+        return 1;
+    }
+    if(j)
+        arr = json_object_new_array();
+    if(n == 0 && !j)
+        printf("  online: no organization configured, nothing to ask\n");
+    if(n > 0 && !(c = ps_client_new(cfg, err, sizeof(err)))) {
+        ps_logf(lg, LOG_ERR, "check --online: %s", ps_escape(err, eerr, sizeof(eerr)));
+        rv = 1;
+        n = 0;
+    }
+    for(i = 0; i < n; i++) {
+        ps_result_t r;
+        ps_outcome_t out;
+        int code;
+
+        if(invalid) {
+            /* a token the API does not accept fails alike everywhere */
+            out = PS_OUT_REFUSED;
+            memset(&r, 0, sizeof(r));
+            r.http_status = 401;
+        } else {
+            out = ps_client_probe_members(c, orgs[i], deadline, &r);
+        }
+        invalid = out == PS_OUT_REFUSED && r.http_status == 401;
+        ps_online_explain(orgs[i], out, &r, what, sizeof(what));
+        code = out == PS_OUT_OK          ? EX_OK_
+               : out == PS_OUT_TRANSIENT ? 75
+               : out == PS_OUT_CONFIG    ? EX_CONFIG_
+                                         : 77;
+        if(code > rv)
+            rv = code;
+        if(arr) {
+            json_object *e = json_object_new_object();
+
+            json_object_object_add(e, "organization", json_object_new_string(orgs[i]));
+            json_object_object_add(e, "ok", json_object_new_boolean(out == PS_OUT_OK));
+            json_object_object_add(e, "outcome", json_object_new_string(ps_outcome_name(out)));
+            if(r.http_status)
+                json_object_object_add(e, "http_status", json_object_new_int((int)r.http_status));
+            json_object_object_add(e, "message", json_object_new_string(what));
+            json_object_array_add(arr, e);
+        } else {
+            printf("  online: %s: %s: %s\n", orgs[i], out == PS_OUT_OK ? "OK" : "FAILED", what);
+            if(out != PS_OUT_OK)
+                ps_logf(lg, LOG_ERR, "check --online: %s: %s", orgs[i], what);
+        }
+    }
+    if(c && !j)
+        printf("  online: write_organization (needed to remove members) is not checked: only a "
+               "removal can show it\n");
+    if(j) {
+        json_object_object_add(j, "online", arr);
+        if(rv != EX_OK_)
+            json_object_object_add(j, "ok", json_object_new_boolean(0));
+    }
+    ps_client_free(c);
+    free(orgs);
+    return rv;
+}
+
 static int cmd_check(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg)
 {
     char err[1024];
@@ -728,6 +814,11 @@ static int cmd_check(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg
                                json_object_new_string(sender == 0  ? "running"
                                                       : sender < 0 ? "disabled"
                                                                    : "not-used"));
+        if(o->online) {
+            int orv = check_online(o, lg, cfg, j);
+
+            rv = orv > rv ? orv : rv;
+        }
         puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
                                                    JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(j);
@@ -746,6 +837,11 @@ static int cmd_check(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg
             printf("  unresolved: %zu recorded while this configuration could not be loaded "
                    "(`retry` queues them), %zu for other configurations (%s)\n",
                    nmine, nunres - nmine, ps_unresolved_dir());
+        if(o->online) {
+            int orv = check_online(o, lg, cfg, NULL);
+
+            rv = orv > rv ? orv : rv;
+        }
     }
 out:
     free(unres);
@@ -1034,6 +1130,8 @@ int main(int argc, char **argv)
             rv = o.command[0] == 'r' ? cmd_remove(&o, &lg, cfg) : cmd_lookup(&o, cfg);
         else if(o.command[0] == 'r' && !o.dry_run && !o.no_queue)
             rv = remove_unresolved(&o, &lg);
+    } else if(o.online && strcmp(o.command, "check") != 0) {
+        rv = usage_error("--online goes with check");
     } else if(o.socket && strcmp(o.command, "serve") != 0) {
         rv = usage_error("--socket goes with serve");
     } else if(strcmp(o.command, "serve") == 0) {

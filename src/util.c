@@ -119,6 +119,69 @@ int ps_id_valid(const char *id)
     return 1;
 }
 
+/* ------------------------------------------------------------ emails */
+
+static int email_local_ok(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           (c && strchr(".!#$%&'*+/=?^_`{|}~-", c) != NULL);
+}
+
+static int email_domain_ok(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+}
+
+int ps_email_valid(const char *email)
+{
+    const char *at, *p;
+    size_t len;
+
+    if(!email)
+        return 0;
+    len = strnlen(email, PS_EMAIL_MAX + 1);
+    if(len > PS_EMAIL_MAX)
+        return 0;
+    at = strchr(email, '@');
+    if(!at || at == email || at - email > 64)
+        return 0;
+    for(p = email; p < at; p++) {
+        if(!email_local_ok((unsigned char)*p))
+            return 0;
+    }
+    p = at + 1;
+    if(!*p)
+        return 0;
+    for(; *p; p++) {
+        if(*p == '.') {
+            if(p[-1] == '@' || p[-1] == '.' || !p[1])
+                return 0; /* an empty label */
+        } else if(!email_domain_ok((unsigned char)*p)) {
+            return 0; /* a second '@' too */
+        }
+    }
+    return 1;
+}
+
+static unsigned char ascii_lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
+}
+
+int ps_email_equal(const char *a, const char *b)
+{
+    const unsigned char *x = (const unsigned char *)a;
+    const unsigned char *y = (const unsigned char *)b;
+
+    if(!a || !b)
+        return 0;
+    for(; *x && *y; x++, y++) {
+        if(ascii_lower(*x) != ascii_lower(*y))
+            return 0;
+    }
+    return *x == *y;
+}
+
 /* ------------------------------------------------------------ permissions */
 
 /* The shared rules once we hold a struct stat. */

@@ -9,6 +9,7 @@
 
 #define PS_LOGIN_MAX 256 /* LOGIN_NAME_MAX on Linux */
 #define PS_ID_MAX    64  /* PlanetScale ids and organization slugs */
+#define PS_EMAIL_MAX 254 /* the longest address SMTP allows */
 
 #if defined(__GNUC__)
 #define PS_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -30,6 +31,17 @@ int ps_login_valid(const char *login);
 /* Strict allowlist for user ids and organization slugs: 1..PS_ID_MAX bytes
  * of [A-Za-z0-9_.-], not starting with '.' or '-' (so never "." or ".."). */
 int ps_id_valid(const char *id);
+
+/* An email address as a user entry may give it: LOCAL@DOMAIN, at most
+ * PS_EMAIL_MAX bytes; LOCAL 1..64 bytes of A-Z a-z 0-9 and
+ * .!#$%&'*+/=?^_`{|}~- ; DOMAIN dot-separated non-empty labels of A-Z a-z
+ * 0-9 and -. Quoted local parts and address literals are not accepted.
+ * Returns 1 when valid. */
+int ps_email_valid(const char *email);
+
+/* 1 when two emails are equal ignoring ASCII case (whatever the locale),
+ * as PlanetScale's CLI compares them. */
+int ps_email_equal(const char *a, const char *b);
 
 /* Checks that `path` is a regular file owned by root or by the caller's
  * effective uid and, when `secret` is set, not readable or writable by group

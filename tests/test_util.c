@@ -131,6 +131,78 @@ static void test_login_valid(void **state)
 
 /* ------------------------------------------------------------ ids */
 
+static void test_email_valid(void **state)
+{
+    static const char *const good[] = {
+        "alice@example.com",  "Alice.Smith+ops@Example.COM",     "a@b",   "x_y-z@sub.example.co.uk",
+        "o'brien@example.ie", "!#$%&'*+/=?^_`{|}~-@example.com", "1@2.3",
+    };
+    static const char *const bad[] = {
+        "",
+        "alice",
+        "@example.com",
+        "alice@",
+        "alice@@example.com",
+        "a@b@c",
+        "alice@.example.com",
+        "alice@example..com",
+        "alice@example.com.",
+        "al ice@example.com",
+        "alice@exa mple.com",
+        "\"alice\"@example.com",
+        "alice@[127.0.0.1]",
+        "alice@example.com\n",
+        "al\x01ice@x.y",
+        "al\xc3\xa9@example.com",
+        "alice@ex_ample.com",
+        "a(b)@example.com",
+        "a,b@example.com",
+        "a\\b@example.com",
+    };
+    char local[80], long_email[300];
+    size_t i;
+
+    (void)state;
+    for(i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        if(!ps_email_valid(good[i]))
+            fail_msg("refused \"%s\"", good[i]);
+    }
+    for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if(ps_email_valid(bad[i]))
+            fail_msg("accepted \"%s\"", bad[i]);
+    }
+    assert_false(ps_email_valid(NULL));
+    /* the local part: 64 bytes at most */
+    memset(local, 'a', 64);
+    snprintf(local + 64, sizeof(local) - 64, "@x.y");
+    assert_true(ps_email_valid(local));
+    memset(local, 'a', 65);
+    snprintf(local + 65, sizeof(local) - 65, "@x.y");
+    assert_false(ps_email_valid(local));
+    /* the whole: 254 bytes at most */
+    memset(long_email, 'b', sizeof(long_email));
+    memcpy(long_email, "a@", 2);
+    long_email[254] = '\0';
+    assert_true(ps_email_valid(long_email));
+    long_email[254] = 'b';
+    long_email[255] = '\0';
+    assert_false(ps_email_valid(long_email));
+}
+
+static void test_email_equal(void **state)
+{
+    (void)state;
+    assert_true(ps_email_equal("Alice@Example.COM", "alice@example.com"));
+    assert_true(ps_email_equal("", ""));
+    assert_false(ps_email_equal("alice@example.com", "alice@example.co"));
+    assert_false(ps_email_equal("alice@example.co", "alice@example.com"));
+    assert_false(ps_email_equal("alice@example.com", "alicf@example.com"));
+    /* ASCII only: no locale folding of other bytes */
+    assert_false(ps_email_equal("\xc3\x89@x.y", "\xc3\xa9@x.y"));
+    assert_false(ps_email_equal(NULL, "a@b"));
+    assert_false(ps_email_equal("a@b", NULL));
+}
+
 static void test_id_valid(void **state)
 {
     char big[PS_ID_MAX + 2];
@@ -408,6 +480,8 @@ int main(void)
         cmocka_unit_test(test_escape_truncation),
         cmocka_unit_test(test_login_valid),
         cmocka_unit_test(test_id_valid),
+        cmocka_unit_test(test_email_valid),
+        cmocka_unit_test(test_email_equal),
         cmocka_unit_test(test_shadow_expired),
         cmocka_unit_test(test_shadow_due),
         cmocka_unit_test(test_grace_parse),

@@ -1,0 +1,135 @@
+"""`check --online`, `members` and user entries given by email, through the
+command against the HTTPS simulator."""
+
+import json
+import os
+import unittest
+from urllib.parse import parse_qs, urlsplit
+
+from common import SimTestCase, pslib
+
+USERS = [{"login": "alice", "id": "d4xkq1abc"},
+         {"login": "bob", "id": "x9z8", "organization": "acme-eu"}]
+
+
+def list_requests(sim, org=None):
+    out = []
+    for r in sim.requests(method="GET"):
+        path = urlsplit(r["target"]).path
+        if path.endswith("/members") and (org is None or path.split("/")[3] == org):
+            out.append(r)
+    return out
+
+
+class CheckOnlineTest(SimTestCase):
+
+    def test_good_token(self):
+        cfg = self.config(users=USERS)
+        rc, out, err = self.run_cmd(["check", "--online"], cfg)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("online: acme: OK: the token can read the member list of acme", out)
+        self.assertIn("online: acme-eu: OK:", out)
+        self.assertIn("write_organization", out)
+        reqs = list_requests(self.sim)
+        self.assertEqual(len(reqs), 2)
+        for r in reqs:
+            self.assertEqual(parse_qs(urlsplit(r["target"]).query),
+                             {"page": ["1"], "per_page": ["1"]})
+        rc, out, err = self.run_cmd(["--json", "check", "--online"], cfg)
+        self.assertEqual(rc, 0, err)
+        j = json.loads(out)
+        self.assertTrue(j["ok"])
+        self.assertEqual([(e["organization"], e["ok"], e["outcome"]) for e in j["online"]],
+                         [("acme", True, "ok"), ("acme-eu", True, "ok")])
+
+    def test_offline_without_the_flag(self):
+        cfg = self.config(users=USERS)
+        rc, out, err = self.run_cmd(["check"], cfg)
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("online", out)
+        self.assertEqual(self.sim.requests(), [])
+        rc, out, err = self.run_cmd(["--json", "check"], cfg)
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("online", json.loads(out))
+        self.assertEqual(self.sim.requests(), [])
+
+    def test_invalid_token(self):
+        cfg = self.config(users=USERS, token="pscale_tkn_WRONG_value_42")
+        rc, out, err = self.run_cmd(["check", "--online"], cfg)
+        self.assertEqual(rc, 77, out + err)
+        self.assertIn("online: acme: FAILED: the token is invalid", out)
+        self.assertIn("HTTP 401", out)
+        self.assertIn("the token is invalid", err)
+        self.assertNotIn("pscale_tkn_WRONG_value_42", out + err)
+        # one 401 is enough: the other organization is not asked
+        self.assertEqual(len(self.sim.requests()), 1)
+        rc, out, err = self.run_cmd(["--json", "check", "--online"], cfg)
+        self.assertEqual(rc, 77)
+        j = json.loads(out)
+        self.assertFalse(j["ok"])
+        self.assertEqual([e["http_status"] for e in j["online"]], [401, 401])
+        self.assertNotIn("pscale_tkn_WRONG_value_42", out + err)
+
+    def test_invalid_oauth_token(self):
+        cfg = self.config(users=USERS, oauth_token="pscale_oauth_NOT_accepted")
+        rc, out, err = self.run_cmd(["check", "--online"], cfg)
+        self.assertEqual(rc, 77, out + err)
+        self.assertIn("the token is invalid", out)
+        self.assertNotIn("pscale_oauth_NOT_accepted", out + err)
+
+    def test_organization_not_visible(self):
+        users = USERS + [{"login": "zed", "id": "z1", "organization": "globex"}]
+        cfg = self.config(users=users)
+        rc, out, err = self.run_cmd(["check", "--online"], cfg)
+        self.assertEqual(rc, 77, out + err)
+        self.assertIn("online: acme: OK", out)
+        self.assertIn("online: globex: FAILED: the token cannot see organization globex "
+                      "or lacks read_organization (HTTP 404)", out)
+        self.assertIn("globex", err)
+        rc, out, err = self.run_cmd(["--json", "check", "--online"], cfg)
+        j = json.loads(out)
+        self.assertFalse(j["ok"])
+        bad = [e for e in j["online"] if not e["ok"]]
+        self.assertEqual([(e["organization"], e["outcome"], e["http_status"]) for e in bad],
+                         [("globex", "absent", 404)])
+        self.assertIn("cannot see organization globex or lacks read_organization",
+                      bad[0]["message"])
+
+    def test_forbidden(self):
+        self.sim.set_faults(["status:403;count=-1"])
+        cfg = self.config(users=USERS)
+        rc, out, err = self.run_cmd(["check", "--online"], cfg)
+        self.assertEqual(rc, 77, out + err)
+        self.assertIn("lacks read_organization (HTTP 403)", out)
+
+    def test_unreachable(self):
+        cfg = self.config(users=USERS, url="https://127.0.0.1:1/v1", retries=1)
+        rc, out, err = self.run_cmd(["check", "--online"], cfg)
+        self.assertEqual(rc, 75, out + err)
+        self.assertIn("online: acme: FAILED: the API is unreachable", out)
+
+    def test_unavailable_then_retried(self):
+        self.sim.set_faults(["status:503"])
+        cfg = self.config(users=USERS, retries=2)
+        rc, out, err = self.run_cmd(["check", "--online"], cfg)
+        self.assertEqual(rc, 0, out + err)
+        self.sim.set_faults(["status:503;count=-1"])
+        rc, out, err = self.run_cmd(["check", "--online"], cfg)
+        self.assertEqual(rc, 75, out + err)
+        self.assertIn("the API is unavailable (HTTP 503)", out)
+
+    def test_wrong_ca(self):
+        cfg = self.config(users=USERS, ca_file=self.sim.other_ca_file)
+        rc, out, err = self.run_cmd(["check", "--online"], cfg)
+        self.assertEqual(rc, 78, out + err)
+        self.assertIn("certificate", out)
+
+    def test_online_only_with_check(self):
+        cfg = self.config(users=USERS)
+        rc, out, err = self.run_cmd(["queue", "--online"], cfg)
+        self.assertEqual(rc, 64)
+        self.assertIn("--online goes with check", err)
+
+
+if __name__ == "__main__":
+    unittest.main()
