@@ -48,6 +48,9 @@ static const char usage_text[] =
     "                                            --online also asks the API whether the token\n"
     "                                            can read each organization's member list\n"
     "  lookup LOGIN...                           show what would be sent (no network)\n"
+    "  members [--organization ORG]              list the members of each configured\n"
+    "                                            organization (or ORG) with email, user id,\n"
+    "                                            role, directory-managed and mapped login\n"
     "  serve [--socket PATH]                     keep one API connection warm and send the\n"
     "                                            removals that remove and the PAM module hand\n"
     "                                            to it (run by systemd socket activation)\n"
@@ -78,6 +81,7 @@ typedef struct opts {
     long expire_day; /* pam-helper --expire-day: the sp_expire the module saw */
     int have_expire; /* --expire-day given */
     long grace;      /* pam-helper --expired-grace-days, -1 = the configuration's */
+    const char *organization;
     const char *command;
     char **args; /* positional arguments after the command */
     int nargs;
@@ -124,7 +128,8 @@ static int parse_args(int argc, char **argv, opts_t *o)
         O_SOCKET,
         O_EXPIRE_DAY,
         O_GRACE,
-        O_ONLINE
+        O_ONLINE,
+        O_ORGANIZATION
     };
     static const struct option longopts[] = {
         { "config", required_argument, NULL, 'c' },
@@ -142,6 +147,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
         { "expire-day", required_argument, NULL, O_EXPIRE_DAY },
         { "expired-grace-days", required_argument, NULL, O_GRACE },
         { "online", no_argument, NULL, O_ONLINE },
+        { "organization", required_argument, NULL, O_ORGANIZATION },
         { NULL, 0, NULL, 0 }
     };
     int c;
@@ -181,6 +187,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
                                     PS_GRACE_DAYS_MAX, optarg);
             break;
         case O_ONLINE: o->online = 1; break;
+        case O_ORGANIZATION: o->organization = optarg; break;
         case ':': return -usage_error("option %s needs an argument", argv[optind - 1]);
         default: return -usage_error("unknown option: %s", argv[optind - 1]);
         }
@@ -851,6 +858,187 @@ out:
     return rv;
 }
 
+/* ------------------------------------------------------------ members */
+
+/* One organization's member list, as read. */
+typedef struct org_list {
+    const char *org;
+    ps_member_t *m;
+    size_t n;
+    ps_login_index_t *ix;
+} org_list_t;
+
+static const char *dm_word(int dm)
+{
+    return dm > 0 ? "yes" : dm == 0 ? "no" : "-";
+}
+
+static void members_text(const org_list_t *lists, size_t nlists)
+{
+    size_t wo = strlen("ORGANIZATION"), we = strlen("EMAIL"), wi = strlen("USER ID"), i, k;
+    size_t wr = strlen("ROLE"), total = 0, mapped = 0;
+    char buf[PS_EMAIL_MAX * 4 + 8];
+
+    for(i = 0; i < nlists; i++) {
+        if(strlen(lists[i].org) > wo)
+            wo = strlen(lists[i].org);
+        for(k = 0; k < lists[i].n; k++) {
+            const ps_member_t *m = &lists[i].m[k];
+
+            ps_escape(m->email, buf, sizeof(buf));
+            we = strlen(buf) > we ? strlen(buf) : we;
+            wi = strlen(m->user_id) > wi ? strlen(m->user_id) : wi;
+            ps_escape(m->role, buf, sizeof(buf));
+            wr = strlen(buf) > wr ? strlen(buf) : wr;
+        }
+    }
+    printf("%-*s  %-*s  %-*s  %-*s  %-9s  %s\n", (int)wo, "ORGANIZATION", (int)we, "EMAIL", (int)wi,
+           "USER ID", (int)wr, "ROLE", "DIRECTORY", "LOGIN");
+    for(i = 0; i < nlists; i++) {
+        for(k = 0; k < lists[i].n; k++) {
+            const ps_member_t *m = &lists[i].m[k];
+            const char *logins[8];
+            char erole[PS_ROLE_MAX * 4 + 8];
+            size_t nl = ps_login_index_find(lists[i].ix, m, logins, 8), j;
+
+            printf("%-*s  %-*s  %-*s  %-*s  %-9s  ", (int)wo, lists[i].org, (int)we,
+                   ps_escape(m->email, buf, sizeof(buf)), (int)wi, m->user_id, (int)wr,
+                   ps_escape(m->role, erole, sizeof(erole)), dm_word(m->directory_managed));
+            for(j = 0; j < nl && j < 8; j++)
+                printf("%s%s", j ? "," : "", logins[j]);
+            printf("%s\n", nl == 0 ? "-" : nl > 8 ? ",..." : "");
+            mapped += nl > 0;
+        }
+        total += lists[i].n;
+    }
+    printf("%zu members in %zu organization%s, %zu mapped to a login\n", total, nlists,
+           nlists == 1 ? "" : "s", mapped);
+}
+
+static json_object *members_json(const org_list_t *lists, size_t nlists)
+{
+    json_object *arr = json_object_new_array();
+    size_t i, k;
+
+    for(i = 0; i < nlists; i++) {
+        for(k = 0; k < lists[i].n; k++) {
+            const ps_member_t *m = &lists[i].m[k];
+            json_object *j = json_object_new_object();
+            json_object *jl = json_object_new_array();
+            const char *logins[64];
+            size_t nl = ps_login_index_find(lists[i].ix, m, logins, 64), x;
+
+            json_object_object_add(j, "organization", json_object_new_string(lists[i].org));
+            json_object_object_add(j, "email", json_object_new_string(m->email));
+            json_object_object_add(j, "user_id", json_object_new_string(m->user_id));
+            json_object_object_add(j, "membership_id", json_object_new_string(m->id));
+            json_object_object_add(j, "name", json_object_new_string(m->name));
+            json_object_object_add(j, "role", json_object_new_string(m->role));
+            json_object_object_add(
+                j, "directory_managed",
+                m->directory_managed < 0 ? NULL : json_object_new_boolean(m->directory_managed));
+            for(x = 0; x < nl && x < 64; x++)
+                json_object_array_add(jl, json_object_new_string(logins[x]));
+            json_object_object_add(j, "logins", jl);
+            json_object_array_add(arr, j);
+        }
+    }
+    return arr;
+}
+
+/* `members`: every member of each configured organization (or of
+ * --organization ORG) with the logins the configuration maps to it. A list
+ * that cannot be read whole is not shown in part: the organization is
+ * reported on stderr and decides the exit status (77, 75, 78). */
+static int cmd_members(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg)
+{
+    const char **orgs = NULL;
+    org_list_t *lists = NULL;
+    ps_client_t *c = NULL;
+    char err[1024], eerr[1200], what[1024];
+    size_t norgs = 0, nlists = 0, i;
+    int rv = EX_OK_;
+
+    if(o->organization) {
+        orgs = malloc(sizeof(*orgs));
+        if(orgs) {
+            orgs[0] = o->organization;
+            norgs = 1;
+        }
+    } else if(ps_config_organizations(cfg, &orgs, &norgs) != 0) {
+        orgs = NULL;
+    }
+    if(!orgs) {
+        ps_logf(lg, LOG_ERR, "members: out of memory");
+        return 1;
+    }
+    if(norgs == 0) {
+        ps_logf(lg, LOG_ERR,
+                "members: no organization configured: set organization in %s or "
+                "give --organization ORG",
+                cfg->path);
+        free(orgs);
+        return EX_CONFIG_;
+    }
+    lists = calloc(norgs, sizeof(*lists));
+    c = lists ? ps_client_new(cfg, err, sizeof(err)) : NULL;
+    if(!c) {
+        ps_logf(lg, LOG_ERR, "members: %s",
+                lists ? ps_escape(err, eerr, sizeof(eerr)) : "out of memory");
+        free(lists);
+        free(orgs);
+        return 1;
+    }
+    for(i = 0; i < norgs; i++) {
+        ps_list_opts_t lo;
+        ps_result_t r;
+        ps_outcome_t out;
+        org_list_t *l = &lists[nlists];
+
+        memset(&lo, 0, sizeof(lo));
+        lo.retry = 1;
+        lo.deadline = o->deadline > 0 ? ps_now() + o->deadline : 0;
+        out = ps_client_list_members_all(c, orgs[i], &lo, &l->m, &l->n, &r);
+        if(out != PS_OUT_OK) {
+            int code = out == PS_OUT_TRANSIENT ? 75 : out == PS_OUT_CONFIG ? EX_CONFIG_ : 77;
+
+            if(out == PS_OUT_TRANSIENT && r.http_status == 200)
+                snprintf(what, sizeof(what), "%s", ps_escape(r.message, eerr, sizeof(eerr)));
+            else
+                ps_online_explain(orgs[i], out, &r, what, sizeof(what));
+            ps_logf(lg, LOG_ERR, "members: %s: %s", orgs[i], what);
+            rv = code > rv ? code : rv;
+            continue;
+        }
+        l->org = orgs[i];
+        l->ix = ps_login_index_new(cfg, orgs[i]);
+        if(!l->ix) {
+            ps_logf(lg, LOG_ERR, "members: out of memory");
+            free(l->m);
+            rv = 1;
+            continue;
+        }
+        nlists++;
+    }
+    if(o->json) {
+        json_object *arr = members_json(lists, nlists);
+
+        puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
+                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(arr);
+    } else if(nlists > 0) {
+        members_text(lists, nlists);
+    }
+    for(i = 0; i < nlists; i++) {
+        free(lists[i].m);
+        ps_login_index_free(lists[i].ix);
+    }
+    free(lists);
+    ps_client_free(c);
+    free(orgs);
+    return rv;
+}
+
 /* ------------------------------------------------------------ queue */
 
 static void fmt_time(long long t, char *buf, size_t len)
@@ -1132,6 +1320,17 @@ int main(int argc, char **argv)
             rv = remove_unresolved(&o, &lg);
     } else if(o.online && strcmp(o.command, "check") != 0) {
         rv = usage_error("--online goes with check");
+    } else if(o.organization && strcmp(o.command, "members") != 0) {
+        rv = usage_error("--organization goes with members");
+    } else if(strcmp(o.command, "members") == 0) {
+        if(o.nargs > 0)
+            rv = usage_error("members takes no argument (--organization ORG picks one)");
+        else if(o.dry_run || o.no_queue)
+            rv = usage_error("--dry-run and --no-queue go with remove");
+        else if(o.organization && !ps_id_valid(o.organization))
+            rv = usage_error("--organization: not an organization name: %s", o.organization);
+        else if((rv = load_config(&o, &lg, 1, &cfg)) == EX_OK_)
+            rv = cmd_members(&o, &lg, cfg);
     } else if(o.socket && strcmp(o.command, "serve") != 0) {
         rv = usage_error("--socket goes with serve");
     } else if(strcmp(o.command, "serve") == 0) {

@@ -21,4 +21,19 @@ int ps_config_organizations(const ps_config_t *cfg, const char ***orgs, size_t *
 void ps_online_explain(const char *org, ps_outcome_t o, const ps_result_t *r, char *out,
                        size_t outlen);
 
+/* The logins the configuration maps to the members of one organization:
+ * by user id, and by email (compared ignoring ASCII case) for user entries
+ * that give an email instead of an id. Built once, O(log n) per member. */
+typedef struct ps_login_index ps_login_index_t;
+
+/* NULL when out of memory. The index points into cfg. */
+ps_login_index_t *ps_login_index_new(const ps_config_t *cfg, const char *org);
+void ps_login_index_free(ps_login_index_t *ix);
+
+/* The logins mapped to member m, sorted, at most max of them in logins[]
+ * (pointers into the configuration). Returns how many there are, which may
+ * be more than max. */
+size_t ps_login_index_find(const ps_login_index_t *ix, const ps_member_t *m, const char **logins,
+                           size_t max);
+
 #endif
