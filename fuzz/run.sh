@@ -24,9 +24,9 @@ fi
 mkdir -p "$work"
 
 pkgflags=$(pkg-config --cflags --libs libcurl json-c libconfig)
-core="$top/src/util.c $top/src/config.c $top/src/api.c $top/src/queue.c $top/src/log.c \
-      $top/src/remove.c $top/src/sender.c $top/src/unresolved.c $top/src/members.c"
-cflags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
+# the core: every file of src/ but the PAM module and the command's main
+core=$(ls "$top"/src/*.c | grep -v -e '/pam_planetscale\.c$' -e '/deprovision\.c$' | tr '\n' ' ')
+cflags="-g -O1 -pthread -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}"
 export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$top/fuzz/lsan.supp:print_suppressions=0}"

@@ -18,7 +18,8 @@
 #include "helper.h"
 #include "members.h"
 #include "remove.h"
-#include "sender.h"
+#include "sender_client.h"
+#include "sender_serve.h"
 #include "unresolved.h"
 
 #ifndef PS_VERSION

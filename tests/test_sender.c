@@ -1,8 +1,9 @@
-/* test_sender.c - unit tests of the sender protocol's parsers (src/sender.c):
- * the HELLO the sender reads, the SEND it reads, the DONE the client reads.
- * Valid lines, truncated ones, overlong fields, bad numbers, bad names and
- * unknown words. The exchange itself is tested end to end in
- * tests/integration/test_sender.py. */
+/* test_sender.c - unit tests of the sender's wire (src/sender_wire.c): the
+ * HELLO the sender reads, the SEND it reads, the DONE the client reads (and
+ * the sender writes), and the cutting of a byte stream into lines, with the
+ * descriptors that ride along. Valid lines, truncated ones, lines that come
+ * in pieces, overlong fields, bad numbers, bad names and unknown words. The
+ * exchange itself is tested end to end in tests/integration/test_sender.py. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,11 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "remove.h"
-#include "sender.h"
+#include "sender_wire.h"
 
 #define NAME "0123456789abcdef.json"
 
@@ -325,14 +330,224 @@ static void test_done_long_message(void **state)
     free(line);
 }
 
+/* ------------------------------------------------------------ DONE written */
+
+static void test_done_format(void **state)
+{
+    static const ps_status_t sts[] = { PS_ST_REMOVED, PS_ST_ABSENT, PS_ST_QUEUED,
+                                       PS_ST_REFUSED, PS_ST_CONFIG, PS_ST_ERROR };
+    ps_report_t rep, back;
+    char line[PS_SENDER_LINE_MAX + 1];
+    size_t i, n;
+
+    (void)state;
+    for(i = 0; i < sizeof(sts) / sizeof(sts[0]); i++) {
+        memset(&rep, 0, sizeof(rep));
+        rep.status = sts[i];
+        rep.http_status = 503;
+        rep.attempts = 3;
+        snprintf(rep.message, sizeof(rep.message), "HTTP 503: it said\n\"DONE removed 204 1\"\x7f");
+        ps_sender_format_done(&rep, line, sizeof(line));
+        /* one line, ending in its '\n' and nowhere else */
+        n = strlen(line);
+        assert_true(n > 0 && line[n - 1] == '\n');
+        assert_null(memchr(line, '\n', n - 1));
+        line[n - 1] = '\0';
+        memset(&back, 0, sizeof(back));
+        assert_int_equal(ps_sender_parse_done(line, &back), 0);
+        assert_int_equal(back.status, sts[i]);
+        assert_int_equal(back.http_status, 503);
+        assert_int_equal(back.attempts, 3);
+        assert_string_equal(back.message, "HTTP 503: it said?\"DONE removed 204 1\"?");
+    }
+    /* no HTTP answer, numbers out of the ranges the reader accepts */
+    memset(&rep, 0, sizeof(rep));
+    rep.status = PS_ST_QUEUED;
+    rep.http_status = 1000;
+    rep.attempts = -2;
+    assert_string_equal(ps_sender_format_done(&rep, line, sizeof(line)), "DONE queued 0 0 \n");
+    rep.attempts = 5000;
+    assert_string_equal(ps_sender_format_done(&rep, line, sizeof(line)), "DONE queued 0 1000 \n");
+    /* a full message */
+    memset(rep.message, 'm', sizeof(rep.message) - 1);
+    rep.message[sizeof(rep.message) - 1] = '\0';
+    ps_sender_format_done(&rep, line, sizeof(line));
+    line[strlen(line) - 1] = '\0';
+    assert_int_equal(ps_sender_parse_done(line, &back), 0);
+    assert_string_equal(back.message, rep.message);
+}
+
+/* ------------------------------------------------------------ lines */
+
+/* Appends text to a wire buffer as a read would. */
+static void feed(char *buf, size_t *len, const char *text)
+{
+    size_t n = strlen(text);
+
+    assert_true(*len + n <= PS_SENDER_LINE_MAX);
+    memcpy(buf + *len, text, n);
+    *len += n;
+}
+
+static void test_take_line_pieces(void **state)
+{
+    char buf[PS_SENDER_LINE_MAX + 1], out[PS_SENDER_LINE_MAX + 1];
+    size_t len = 0;
+
+    (void)state;
+    /* nothing, then a line in three pieces */
+    assert_int_equal(ps_wire_take_line(buf, &len, out, sizeof(out)), 0);
+    feed(buf, &len, "HEL");
+    assert_int_equal(ps_wire_take_line(buf, &len, out, sizeof(out)), 0);
+    assert_int_equal(len, 3);
+    feed(buf, &len, "LO 1 u /q");
+    assert_int_equal(ps_wire_take_line(buf, &len, out, sizeof(out)), 0);
+    /* its end and two more lines in one read */
+    feed(buf, &len, "\nSEND x 1\n\nREAD");
+    assert_int_equal(ps_wire_take_line(buf, &len, out, sizeof(out)), 1);
+    assert_string_equal(out, "HELLO 1 u /q");
+    assert_int_equal(ps_wire_take_line(buf, &len, out, sizeof(out)), 1);
+    assert_string_equal(out, "SEND x 1");
+    assert_int_equal(ps_wire_take_line(buf, &len, out, sizeof(out)), 1);
+    assert_string_equal(out, "");
+    assert_int_equal(ps_wire_take_line(buf, &len, out, sizeof(out)), 0);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "READ", 4);
+    feed(buf, &len, "Y\n");
+    assert_int_equal(ps_wire_take_line(buf, &len, out, sizeof(out)), 1);
+    assert_string_equal(out, "READY");
+    assert_int_equal(len, 0);
+}
+
+static void test_take_line_invalid(void **state)
+{
+    static const char *const bad[] = {
+        "HELLO\t1 u /q\n", "HELLO 1 u /q\r\n", "\x01", "READY\x7f", "SEND \x1b[2J", "\x00",
+    };
+    char buf[PS_SENDER_LINE_MAX + 1], out[PS_SENDER_LINE_MAX + 1], small[8];
+    size_t len, i;
+
+    (void)state;
+    for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        len = strlen(bad[i]) ? strlen(bad[i]) : 1; /* the last one is a NUL byte */
+        memcpy(buf, bad[i], len);
+        if(ps_wire_take_line(buf, &len, out, sizeof(out)) != -1)
+            fail_msg("accepted line %zu", i);
+    }
+    /* a good line first, then a bad one: the first is still taken */
+    len = 0;
+    feed(buf, &len, "READY\nACC\x02");
+    assert_int_equal(ps_wire_take_line(buf, &len, out, sizeof(out)), 1);
+    assert_string_equal(out, "READY");
+    assert_int_equal(ps_wire_take_line(buf, &len, out, sizeof(out)), -1);
+
+    /* the longest line fits; one byte more without its end never will */
+    memset(buf, 'a', PS_SENDER_LINE_MAX - 1);
+    buf[PS_SENDER_LINE_MAX - 1] = '\n';
+    len = PS_SENDER_LINE_MAX;
+    assert_int_equal(ps_wire_take_line(buf, &len, out, sizeof(out)), 1);
+    assert_int_equal(strlen(out), PS_SENDER_LINE_MAX - 1);
+    memset(buf, 'a', PS_SENDER_LINE_MAX);
+    len = PS_SENDER_LINE_MAX;
+    assert_int_equal(ps_wire_take_line(buf, &len, out, sizeof(out)), -1);
+
+    /* a line longer than the reader's buffer, whole or not yet */
+    len = 0;
+    feed(buf, &len, "ACCEPTED\n");
+    assert_int_equal(ps_wire_take_line(buf, &len, small, sizeof(small)), -1);
+    len = 0;
+    feed(buf, &len, "ACCEPTED");
+    assert_int_equal(ps_wire_take_line(buf, &len, small, sizeof(small)), -1);
+    len = 0;
+    feed(buf, &len, "ACCEPT\n");
+    assert_int_equal(ps_wire_take_line(buf, &len, small, sizeof(small)), 1);
+    assert_string_equal(small, "ACCEPT");
+}
+
+/* Sends `text` with `nfds` descriptors (all of /dev/null) over fd. */
+static void send_with_fds(int fd, const char *text, int nfds)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * 8)];
+        struct cmsghdr align;
+    } cbuf;
+    struct iovec iov = { (void *)(size_t)text, strlen(text) };
+    struct msghdr mh;
+    int fds[8], i, null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+    assert_true(null >= 0);
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    for(i = 0; i < nfds; i++)
+        fds[i] = null;
+    if(nfds) {
+        struct cmsghdr *cm;
+
+        memset(&cbuf, 0, sizeof(cbuf));
+        mh.msg_control = cbuf.buf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+        cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
+    }
+    assert_int_equal(sendmsg(fd, &mh, 0), (ssize_t)strlen(text));
+    close(null);
+}
+
+static void test_fill_and_descriptors(void **state)
+{
+    char out[PS_SENDER_LINE_MAX + 1];
+    ps_wire_t *w = malloc(sizeof(*w));
+    int sv[2];
+    struct stat st;
+
+    (void)state;
+    assert_non_null(w);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    ps_wire_init(w, sv[0]);
+    /* nothing to read yet: not an error */
+    assert_int_equal(ps_wire_fill(w), 0);
+    /* a line with one descriptor riding on it, in two reads */
+    send_with_fds(sv[1], "SEND ", 1);
+    assert_int_equal(ps_wire_fill(w), 5);
+    assert_int_equal(ps_wire_take_line(w->buf, &w->len, out, sizeof(out)), 0);
+    send_with_fds(sv[1], "x 1\n", 0);
+    assert_int_equal(ps_wire_fill(w), 4);
+    assert_int_equal(ps_wire_take_line(w->buf, &w->len, out, sizeof(out)), 1);
+    assert_string_equal(out, "SEND x 1");
+    assert_int_equal(w->nfds, 1);
+    assert_int_equal(w->extra_fds, 0);
+    assert_int_equal(fstat(w->fds[0], &st), 0);
+    /* five more than fit: kept up to the limit, the rest closed and noted */
+    send_with_fds(sv[1], "x", 5);
+    assert_int_equal(ps_wire_fill(w), 1);
+    assert_int_equal(w->nfds, PS_WIRE_MAX_FDS);
+    assert_int_equal(w->extra_fds, 1);
+    ps_wire_close_fds(w);
+    assert_int_equal(w->nfds, 0);
+    /* the peer's end of file */
+    close(sv[1]);
+    assert_int_equal(ps_wire_fill(w), -1);
+    /* a full buffer takes no more */
+    w->len = PS_SENDER_LINE_MAX;
+    assert_int_equal(ps_wire_fill(w), -1);
+    close(sv[0]);
+    free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hello_valid),       cmocka_unit_test(test_hello_invalid),
-        cmocka_unit_test(test_hello_lengths),     cmocka_unit_test(test_send_valid),
-        cmocka_unit_test(test_send_invalid),      cmocka_unit_test(test_send_overlong),
-        cmocka_unit_test(test_done_valid),        cmocka_unit_test(test_done_invalid),
-        cmocka_unit_test(test_done_long_message),
+        cmocka_unit_test(test_hello_valid),          cmocka_unit_test(test_hello_invalid),
+        cmocka_unit_test(test_hello_lengths),        cmocka_unit_test(test_send_valid),
+        cmocka_unit_test(test_send_invalid),         cmocka_unit_test(test_send_overlong),
+        cmocka_unit_test(test_done_valid),           cmocka_unit_test(test_done_invalid),
+        cmocka_unit_test(test_done_long_message),    cmocka_unit_test(test_done_format),
+        cmocka_unit_test(test_take_line_pieces),     cmocka_unit_test(test_take_line_invalid),
+        cmocka_unit_test(test_fill_and_descriptors),
     };
 
     return cmocka_run_group_tests_name("sender", tests, NULL, NULL);
