@@ -74,6 +74,11 @@ def users_for(ids):
     return [{"login": "u" + i, "id": i} for i in ids]
 
 
+CLIENT_USERS = [{"login": "alice", "id": "d4xkq1abc"},
+                {"login": "bob", "id": "x9z8", "organization": "acme-eu"},
+                {"login": "carol", "id": "c4rol"}]
+
+
 def sender_block(path, idle=None):
     return "sender = { socket = %s; idle_timeout = %d; };\n" % (
         pslib.cfg_value(path), IDLE if idle is None else idle)
@@ -232,6 +237,35 @@ class SenderTestCase(SimTestCase):
 
     def fd_count(self, pid):
         return len(os.listdir("/proc/%d/fd" % pid))
+
+    # ---- a client by hand
+    def say_hello(self, c):
+        c.send(("HELLO 1 %s %s\n" % (self.sim.url, self.qdir())).encode())
+        return c.line()
+
+    def pending(self, login):
+        """An entry left pending by a removal that could not reach the API
+        (written by the command itself); returns its name."""
+        cfg = self.config(sock="", users=CLIENT_USERS, url=DEAD_URL, retries=1,
+                          connect_timeout=1, name="direct.conf")
+        rc, out, err = self.run_cmd(["remove", login], cfg)
+        self.assertEqual(rc, 75, err)
+        org, id_ = [(u.get("organization", "acme"), u["id"]) for u in CLIENT_USERS
+                    if u["login"] == login][0]
+        name = entry_name(login, org, id_)
+        self.assertIn(name, self.queue_files())
+        return name
+
+    def hand_over(self, c, name, ms=0):
+        """SEND of a pending entry with its lock, as `remove` does it (the
+        lock is taken here and the descriptor closed once it went)."""
+        import fcntl
+        fd = os.open(self.qdir("." + name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            c.send(("SEND %s %d\n" % (name, ms)).encode(), [fd])
+        finally:
+            os.close(fd)
 
 
 # ====================================================================== basics
@@ -400,32 +434,6 @@ class SenderOutcomeTest(SenderTestCase):
         self.sim.wait_idle(15)
         if "d4xkq1abc" in self.sim.members_of("acme"):
             self.assertIn(entry_name("alice", "acme", "d4xkq1abc"), self.queue_files())
-        rc, out, err = self.run_cmd(["retry"], cfg)
-        self.assertEqual(rc, 0, err)
-        self.assertNotIn("d4xkq1abc", self.sim.members_of("acme"))
-        self.assert_queue_clean()
-        self.wait_sender_exit(p, sock=self.sock)
-
-    def test_deadline_counts_from_the_send_not_the_hello(self):
-        """A sender busy with a silent client for its 5 s read wait: the
-        deadline the removal carries is what is left when it is sent, so
-        the sender still answers before the client gives up."""
-        cfg = self.config(retries=1, timeout=10)
-        p = self.start_sender(cfg)
-        self.sim.set_faults(["delay:6;method=DELETE"])
-        silent = RawClient(self.sock)
-        try:
-            t0 = time.monotonic()
-            rc, out, err = self.run_cmd(["remove", "--deadline", "7", "alice"], cfg)
-            took = time.monotonic() - t0
-        finally:
-            silent.close()
-        self.assertEqual(rc, 75, err)
-        self.assertLess(took, 7 + MARGIN)
-        if not WRAPPER:     # under valgrind the 0.3 s answer margin is too tight
-            self.assertNotIn("which gave no result", err, "the sender used a stale deadline")
-            self.assert_audited_by(p.pid, "queued", "alice")
-        self.sim.wait_idle(15)
         rc, out, err = self.run_cmd(["retry"], cfg)
         self.assertEqual(rc, 0, err)
         self.assertNotIn("d4xkq1abc", self.sim.members_of("acme"))
@@ -607,8 +615,7 @@ class SenderHostileTest(SenderTestCase):
         self.assertEqual(self.fd_count(p.pid), fds0, "the sender leaks descriptors")
         self.assertEqual(self.sim.stats()["connections"], 1)
 
-        # a client that connects and says nothing holds the sender at most
-        # its read wait (5 s): the next real client is still served
+        # a client that connects and says nothing holds nobody up
         silent = RawClient(self.sock)
         try:
             t0 = time.monotonic()
@@ -618,7 +625,7 @@ class SenderHostileTest(SenderTestCase):
             silent.close()
         self.assertEqual(rc, 0, err)
         self.assert_audited_by(p.pid, "removed", "u" + self.IDS[9])
-        self.assertLess(took, 6.5 + 2 * (SLOW - 1))
+        self.assertLess(took, 2.0 * SLOW)
         self.assertEqual(self.deletes_of("victim1"), [])
         self.assertEqual(self.queue_files(), sorted(["." + victim + ".lock", victim]))
         self.wait_sender_exit(p, sock=self.sock)
@@ -821,10 +828,313 @@ class SenderConcurrencyTest(SenderTestCase):
         self.assertEqual(st["max_inflight"], 1, st)
         self.assertEqual(st["rate_limited"], 0, "the sender went over api.rate_limit: %r" % st)
         self.assertEqual(st["status_counts"], {"204": self.N}, st)
+        # the simulator's request log: one connection, one request at a time,
+        # never more than api.rate_limit in any second
+        dels = self.deletes()
+        self.assertEqual(len(dels), self.N)
+        self.assertEqual({r["conn"] for r in dels}, {dels[0]["conn"]}, "one API connection")
+        starts = sorted(r["t_start"] for r in dels)
+        for a, b in zip(dels, dels[1:]):
+            self.assertGreaterEqual(b["t_start"], a["t_end"], "two requests at once")
+        for i, t in enumerate(starts):
+            in_window = [u for u in starts[i:] if u - t < 1.0]
+            self.assertLessEqual(len(in_window), self.RATE,
+                                 "more than api.rate_limit requests within a second")
         self.assertEqual(self.sim.members_of("acme"), ["adm0acme"])
         self.assertEqual(len(self.audit_of(p.pid, "removed")), self.N)
         self.assert_queue_clean()
         self.wait_sender_exit(p, idle=idle, sock=self.sock)
+
+
+# ====================================================================== clients at once
+
+def serve_limit(name):
+    """A limit of `serve` as src/sender_serve.h defines it."""
+    top = os.environ.get("top_srcdir") or os.path.join(os.path.dirname(__file__), "..", "..")
+    with open(os.path.join(top, "src", "sender_serve.h")) as f:
+        for line in f:
+            parts = line.split()
+            if parts[:2] == ["#define", name]:
+                return int(parts[2])
+    raise AssertionError("%s not found in src/sender_serve.h" % name)
+
+
+READ_WAIT = 5                       # seconds serve gives a client for its next line
+
+
+class SenderClientsTest(SenderTestCase):
+    """Clients are served at once: idle, slow and hostile ones, and a slow
+    API, delay no other client's hand-off."""
+
+    USERS = CLIENT_USERS
+
+    def test_idle_and_slow_clients_do_not_delay_a_handoff(self):
+        cfg = self.config(users=self.USERS)
+        p = self.start_sender(cfg)
+        t_connect = time.monotonic()
+        silent = [RawClient(self.sock, timeout=30 * SLOW) for _ in range(3)]
+        half = RawClient(self.sock, timeout=30 * SLOW)
+        half.send(("HELLO 1 %s" % self.sim.url).encode())        # no end of line
+        ready = RawClient(self.sock, timeout=30 * SLOW)
+        self.assertEqual(self.say_hello(ready), "READY")                # then nothing
+        slow = [RawClient(self.sock, timeout=30 * SLOW) for _ in range(2)]
+        for c in slow:                                               # a byte at a time
+            c.send(b"HE")
+        try:
+            t0 = time.monotonic()
+            rc, out, err = self.run_cmd(["remove", "alice"], cfg)
+            took = time.monotonic() - t0
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(out, "alice: removed from acme (user d4xkq1abc)\n")
+            self.assert_audited_by(p.pid, "removed", "alice")
+            self.assertLess(took, 1.5 * SLOW, "a hand-off waited behind idle clients")
+            # the pam-helper's hand-off too, while they still hang on
+            rc, out, err = self.run_cmd(["pam-helper", "--mode", "service", "--service",
+                                         "planetscale-deprovision", "--deadline", "20",
+                                         "--config", cfg, "--", "carol"])
+            self.assertEqual((rc, out), (0, "removed\n"), err)
+            if not WRAPPER:
+                self.assertLess(time.monotonic() - t_connect, READ_WAIT,
+                                "the test did not run while the idle clients were connected")
+            # each idle client is ended by its own deadline for its line
+            for c in silent + [half, ready] + slow:
+                self.assertEqual(c.line(), "REFUSE bad request")
+                self.assertIsNone(c.line())
+            waited = time.monotonic() - t_connect
+            self.assertGreaterEqual(waited, READ_WAIT - 0.5)
+            self.assertLess(waited, READ_WAIT + 3 * SLOW)
+        finally:
+            for c in silent + [half, ready] + slow:
+                c.close()
+        self.assertEqual(self.sim.stats()["connections"], 1)
+        self.assert_queue_clean()
+        self.wait_sender_exit(p, sock=self.sock)
+
+    def test_client_that_never_reads_its_answer(self):
+        name = self.pending("bob")
+        cfg = self.config(users=self.USERS)
+        p = self.start_sender(cfg)
+        c = RawClient(self.sock)
+        try:
+            self.assertEqual(self.say_hello(c), "READY")
+            self.hand_over(c, name)
+            # it reads nothing more; others are served meanwhile
+            for login in ("alice", "carol"):
+                t0 = time.monotonic()
+                rc, out, err = self.run_cmd(["remove", login], cfg)
+                self.assertEqual(rc, 0, err)
+                self.assertLess(time.monotonic() - t0, 1.5 * SLOW)
+                self.assert_audited_by(p.pid, "removed", login)
+            self.wait_for(lambda: name not in self.queue_files(), 10 * SLOW,
+                          "the handed-over entry to be settled")
+            self.assert_audited_by(p.pid, "removed", "bob")
+            self.assertNotIn("x9z8", self.sim.members_of("acme-eu"))
+            # its answer waited for it in the socket, and then the end
+            self.assertEqual(c.line(), "ACCEPT")
+            self.assertRegex(c.line(), r"^DONE removed 204 1 ")
+            self.assertIsNone(c.line())
+        finally:
+            c.close()
+        self.assertEqual(self.sim.stats()["connections"], 1)
+        self.assert_queue_clean()
+        self.wait_sender_exit(p, sock=self.sock)
+
+    def test_api_slowdown_does_not_hold_ready_or_accept(self):
+        name = self.pending("carol")
+        delay = 4 * SLOW
+        cfg = self.config(users=self.USERS, retries=1, timeout=delay + 10)
+        p = self.start_sender(cfg)
+        self.sim.set_faults(["delay:%d;method=DELETE" % delay])
+        env = dict(os.environ)
+        env.update(shim_env(self.syslog))
+        slow = subprocess.Popen(WRAPPER + [pslib.command_path(), "--config", cfg, "remove",
+                                           "alice"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                text=True)
+        self.wait_for(lambda: self.sim.stats()["inflight"] > 0, 30 * SLOW,
+                      "the slow DELETE to reach the simulator")
+        t_slow = time.monotonic()
+        c = RawClient(self.sock)
+        try:
+            # READY and ACCEPT while the API takes its time
+            t0 = time.monotonic()
+            self.assertEqual(self.say_hello(c), "READY")
+            self.hand_over(c, name)
+            self.assertEqual(c.line(), "ACCEPT")
+            self.assertLess(time.monotonic() - t0, 0.5 * SLOW, "READY/ACCEPT waited for the API")
+            # check's probe is answered too
+            rc, out, err = self.run_cmd(["check"], cfg)
+            self.assertIn("running: removals are handed to it", out + err)
+            # a removal with a short deadline, behind the slow one: told
+            # "queued" by its deadline, with the reason, and kept
+            t0 = time.monotonic()
+            rc, out, err = self.run_cmd(["remove", "--deadline", "2", "bob"], cfg)
+            took = time.monotonic() - t0
+            self.assertEqual(rc, 75, err)
+            self.assertIn("bob: queued for retry: waited behind other removals until its "
+                          "deadline; kept in the queue for retry", err)
+            self.assertLess(took, 2 + MARGIN)
+            self.assertLess(time.monotonic() - t_slow, delay, "the test outran the slow DELETE")
+            self.assert_audited_by(p.pid, "queued", "bob")
+            self.assertIn(entry_name("bob", "acme-eu", "x9z8"), self.queue_files())
+            # the slow one completes, then the one handed over behind it
+            out, err = slow.communicate(timeout=60 * SLOW)
+            self.outputs.append(out + err)
+            self.assertEqual(slow.returncode, 0, err)
+            self.assertEqual(out, "alice: removed from acme (user d4xkq1abc)\n")
+            self.assertRegex(c.line(), r"^DONE removed 204 1 ")
+        finally:
+            c.close()
+            if slow.poll() is None:
+                slow.kill()
+                slow.communicate()
+        dels = self.deletes()
+        self.assertEqual([r["path"].rsplit("/", 1)[1] for r in dels], ["d4xkq1abc", "c4rol"],
+                         "bob's entry was sent after all")
+        self.assertEqual(len({r["conn"] for r in dels}), 1, "one API connection")
+        rc, out, err = self.run_cmd(["retry"], cfg)
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("x9z8", self.sim.members_of("acme-eu"))
+        self.assert_queue_clean()
+        self.wait_sender_exit(p, sock=self.sock)
+
+    def test_clients_beyond_the_cap_are_refused(self):
+        cap = serve_limit("PS_SERVE_MAX_CLIENTS")
+        cfg = self.config(users=self.USERS)
+        p = self.start_sender(cfg)
+        conns = []
+        try:
+            conns = [RawClient(self.sock, timeout=30 * SLOW) for _ in range(cap)]
+            extra = RawClient(self.sock, timeout=10 * SLOW)
+            t0 = time.monotonic()
+            self.assertEqual(extra.line(), "REFUSE busy: too many clients")
+            self.assertIsNone(extra.line())
+            extra.close()
+            self.assertLess(time.monotonic() - t0, 1.0 * SLOW)
+            self.assertTrue(any("%d clients connected already; one more refused" % cap in l
+                                for l in self.lines_of(p.pid)))
+            if not WRAPPER:     # valgrind is too slow to finish within their read wait
+                rc, out, err = self.run_cmd(["--verbose", "remove", "alice"], cfg)
+                self.assertEqual(rc, 0, err)
+                self.assertRegex(err, r"sender \S+: (REFUSE busy: too many clients|no READY); "
+                                 "sending directly")
+                self.assertEqual(self.audit_of(p.pid), [], "the sender took it after all")
+                self.assertEqual(len(self.audit("removed")), 1)
+        finally:
+            for c in conns:
+                c.close()
+        # room again: served
+        rc, out, err = self.run_cmd(["remove", "carol"], cfg)
+        self.assertEqual(rc, 0, err)
+        self.assert_audited_by(p.pid, "removed", "carol")
+        self.assert_queue_clean()
+        self.wait_sender_exit(p, sock=self.sock)
+
+
+# ====================================================================== stop
+
+class SenderStopTest(SenderTestCase):
+
+    def test_sigterm_and_sigint_remove_the_socket_it_bound(self):
+        cfg = self.config(idle=0)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            p = self.start_sender(cfg)
+            self.assertTrue(stat.S_ISSOCK(os.lstat(self.sock).st_mode))
+            rc, out, err = self.run_cmd(["remove", "alice"], cfg)
+            self.assertEqual(rc, 0, err)
+            p.send_signal(sig)
+            p.wait(20 * SLOW)
+            self.assertEqual(p.returncode, 0, self.sender_err(p))
+            self.assertFalse(os.path.lexists(self.sock), "the socket file was left behind")
+            self.assertTrue(any("sender: %s, stopping" % sig.name in l
+                                for l in self.lines_of(p.pid)))
+            self.sim.reset()
+        # a socket from systemd is systemd's: kept
+        path = os.path.join(self.dir, "systemd.sock")
+        ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        ls.bind(path)
+        ls.listen(16)
+        argv = ["sh", "-c", 'exec 3<&%d; LISTEN_PID=$$ LISTEN_FDS=1 exec "$@"' % ls.fileno(),
+                "sh"] + self.sender_argv(cfg)
+        p = self.start_sender(cfg, argv=argv, pass_fds=[ls.fileno()])
+        ls.close()
+        p.send_signal(signal.SIGTERM)
+        p.wait(20 * SLOW)
+        self.assertEqual(p.returncode, 0, self.sender_err(p))
+        self.assertTrue(stat.S_ISSOCK(os.lstat(path).st_mode), "systemd's socket was removed")
+
+    def test_sigterm_lets_the_request_in_flight_finish(self):
+        cfg = self.config(idle=0)
+        p = self.start_sender(cfg)
+        self.sim.set_faults(["delay:2;method=DELETE"])   # shorter than its 5 s of grace
+        env = dict(os.environ)
+        env.update(shim_env(self.syslog))
+        c = subprocess.Popen(WRAPPER + [pslib.command_path(), "--config", cfg, "remove",
+                                        "alice"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        self.wait_for(lambda: self.sim.stats()["inflight"] > 0, 30 * SLOW,
+                      "the DELETE to reach the simulator")
+        p.send_signal(signal.SIGTERM)
+        # it stops listening at once: new removals are sent directly
+        self.wait_for(lambda: not os.path.lexists(self.sock), 2 * SLOW,
+                      "the socket file to be removed")
+        out, err = c.communicate(timeout=30 * SLOW)
+        self.outputs.append(out + err)
+        self.assertEqual(c.returncode, 0, err)
+        self.assertEqual(out, "alice: removed from acme (user d4xkq1abc)\n")
+        self.assert_audited_by(p.pid, "removed", "alice")
+        p.wait(20 * SLOW)
+        self.assertEqual(p.returncode, 0, self.sender_err(p))
+        self.assert_queue_clean()
+
+    def test_sigterm_does_not_wait_long_for_the_api(self):
+        cfg = self.config(idle=0, users=CLIENT_USERS, retries=1, timeout=30)
+        name = self.pending("carol")
+        p = self.start_sender(cfg)
+        self.sim.set_faults(["delay:20;method=DELETE"])
+        env = dict(os.environ)
+        env.update(shim_env(self.syslog))
+        c = subprocess.Popen(WRAPPER + [pslib.command_path(), "--config", cfg, "remove",
+                                        "alice"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        self.wait_for(lambda: self.sim.stats()["inflight"] > 0, 30 * SLOW,
+                      "the DELETE to reach the simulator")
+        raw = RawClient(self.sock)
+        try:
+            self.assertEqual(self.say_hello(raw), "READY")
+            self.hand_over(raw, name)
+            self.assertEqual(raw.line(), "ACCEPT")
+            t0 = time.monotonic()
+            p.send_signal(signal.SIGTERM)
+            # what it had not begun is answered at once, and kept
+            self.assertEqual(raw.line(), "DONE queued 0 0 the sender is stopping; kept in the "
+                             "queue for retry")
+            self.assertLess(time.monotonic() - t0, 1.0 * SLOW)
+        finally:
+            raw.close()
+        # the request in flight gets a few seconds, then the sender ends by
+        # the signal: the entry stays for retry
+        p.wait(30 * SLOW)
+        took = time.monotonic() - t0
+        self.assertEqual(p.returncode, -signal.SIGTERM, self.sender_err(p))
+        self.assertGreater(took, 4.5)
+        self.assertLess(took, 5 + 5 * SLOW)
+        self.assertFalse(os.path.lexists(self.sock))
+        self.assertTrue(any("stopping with a request in flight" in l
+                            for l in self.lines_of(p.pid)))
+        out, err = c.communicate(timeout=30 * SLOW)
+        self.outputs.append(out + err)
+        self.assertEqual(c.returncode, 75, err)
+        self.assertIn("handed to the sender", err)
+        self.assertEqual(sorted(n for n in self.queue_files() if not n.startswith(".")),
+                         sorted([name, entry_name("alice", "acme", "d4xkq1abc")]))
+        self.sim.set_faults([])
+        self.sim.wait_idle(30)
+        rc, out, err = self.run_cmd(["retry"], cfg)
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("d4xkq1abc", self.sim.members_of("acme"))
+        self.assertNotIn("c4rol", self.sim.members_of("acme"))
+        self.assert_queue_clean()
 
 
 # ====================================================================== root
