@@ -351,6 +351,14 @@ static void on_input(server_t *s, client_t *c)
     }
 }
 
+/* A connection refused before it is a client: the line fits in the new
+ * socket's empty buffer. */
+static void refuse_at_once(int fd, const char *line)
+{
+    ps_wire_send(fd, line, strlen(line), -1);
+    close(fd);
+}
+
 static void accept_clients(server_t *s)
 {
     int n;
@@ -370,17 +378,14 @@ static void accept_clients(server_t *s)
         if(!ps_wire_peer_trusted(fd, &uid)) {
             ps_logf(s->log, LOG_WARNING, "sender: refused a client running as uid %u",
                     (unsigned)uid);
-            ps_wire_send(fd, "REFUSE permission denied\n", 25, -1);
-            close(fd);
+            refuse_at_once(fd, "REFUSE permission denied\n");
             continue;
         }
         c = s->nclients < PS_SERVE_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
         if(!c) {
-            /* the refusal fits in the new socket's empty buffer */
             ps_logf(s->log, LOG_WARNING, "sender: %d clients connected already; one more refused",
                     s->nclients);
-            ps_wire_send(fd, "REFUSE busy: too many clients\n", 30, -1);
-            close(fd);
+            refuse_at_once(fd, "REFUSE busy: too many clients\n");
             continue;
         }
         ps_wire_init(&c->w, fd);
@@ -619,16 +624,22 @@ static void on_signal(server_t *s)
     }
 }
 
+/* Blocks SIGTERM and SIGINT (in every thread started after) and returns a
+ * signalfd that reads them, or -1 with the mask as it was. */
 static int block_signals(sigset_t *old)
 {
     sigset_t set;
+    int fd;
 
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     if(pthread_sigmask(SIG_BLOCK, &set, old) != 0)
         return -1;
-    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if(fd < 0)
+        pthread_sigmask(SIG_SETMASK, old, NULL);
+    return fd;
 }
 
 /* ------------------------------------------------------------ the loop */
