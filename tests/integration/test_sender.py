@@ -1,5 +1,5 @@
 """The warm sender: `serve` and the hand-off that `remove` and `pam-helper`
-make to it (src/sender.c), against the HTTPS simulator.
+make to it (src/sender_*.c), against the HTTPS simulator.
 
 What is checked: removals handed to a sender go out on one API connection
 and are audited by the sender; every way of not reaching a usable sender
@@ -8,7 +8,9 @@ a sender that is not root or us) falls back to sending directly; transient
 and permanent answers keep the direct path's semantics; deadlines hold and
 nothing is lost when the sender or the client is killed; hostile clients
 get nothing; configuration reloads; systemd socket activation; `serve`
-refuses unsafe sockets; concurrent hooks share one paced connection.
+refuses unsafe sockets; concurrent hooks share one paced connection; idle,
+slow and non-reading clients and a slow API hold up no other client's
+hand-off; SIGTERM and SIGINT remove the socket file serve created.
 
 Every sender runs under TEST_WRAPPER (valgrind in CI) and must exit 0 on
 its idle timeout (99: valgrind found errors)."""
