@@ -141,6 +141,8 @@ struct ps_client {
     double backoff_cap;
     long connects;
     double last_start; /* ps_now() when the previous request started, 0 = none */
+    double pace_rate;  /* ps_client_set_pace: requests per second, 0 = unpaced */
+    double not_before; /* ps_client_pause: no request before this ps_now() time */
     /* per transfer */
     size_t body_len;
     size_t body_limit; /* the answer's body may hold this many bytes */
@@ -1199,6 +1201,38 @@ static ps_outcome_t finish(const ps_client_t *c, ps_result_t *r, ps_outcome_t rv
     return rv;
 }
 
+static void sleep_seconds(double secs);
+
+/* Waits for this request's turn: ps_client_set_pace's rate since the
+ * previous request started, and ps_client_pause's time. -1 when the turn
+ * comes too late for the deadline. */
+static int wait_turn(const ps_client_t *c, double deadline)
+{
+    double next = c->not_before, now = ps_now();
+
+    if(c->pace_rate > 0 && c->last_start > 0 && c->last_start + 1.0 / c->pace_rate > next)
+        next = c->last_start + 1.0 / c->pace_rate;
+    if(next <= now)
+        return 0;
+    if(deadline > 0 && next + PS_MIN_REQUEST_TIME >= deadline)
+        return -1;
+    sleep_seconds(next - now);
+    return 0;
+}
+
+void ps_client_set_pace(ps_client_t *c, double rate)
+{
+    c->pace_rate = rate > 0 ? rate : 0;
+}
+
+void ps_client_pause(ps_client_t *c, double seconds)
+{
+    double until = ps_now() + (seconds > 0 ? seconds : 0);
+
+    if(until > c->not_before)
+        c->not_before = until;
+}
+
 /* One request over the client's handle: METHOD (NULL: GET) URL with the
  * credential, BODY (JSON) when not NULL, an answer of at most `limit` bytes
  * kept in c->body. Returns 0 when the transfer ran (*res, r->http_status and
@@ -1211,6 +1245,11 @@ static int transfer(ps_client_t *c, const char *method, const char *url, const c
     long nconn = 0;
     int rv = -1;
 
+    if(wait_turn(c, deadline) != 0) {
+        set_msg(r->message, sizeof(r->message), "deadline reached before the request");
+        r->outcome = PS_OUT_TRANSIENT;
+        return -1;
+    }
     hdrs = build_headers(c->cfg->auth_header, body != NULL);
     if(!hdrs) {
         set_msg(r->message, sizeof(r->message), "out of memory");

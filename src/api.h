@@ -161,6 +161,15 @@ ps_outcome_t ps_client_probe_members(ps_client_t *c, const char *org, double dea
 ps_outcome_t ps_client_probe_members_once(ps_client_t *c, const char *org, double deadline,
                                           ps_result_t *r);
 
+/* Pacing of every request this client sends (the queue drain): each starts
+ * at least 1/rate seconds after the previous one started (rate 0: no
+ * pacing), and none before a pause (a 429's Retry-After) has passed. A
+ * removal is one to three requests, so this is where the request rate is
+ * bounded. A wait that would pass a request's deadline makes that request
+ * TRANSIENT without sending it. */
+void ps_client_set_pace(ps_client_t *c, double rate);
+void ps_client_pause(ps_client_t *c, double seconds);
+
 /* Number of new TCP connections this client has opened (for tests/bench). */
 long ps_client_connects(const ps_client_t *c);
 

@@ -8,7 +8,20 @@
 #include "api.h"
 #include "config.h"
 #include "log.h"
+#include "outcome.h"
 #include "queue.h"
+
+/* How long a successful read of an organization's member list stands as
+ * proof that this credential can see that organization, so that a 404 for
+ * a member of it means "not a member" (remove.c). Short on purpose: the
+ * proof goes stale only if someone changes the token's access on
+ * PlanetScale's side, and a stale proof would settle an unconfirmed removal
+ * as done; ten minutes covers a burst of removals (a mass offboarding, one
+ * drain) with one probe per organization. Kept in memory only, per process,
+ * and dropped with the context (a reloaded configuration starts afresh). */
+#define PS_PROBE_TTL   600.0
+#define PS_PACE_MARGIN 0.98 /* requests stay this far below api.rate_limit */
+#define PS_PROBE_SLOTS 8
 
 struct ps_ctx;
 struct ps_report;
@@ -18,20 +31,6 @@ struct ps_report;
  * 1 when not: the caller still holds the lock and sends it itself. */
 typedef int (*ps_handoff_fn)(struct ps_ctx *ctx, int lock_fd, const ps_qentry_t *e,
                              struct ps_report *rep);
-
-typedef enum ps_status {
-    PS_ST_REMOVED = 0, /* 204 (or confirmed by a concurrent run) */
-    PS_ST_ABSENT,      /* 404 */
-    PS_ST_UNMAPPED,    /* not in the map, unmapped = "ignore" */
-    PS_ST_UNKNOWN,     /* not in the map, unmapped = "error" */
-    PS_ST_DRYRUN,      /* --dry-run: nothing sent */
-    PS_ST_QUEUED,      /* transient: kept in the queue */
-    PS_ST_NOT_QUEUED,  /* transient and --no-queue (or the queue failed) */
-    PS_ST_REFUSED,     /* API refused: permanent */
-    PS_ST_CONFIG,      /* configuration error */
-    PS_ST_INVALID,     /* the login itself is not acceptable */
-    PS_ST_ERROR        /* anything else, e.g. could not be queued */
-} ps_status_t;
 
 typedef struct ps_ctx {
     const ps_config_t *cfg;
@@ -43,6 +42,14 @@ typedef struct ps_ctx {
     double deadline;       /* ps_now() value, 0 = none */
     double backoff_base;   /* 0 = the client's default */
     ps_handoff_fn handoff; /* NULL: ps_remove_login sends everything itself */
+    const char *trigger;   /* what asked for the removals: "remove", "pam", ... */
+    int retry_held;        /* `retry --held`: send every held entry again */
+    /* Organizations whose member list this credential was seen to read
+     * (PS_PROBE_TTL seconds, ps_now() times): what confirms a 404. */
+    struct {
+        char organization[PS_ID_MAX + 1];
+        double at;
+    } readable[PS_PROBE_SLOTS];
 } ps_ctx_t;
 
 typedef struct ps_report {

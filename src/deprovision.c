@@ -1,6 +1,6 @@
 /* planetscale-deprovision - remove departing users' PlanetScale memberships.
- * main() and the subcommands; all the work is in the core (remove.c,
- * drain.c, config.c, api.c, queue.c). */
+ * main(), the command table and the subcommands' output; all the work is in
+ * the core (remove.c, drain.c, outcome.c, config.c, api.c, queue.c). */
 #include <errno.h>
 #include <getopt.h>
 #include <shadow.h>
@@ -37,24 +37,32 @@ static const char usage_text[] =
     "\n"
     "Commands:\n"
     "  remove [--dry-run] [--no-queue] [--deadline SECONDS] LOGIN...\n"
-    "                                            remove these logins' memberships\n"
-    "                                            (LOGIN \"-\" reads logins from stdin)\n"
-    "  retry [--deadline SECONDS]                drain the queue of removals that could\n"
-    "                                            not complete (run by a systemd timer),\n"
-    "                                            first queueing the logins recorded while\n"
-    "                                            this configuration did not load\n"
-    "  queue                                     list pending, dead-letter and unresolved\n"
-    "                                            entries\n"
-    "  check [--online]                          validate the configuration and permissions;\n"
-    "                                            --online also asks the API whether the token\n"
-    "                                            can read each organization's member list\n"
-    "  lookup LOGIN...                           show what would be sent (no network)\n"
-    "  members [--organization ORG]              list the members of each configured\n"
-    "                                            organization (or ORG) with email, user id,\n"
-    "                                            role, directory-managed and mapped login\n"
-    "  serve [--socket PATH]                     keep one API connection warm and send the\n"
-    "                                            removals that remove and the PAM module hand\n"
-    "                                            to it (run by systemd socket activation)\n"
+    "                              remove these logins' memberships (LOGIN \"-\" reads\n"
+    "                              logins from stdin); each request is recorded in the\n"
+    "                              spool first and leaves it only once PlanetScale\n"
+    "                              confirmed the removal\n"
+    "  retry [--held] [--deadline SECONDS]\n"
+    "                              send what waits in the spool (run by a systemd timer):\n"
+    "                              pending entries, and held ones once the configuration\n"
+    "                              changed since they were held (--held: all held and\n"
+    "                              dead entries)\n"
+    "  queue [--queue-dir DIR]     list the spool: pending, held, dead and unresolved\n"
+    "                              entries, with their reasons (also when the\n"
+    "                              configuration does not load)\n"
+    "  queue drop NAME...          delete these entries without a confirmed removal\n"
+    "                              (an administrator's decision; audited)\n"
+    "  check [--queue-dir DIR]     validate the configuration and permissions; fails while\n"
+    "                              anything is held or dead\n"
+    "  check --online              also ask the API whether the token can read each\n"
+    "                              organization's member list\n"
+    "  lookup LOGIN...             show what would be sent (no network)\n"
+    "  members [--organization ORG]\n"
+    "                              list the members of each configured organization (or\n"
+    "                              ORG) with email, user id, role, directory-managed and\n"
+    "                              mapped login\n"
+    "  serve [--socket PATH]       keep one API connection warm and send the removals that\n"
+    "                              remove and the PAM module hand to it (run by systemd\n"
+    "                              socket activation)\n"
     "\n"
     "Options (before or after the command):\n"
     "  -c, --config FILE   configuration file (default " PS_DEFAULT_CONFIG ")\n"
@@ -63,9 +71,24 @@ static const char usage_text[] =
     "  -h, --help          this help\n"
     "  -V, --version       the version\n"
     "\n"
-    "Exit status: 0 done (removed, already absent, or unmapped and ignored);\n"
-    "75 queued for retry; 77 refused by the API; 78 configuration error;\n"
-    "64 usage error; 1 anything else.\n";
+    "Exit status: 0 done (removed, confirmed absent, or unmapped and ignored);\n"
+    "75 pending in the spool, retried later; 77 held: refused by the API or not\n"
+    "confirmed, waits for a person; 78 configuration error (the request is\n"
+    "recorded); 64 usage error; 1 anything else (the message says whether the\n"
+    "request was recorded).\n";
+
+/* Options that only some commands take (opts_t.given). */
+enum {
+    OPT_DRY_RUN = 1 << 0,
+    OPT_NO_QUEUE = 1 << 1,
+    OPT_DEADLINE = 1 << 2,
+    OPT_SOCKET = 1 << 3,
+    OPT_HELD = 1 << 4,
+    OPT_QUEUE_DIR = 1 << 5,
+    OPT_HELPER = 1 << 6, /* --mode, --service, --debug */
+    OPT_ONLINE = 1 << 7,
+    OPT_ORGANIZATION = 1 << 8
+};
 
 typedef struct opts {
     const char *config;
@@ -73,8 +96,9 @@ typedef struct opts {
     int json;
     int dry_run;
     int no_queue;
-    int online;
     int debug;
+    int held;
+    int online;
     double deadline; /* seconds from now, 0 = none */
     const char *mode;
     const char *service;
@@ -82,10 +106,12 @@ typedef struct opts {
     long expire_day; /* pam-helper --expire-day: the sp_expire the module saw */
     int have_expire; /* --expire-day given */
     long grace;      /* pam-helper --expired-grace-days, -1 = the configuration's */
+    const char *queue_dir;
     const char *organization;
     const char *command;
     char **args; /* positional arguments after the command */
     int nargs;
+    unsigned given; /* OPT_* seen */
 } opts_t;
 
 static int usage_error(const char *fmt, ...) PS_PRINTF(1, 2);
@@ -127,6 +153,8 @@ static int parse_args(int argc, char **argv, opts_t *o)
         O_SERVICE,
         O_DEBUG,
         O_SOCKET,
+        O_HELD,
+        O_QUEUE_DIR,
         O_EXPIRE_DAY,
         O_GRACE,
         O_ONLINE,
@@ -145,6 +173,8 @@ static int parse_args(int argc, char **argv, opts_t *o)
         { "service", required_argument, NULL, O_SERVICE },
         { "debug", no_argument, NULL, O_DEBUG },
         { "socket", required_argument, NULL, O_SOCKET },
+        { "held", no_argument, NULL, O_HELD },
+        { "queue-dir", required_argument, NULL, O_QUEUE_DIR },
         { "expire-day", required_argument, NULL, O_EXPIRE_DAY },
         { "expired-grace-days", required_argument, NULL, O_GRACE },
         { "online", no_argument, NULL, O_ONLINE },
@@ -162,16 +192,45 @@ static int parse_args(int argc, char **argv, opts_t *o)
         case O_JSON: o->json = 1; break;
         case 'h': fputs(usage_text, stdout); return 1;
         case 'V': printf("planetscale-deprovision %s\n", PS_VERSION); return 1;
-        case O_DRY: o->dry_run = 1; break;
-        case O_NOQUEUE: o->no_queue = 1; break;
+        case O_DRY:
+            o->dry_run = 1;
+            o->given |= OPT_DRY_RUN;
+            break;
+        case O_NOQUEUE:
+            o->no_queue = 1;
+            o->given |= OPT_NO_QUEUE;
+            break;
         case O_DEADLINE:
             if(parse_seconds(optarg, &o->deadline) != 0)
                 return -usage_error("--deadline: not a number of seconds: %s", optarg);
+            o->given |= OPT_DEADLINE;
             break;
-        case O_MODE: o->mode = optarg; break;
-        case O_SERVICE: o->service = optarg; break;
-        case O_DEBUG: o->debug = 1; break;
-        case O_SOCKET: o->socket = optarg; break;
+        case O_MODE:
+            o->mode = optarg;
+            o->given |= OPT_HELPER;
+            break;
+        case O_SERVICE:
+            o->service = optarg;
+            o->given |= OPT_HELPER;
+            break;
+        case O_DEBUG:
+            o->debug = 1;
+            o->given |= OPT_HELPER;
+            break;
+        case O_SOCKET:
+            o->socket = optarg;
+            o->given |= OPT_SOCKET;
+            break;
+        case O_HELD:
+            o->held = 1;
+            o->given |= OPT_HELD;
+            break;
+        case O_QUEUE_DIR:
+            if(optarg[0] != '/')
+                return -usage_error("--queue-dir: not an absolute path: %s", optarg);
+            o->queue_dir = optarg;
+            o->given |= OPT_QUEUE_DIR;
+            break;
         case O_EXPIRE_DAY: {
             char *end;
 
@@ -180,15 +239,25 @@ static int parse_args(int argc, char **argv, opts_t *o)
             if(errno || end == optarg || *end)
                 return -usage_error("--expire-day: not a number of days: %s", optarg);
             o->have_expire = 1;
+            o->given |= OPT_HELPER;
             break;
         }
         case O_GRACE:
             if(ps_grace_parse(optarg, &o->grace) != 0)
                 return -usage_error("--expired-grace-days: not a number of days from 0 to %d: %s",
                                     PS_GRACE_DAYS_MAX, optarg);
+            o->given |= OPT_HELPER;
             break;
-        case O_ONLINE: o->online = 1; break;
-        case O_ORGANIZATION: o->organization = optarg; break;
+        case O_ONLINE:
+            o->online = 1;
+            o->given |= OPT_ONLINE;
+            break;
+        case O_ORGANIZATION:
+            if(!ps_id_valid(optarg))
+                return -usage_error("--organization: not an organization name: %s", optarg);
+            o->organization = optarg;
+            o->given |= OPT_ORGANIZATION;
+            break;
         case ':': return -usage_error("option %s needs an argument", argv[optind - 1]);
         default: return -usage_error("unknown option: %s", argv[optind - 1]);
         }
@@ -213,6 +282,13 @@ static int load_config(const opts_t *o, const ps_log_t *lg, int require_auth, ps
         return EX_CONFIG_;
     }
     return EX_OK_;
+}
+
+static void print_json(json_object *j)
+{
+    puts(json_object_to_json_string_ext(j,
+                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(j);
 }
 
 /* The next login from stdin (one per line, empty lines skipped), in *line
@@ -241,20 +317,21 @@ static char *next_stdin_login(char **line, size_t *cap)
 
 /* The configuration could not be loaded, so LOGIN cannot be mapped; the
  * account may already be gone, so the request is recorded for `retry`
- * (unresolved.h) instead of being lost. Returns 1 when recorded. */
-static int record_unresolved(const opts_t *o, const ps_log_t *lg, const char *login,
-                             const char *service, const char *mode, json_object *arr)
+ * (unresolved.h) instead of being lost. Returns RECORDED, or ERROR when it
+ * could not be kept. */
+static ps_status_t record_unresolved(const opts_t *o, const ps_log_t *lg, const char *login,
+                                     const char *service, const char *mode, json_object *arr)
 {
     char elogin[PS_LOGIN_MAX * 4 + 8], err[1024] = "", eerr[1200], detail[1600];
     const char *dir = ps_unresolved_dir();
     ps_unresolved_t u;
-    int ok;
+    ps_status_t st;
 
     ps_escape(login, elogin, sizeof(elogin));
     memset(&u, 0, sizeof(u));
     if(!ps_login_valid(login)) {
-        ok = 0;
         snprintf(err, sizeof(err), "invalid login name");
+        st = PS_ST_ERROR;
     } else {
         snprintf(u.login, sizeof(u.login), "%s", login);
         ps_unresolved_config_key(o->config, u.config);
@@ -264,10 +341,10 @@ static int record_unresolved(const opts_t *o, const ps_log_t *lg, const char *lo
                  : ps_login_valid(service) ? service
                                            : "(invalid)");
         snprintf(u.mode, sizeof(u.mode), "%s", mode ? mode : "");
-        ok = ps_unresolved_record(dir, &u, err, sizeof(err)) == 0;
+        st = ps_unresolved_record(dir, &u, err, sizeof(err)) == 0 ? PS_ST_RECORDED : PS_ST_ERROR;
     }
     ps_escape(err, eerr, sizeof(eerr));
-    if(ok)
+    if(st == PS_ST_RECORDED)
         snprintf(detail, sizeof(detail),
                  "configuration could not be loaded; recorded in %s/%s "
                  "for retry",
@@ -275,17 +352,18 @@ static int record_unresolved(const opts_t *o, const ps_log_t *lg, const char *lo
     else
         snprintf(detail, sizeof(detail), "configuration could not be loaded; NOT recorded: %s",
                  eerr);
-    ps_audit(lg, LOG_ERR, ok ? "recorded" : "failed", login, NULL, NULL, -1, -1, 0, detail);
+    ps_audit(lg, LOG_ERR, ps_outcome(st)->audit, mode ? "pam" : "remove", login, NULL, NULL, -1, -1,
+             0, detail);
     if(arr) {
         json_object *j = json_object_new_object();
 
         json_object_object_add(j, "login", json_object_new_string(login));
-        json_object_object_add(j, "outcome", json_object_new_string(ok ? "recorded" : "config"));
-        json_object_object_add(j, "exit", json_object_new_int(EX_CONFIG_));
+        json_object_object_add(j, "outcome", json_object_new_string(ps_status_word(st)));
+        json_object_object_add(j, "exit", json_object_new_int(ps_status_exit(st)));
         json_object_object_add(j, "message", json_object_new_string(detail));
         json_object_array_add(arr, j);
     } else if(lg->to_stderr) {
-        if(ok)
+        if(st == PS_ST_RECORDED)
             fprintf(stderr,
                     "planetscale-deprovision: %s: NOT removed yet: recorded in %s/%s; "
                     "`planetscale-deprovision retry` removes it once the configuration loads\n",
@@ -294,37 +372,37 @@ static int record_unresolved(const opts_t *o, const ps_log_t *lg, const char *lo
             fprintf(stderr, "planetscale-deprovision: %s: NOT removed and NOT recorded: %s\n",
                     elogin, eerr);
     }
-    return ok;
+    return st;
 }
 
-/* `remove` without a configuration: record every login (stdin too). */
+/* `remove` without a configuration: record every login (stdin too). Exit
+ * 78 when every login is kept for retry, 1 when one could be neither
+ * removed nor recorded. */
 static int remove_unresolved(const opts_t *o, const ps_log_t *lg)
 {
     json_object *arr = o->json ? json_object_new_array() : NULL;
+    ps_status_t worst = PS_ST_RECORDED, st;
     char *line = NULL;
     size_t cap = 0;
-    int i, rv = EX_CONFIG_;
+    int i;
 
     for(i = 0; i < o->nargs; i++) {
         if(strcmp(o->args[i], "-") == 0) {
             char *login;
 
-            while((login = next_stdin_login(&line, &cap)) != NULL)
-                if(!record_unresolved(o, lg, login, NULL, NULL, arr))
-                    rv = 1;
-        } else if(!record_unresolved(o, lg, o->args[i], NULL, NULL, arr)) {
-            rv = 1;
+            while((login = next_stdin_login(&line, &cap)) != NULL) {
+                st = record_unresolved(o, lg, login, NULL, NULL, arr);
+                worst = ps_status_worse(st, worst) ? st : worst;
+            }
+        } else {
+            st = record_unresolved(o, lg, o->args[i], NULL, NULL, arr);
+            worst = ps_status_worse(st, worst) ? st : worst;
         }
     }
     free(line);
-    if(arr) {
-        puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
-                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
-        json_object_put(arr);
-    }
-    /* 78 when every login is kept for retry; 1 ("anything else") when one
-     * could be neither removed nor recorded */
-    return rv;
+    if(arr)
+        print_json(arr);
+    return ps_status_exit(worst);
 }
 
 /* ------------------------------------------------------------ remove */
@@ -334,43 +412,48 @@ typedef struct out {
     json_object *arr;
 } out_t;
 
+static void report_json(out_t *out, const char *login, const ps_report_t *rep)
+{
+    json_object *j = json_object_new_object();
+
+    json_object_object_add(j, "login", json_object_new_string(login));
+    json_object_object_add(j, "outcome", json_object_new_string(ps_status_word(rep->status)));
+    json_object_object_add(j, "exit", json_object_new_int(ps_status_exit(rep->status)));
+    if(rep->mapped) {
+        json_object_object_add(j, "organization", json_object_new_string(rep->map.organization));
+        json_object_object_add(j, "id", json_object_new_string(rep->map.id));
+        json_object_object_add(j, "delete_passwords",
+                               json_object_new_boolean(rep->map.delete_passwords));
+        json_object_object_add(j, "delete_service_tokens",
+                               json_object_new_boolean(rep->map.delete_service_tokens));
+    }
+    if(rep->http_status)
+        json_object_object_add(j, "http_status", json_object_new_int((int)rep->http_status));
+    if(rep->message[0])
+        json_object_object_add(j, "message", json_object_new_string(rep->message));
+    json_object_array_add(out->arr, j);
+}
+
+/* One line per login: what happened, and for anything but success what
+ * happens next. rep->message is built printable by the core. */
 static void report(out_t *out, const char *login, const ps_report_t *rep)
 {
-    char elogin[PS_LOGIN_MAX * 4 + 8], emsg[2048];
+    char elogin[PS_LOGIN_MAX * 4 + 8];
+    const char *msg = rep->message;
+    const ps_mapping_t *m = &rep->map;
 
-    ps_escape(login, elogin, sizeof(elogin));
-    snprintf(emsg, sizeof(emsg), "%s", rep->message); /* built printable by the core */
     if(out->o->json) {
-        json_object *j = json_object_new_object();
-
-        json_object_object_add(j, "login", json_object_new_string(login));
-        json_object_object_add(j, "outcome", json_object_new_string(ps_status_word(rep->status)));
-        json_object_object_add(j, "exit", json_object_new_int(ps_status_exit(rep->status)));
-        if(rep->mapped) {
-            json_object_object_add(j, "organization",
-                                   json_object_new_string(rep->map.organization));
-            json_object_object_add(j, "id", json_object_new_string(rep->map.id));
-            json_object_object_add(j, "delete_passwords",
-                                   json_object_new_boolean(rep->map.delete_passwords));
-            json_object_object_add(j, "delete_service_tokens",
-                                   json_object_new_boolean(rep->map.delete_service_tokens));
-        }
-        if(rep->http_status)
-            json_object_object_add(j, "http_status", json_object_new_int((int)rep->http_status));
-        if(rep->message[0])
-            json_object_object_add(j, "message", json_object_new_string(rep->message));
-        json_object_array_add(out->arr, j);
+        report_json(out, login, rep);
         return;
     }
+    ps_escape(login, elogin, sizeof(elogin));
     switch(rep->status) {
     case PS_ST_REMOVED:
-        printf("%s: removed from %s (user %s)%s%s\n", elogin, rep->map.organization, rep->map.id,
-               rep->message[0] && !rep->http_status ? ": " : "",
-               rep->message[0] && !rep->http_status ? emsg : "");
+        printf("%s: removed from %s (user %s)%s%s\n", elogin, m->organization, m->id,
+               msg[0] && !rep->http_status ? ": " : "", msg[0] && !rep->http_status ? msg : "");
         break;
     case PS_ST_ABSENT:
-        printf("%s: already absent from %s (user %s)\n", elogin, rep->map.organization,
-               rep->map.id);
+        printf("%s: already absent from %s (user %s), confirmed\n", elogin, m->organization, m->id);
         break;
     case PS_ST_UNMAPPED:
         printf("%s: not mapped to a PlanetScale user, nothing to do\n", elogin);
@@ -378,30 +461,41 @@ static void report(out_t *out, const char *login, const ps_report_t *rep)
     case PS_ST_DRYRUN:
         printf("%s: would remove user %s from %s (delete_passwords=%s, "
                "delete_service_tokens=%s)\n",
-               elogin, rep->map.id, rep->map.organization,
-               rep->map.delete_passwords ? "true" : "false",
-               rep->map.delete_service_tokens ? "true" : "false");
+               elogin, m->id, m->organization, m->delete_passwords ? "true" : "false",
+               m->delete_service_tokens ? "true" : "false");
         break;
     case PS_ST_QUEUED:
-        fprintf(stderr, "planetscale-deprovision: %s: queued for retry: %s\n", elogin, emsg);
+        fprintf(stderr,
+                "planetscale-deprovision: %s: NOT removed yet: queued for retry (pending in "
+                "the spool): %s\n",
+                elogin, msg);
+        break;
+    case PS_ST_HELD:
+    case PS_ST_HELD_CONFIG:
+        fprintf(stderr,
+                "planetscale-deprovision: %s: NOT removed: held in the spool until a person "
+                "or a changed configuration deals with it (see `queue`): %s\n",
+                elogin, msg);
         break;
     case PS_ST_NOT_QUEUED:
         fprintf(stderr,
-                "planetscale-deprovision: %s: NOT removed and not queued (--no-queue): "
-                "%s\n",
-                elogin, emsg);
+                "planetscale-deprovision: %s: NOT removed and not queued (--no-queue): %s\n",
+                elogin, msg);
         break;
-    case PS_ST_UNKNOWN: fprintf(stderr, "planetscale-deprovision: %s: %s\n", elogin, emsg); break;
     case PS_ST_REFUSED:
-        fprintf(stderr, "planetscale-deprovision: %s: refused by the API, not retried: %s\n",
-                elogin, emsg);
+        fprintf(stderr,
+                "planetscale-deprovision: %s: NOT removed (refused, not recorded: --no-queue): "
+                "%s\n",
+                elogin, msg);
         break;
+    case PS_ST_UNKNOWN: fprintf(stderr, "planetscale-deprovision: %s: %s\n", elogin, msg); break;
     case PS_ST_CONFIG:
-        fprintf(stderr, "planetscale-deprovision: %s: configuration error: %s\n", elogin, emsg);
+        fprintf(stderr, "planetscale-deprovision: %s: configuration error: %s\n", elogin, msg);
         break;
-    case PS_ST_INVALID: fprintf(stderr, "planetscale-deprovision: %s\n", emsg); break;
+    case PS_ST_INVALID: fprintf(stderr, "planetscale-deprovision: %s\n", msg); break;
+    case PS_ST_RECORDED:
     case PS_ST_ERROR:
-        fprintf(stderr, "planetscale-deprovision: %s: NOT removed: %s\n", elogin, emsg);
+        fprintf(stderr, "planetscale-deprovision: %s: NOT removed: %s\n", elogin, msg);
         break;
     }
 }
@@ -427,19 +521,22 @@ static ps_status_t remove_stdin(ps_ctx_t *ctx, out_t *out, ps_status_t worst)
     return worst;
 }
 
-static int cmd_remove(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg)
+static int cmd_remove(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
 {
     ps_ctx_t ctx;
     out_t out = { o, NULL };
     ps_status_t worst = PS_ST_REMOVED;
     int i;
 
+    if(!*cfgp)
+        return o->dry_run || o->no_queue ? EX_CONFIG_ : remove_unresolved(o, lg);
     memset(&ctx, 0, sizeof(ctx));
-    ctx.cfg = cfg;
+    ctx.cfg = *cfgp;
     ctx.log = lg;
     ctx.dry_run = o->dry_run;
     ctx.no_queue = o->no_queue;
     ctx.handoff = ps_sender_handoff;
+    ctx.trigger = "remove";
     if(o->deadline > 0)
         ctx.deadline = ps_now() + o->deadline;
     if(o->json)
@@ -452,11 +549,8 @@ static int cmd_remove(const opts_t *o, const ps_log_t *lg, const ps_config_t *cf
             worst = remove_one(&ctx, &out, o->args[i], worst);
     }
     ps_ctx_release(&ctx);
-    if(out.arr) {
-        puts(json_object_to_json_string_ext(out.arr, JSON_C_TO_STRING_PRETTY |
-                                                         JSON_C_TO_STRING_NOSLASHESCAPE));
-        json_object_put(out.arr);
-    }
+    if(out.arr)
+        print_json(out.arr);
     return ps_status_exit(worst);
 }
 
@@ -532,17 +626,19 @@ static int helper_due(const opts_t *o, const ps_log_t *lg, long expire, long gra
     return 1;
 }
 
-static int cmd_pam_helper(const opts_t *o, ps_log_t *lg)
+/* The PAM module's helper: one login, one word on stdout (helper.h), and
+ * the one audit line of its outcome in syslog. */
+static int cmd_pam_helper(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
 {
     ps_config_t *cfg = NULL;
     ps_ctx_t ctx;
     ps_report_t rep;
     const char *word = PS_HELPER_ERROR;
     char esvc[256];
-    ps_status_t st;
     long expire = -1;
     int expired;
 
+    (void)cfgp;
     lg->to_stderr = 0;
     lg->verbose = o->debug;
     if(!o->mode || o->nargs != 1 ||
@@ -572,7 +668,8 @@ static int cmd_pam_helper(const opts_t *o, ps_log_t *lg)
                     o->mode);
             goto out;
         }
-        record_unresolved(o, lg, o->args[0], o->service ? o->service : "", o->mode, NULL);
+        word = ps_status_word(
+            record_unresolved(o, lg, o->args[0], o->service ? o->service : "", o->mode, NULL));
         goto out;
     }
     if(expired && o->grace < 0 &&
@@ -592,15 +689,9 @@ static int cmd_pam_helper(const opts_t *o, ps_log_t *lg)
     ctx.log = lg;
     ctx.deadline = ps_now() + (o->deadline > 0 ? o->deadline : PS_HELPER_DEFAULT_TIMEOUT);
     ctx.handoff = ps_sender_handoff;
-    st = ps_remove_login(&ctx, o->args[0], &rep);
+    ctx.trigger = "pam";
+    word = ps_status_word(ps_remove_login(&ctx, o->args[0], &rep));
     ps_ctx_release(&ctx);
-    word = st == PS_ST_INVALID || st == PS_ST_NOT_QUEUED ? PS_HELPER_ERROR : ps_status_word(st);
-    if(st != PS_ST_REMOVED && st != PS_ST_ABSENT && st != PS_ST_UNMAPPED && rep.message[0]) {
-        char emsg[1024];
-
-        ps_logf(lg, st == PS_ST_QUEUED ? LOG_WARNING : LOG_ERR, "pam-helper (%s): %s: %s", o->mode,
-                ps_status_word(st), ps_escape(rep.message, emsg, sizeof(emsg)));
-    }
 out:
     printf("%s\n", word);
     fflush(stdout);
@@ -620,24 +711,22 @@ static int cmd_lookup(const opts_t *o, const ps_config_t *cfg)
         const char *login = o->args[i];
         char elogin[PS_LOGIN_MAX * 4 + 8];
         ps_mapping_t m;
+        ps_report_t rep;
         ps_status_t st;
         char *url = NULL, *body = NULL;
-        int rc;
 
         ps_escape(login, elogin, sizeof(elogin));
-        if(!ps_login_valid(login)) {
-            st = PS_ST_INVALID;
-            fprintf(stderr, "planetscale-deprovision: invalid login name \"%s\"\n", elogin);
-        } else if((rc = ps_config_map(cfg, login, &m)) == 1) {
-            st = cfg->unmapped == PS_UNMAPPED_ERROR ? PS_ST_UNKNOWN : PS_ST_UNMAPPED;
+        st = ps_map_login(cfg, login, &rep);
+        m = rep.map;
+        if(st == PS_ST_INVALID) {
+            fprintf(stderr, "planetscale-deprovision: %s\n", rep.message);
+        } else if(st == PS_ST_UNMAPPED || st == PS_ST_UNKNOWN) {
             if(!o->json)
                 printf("%s: not mapped%s\n", elogin,
                        st == PS_ST_UNKNOWN ? " (unmapped = \"error\")" : ", would be ignored");
-        } else if(rc < 0) {
-            st = PS_ST_CONFIG;
-            fprintf(stderr, "planetscale-deprovision: %s: no organization\n", elogin);
+        } else if(st != PS_ST_DRYRUN) {
+            fprintf(stderr, "planetscale-deprovision: %s: %s\n", elogin, rep.message);
         } else {
-            st = PS_ST_DRYRUN;
             url = ps_build_url(cfg->api_url, m.organization, m.id, cfg->flags_mode,
                                m.delete_passwords, m.delete_service_tokens);
             if(cfg->flags_mode == PS_FLAGS_BODY)
@@ -685,178 +774,6 @@ static int cmd_lookup(const opts_t *o, const ps_config_t *cfg)
         json_object_put(arr);
     }
     return ps_status_exit(worst);
-}
-
-/* ------------------------------------------------------------ check */
-
-/* `check --online`: asks the API, for each organization the configuration
- * names, whether the credential can read its member list (the first page,
- * per_page=1). write_organization cannot be tried without removing someone.
- * Prints a line per organization (text), or adds "online" and "ok" to j.
- * Returns 0, or the exit status of the worst answer: 78 (TLS, redirect),
- * 77 (401, 403, 404), 75 (unreachable, 429, 5xx), 1 (no client). */
-static int check_online(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg, json_object *j)
-{
-    const char **orgs = NULL;
-    ps_client_t *c = NULL;
-    json_object *arr = NULL;
-    double deadline = o->deadline > 0 ? ps_now() + o->deadline : 0;
-    char err[1024], eerr[1200], what[1024];
-    size_t n = 0, i;
-    int rv = EX_OK_, invalid = 0;
-
-    if(ps_config_organizations(cfg, &orgs, &n) != 0) {
-        ps_logf(lg, LOG_ERR, "check --online: out of memory");
-        return 1;
-    }
-    if(j)
-        arr = json_object_new_array();
-    if(n == 0 && !j)
-        printf("  online: no organization configured, nothing to ask\n");
-    if(n > 0 && !(c = ps_client_new(cfg, err, sizeof(err)))) {
-        ps_logf(lg, LOG_ERR, "check --online: %s", ps_escape(err, eerr, sizeof(eerr)));
-        rv = 1;
-        n = 0;
-    }
-    for(i = 0; i < n; i++) {
-        ps_result_t r;
-        ps_outcome_t out;
-        int code;
-
-        if(invalid) {
-            /* a token the API does not accept fails alike everywhere */
-            out = PS_OUT_REFUSED;
-            memset(&r, 0, sizeof(r));
-            r.http_status = 401;
-        } else {
-            out = ps_client_probe_members(c, orgs[i], deadline, &r);
-        }
-        invalid = out == PS_OUT_REFUSED && r.http_status == 401;
-        ps_online_explain(orgs[i], out, &r, what, sizeof(what));
-        code = out == PS_OUT_OK          ? EX_OK_
-               : out == PS_OUT_TRANSIENT ? 75
-               : out == PS_OUT_CONFIG    ? EX_CONFIG_
-                                         : 77;
-        if(code > rv)
-            rv = code;
-        if(arr) {
-            json_object *e = json_object_new_object();
-
-            json_object_object_add(e, "organization", json_object_new_string(orgs[i]));
-            json_object_object_add(e, "ok", json_object_new_boolean(out == PS_OUT_OK));
-            json_object_object_add(e, "outcome", json_object_new_string(ps_outcome_name(out)));
-            if(r.http_status)
-                json_object_object_add(e, "http_status", json_object_new_int((int)r.http_status));
-            json_object_object_add(e, "message", json_object_new_string(what));
-            json_object_array_add(arr, e);
-        } else {
-            printf("  online: %s: %s: %s\n", orgs[i], out == PS_OUT_OK ? "OK" : "FAILED", what);
-            if(out != PS_OUT_OK)
-                ps_logf(lg, LOG_ERR, "check --online: %s: %s", orgs[i], what);
-        }
-    }
-    if(c && !j)
-        printf("  online: write_organization (needed to remove members) is not checked: only a "
-               "removal can show it\n");
-    if(j) {
-        json_object_object_add(j, "online", arr);
-        if(rv != EX_OK_)
-            json_object_object_add(j, "ok", json_object_new_boolean(0));
-    }
-    ps_client_free(c);
-    free(orgs);
-    return rv;
-}
-
-static int cmd_check(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg)
-{
-    char err[1024];
-    ps_queue_t *q = NULL;
-    ps_qentry_t *pend = NULL, *dead = NULL;
-    size_t npend = 0, ndead = 0;
-    char smsg[512], mine[PS_UNRESOLVED_PATH_MAX];
-    ps_unresolved_t *unres = NULL;
-    size_t nunres = 0, nmine = 0, i;
-    int rv = EX_OK_, sender;
-
-    if(ps_queue_open(&q, cfg->queue_dir, err, sizeof(err)) != 0) {
-        ps_logf(lg, LOG_ERR, "queue: %s", err);
-        return EX_CONFIG_;
-    }
-    if(ps_queue_list(q, 0, &pend, &npend, NULL, NULL, err, sizeof(err)) != 0 ||
-       ps_queue_list(q, 1, &dead, &ndead, NULL, NULL, err, sizeof(err)) != 0) {
-        ps_logf(lg, LOG_ERR, "queue: %s", err);
-        rv = EX_CONFIG_;
-        goto out;
-    }
-    if(ps_unresolved_list(ps_unresolved_dir(), &unres, &nunres, NULL, err, sizeof(err)) != 0) {
-        ps_logf(lg, LOG_ERR, "unresolved removals: %s", err);
-        rv = EX_CONFIG_;
-        goto out;
-    }
-    ps_unresolved_config_key(cfg->path, mine);
-    for(i = 0; i < nunres; i++) {
-        char theirs[PS_UNRESOLVED_PATH_MAX];
-
-        ps_unresolved_config_key(unres[i].config, theirs);
-        nmine += strcmp(theirs, mine) == 0;
-    }
-    sender = ps_sender_probe(cfg, smsg, sizeof(smsg));
-    if(o->json) {
-        json_object *j = json_object_new_object();
-
-        json_object_object_add(j, "config", json_object_new_string(cfg->path));
-        json_object_object_add(j, "ok", json_object_new_boolean(1));
-        json_object_object_add(j, "users", json_object_new_int64((int64_t)cfg->nusers));
-        json_object_object_add(j, "api_url", json_object_new_string(cfg->api_url));
-        json_object_object_add(
-            j, "auth", json_object_new_string(cfg->auth_is_oauth ? "oauth" : "service-token"));
-        json_object_object_add(j, "queue_dir", json_object_new_string(cfg->queue_dir));
-        json_object_object_add(j, "pending", json_object_new_int64((int64_t)npend));
-        json_object_object_add(j, "dead", json_object_new_int64((int64_t)ndead));
-        json_object_object_add(j, "unresolved", json_object_new_int64((int64_t)nmine));
-        json_object_object_add(j, "unresolved_other_config",
-                               json_object_new_int64((int64_t)(nunres - nmine)));
-        json_object_object_add(j, "sender_socket", json_object_new_string(cfg->sender_socket));
-        json_object_object_add(j, "sender",
-                               json_object_new_string(sender == 0  ? "running"
-                                                      : sender < 0 ? "disabled"
-                                                                   : "not-used"));
-        if(o->online) {
-            int orv = check_online(o, lg, cfg, j);
-
-            rv = orv > rv ? orv : rv;
-        }
-        puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY |
-                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
-        json_object_put(j);
-    } else {
-        printf("%s: OK\n  users mapped: %zu\n  default organization: %s\n  api: %s (%s, "
-               "cleanup flags as %s)\n  queue: %s (%zu pending, %zu dead letters)\n",
-               cfg->path, cfg->nusers, cfg->organization ? cfg->organization : "(none)",
-               cfg->api_url, cfg->auth_is_oauth ? "OAuth token" : "service token",
-               cfg->flags_mode == PS_FLAGS_BODY ? "a JSON body" : "query parameters",
-               cfg->queue_dir, npend, ndead);
-        if(sender < 0)
-            printf("  sender: %s\n", smsg);
-        else
-            printf("  sender: %s: %s\n", cfg->sender_socket, smsg);
-        if(nunres)
-            printf("  unresolved: %zu recorded while this configuration could not be loaded "
-                   "(`retry` queues them), %zu for other configurations (%s)\n",
-                   nmine, nunres - nmine, ps_unresolved_dir());
-        if(o->online) {
-            int orv = check_online(o, lg, cfg, NULL);
-
-            rv = orv > rv ? orv : rv;
-        }
-    }
-out:
-    free(unres);
-    free(pend);
-    free(dead);
-    ps_queue_close(q);
-    return rv;
 }
 
 /* ------------------------------------------------------------ members */
@@ -1040,7 +957,80 @@ static int cmd_members(const opts_t *o, const ps_log_t *lg, const ps_config_t *c
     return rv;
 }
 
-/* ------------------------------------------------------------ queue */
+/* ------------------------------------------------------------ the spool */
+
+/* What `queue` and `check` show: the spool read once. */
+typedef struct spool {
+    const char *dir;
+    ps_queue_t *q;
+    ps_qentry_t *live, *dead;
+    size_t nlive, ndead;
+    ps_unresolved_t *unres;
+    size_t nunres;
+    size_t pending, held;           /* of live */
+    size_t unres_held, unres_other; /* of unres */
+} spool_t;
+
+static void invalid_note(void *arg, const char *name, const char *reason)
+{
+    const ps_log_t *lg = arg;
+    char ename[128], ereason[512];
+
+    ps_logf(lg, LOG_ERR, "spool entry %s is not valid (%s): moved to invalid/",
+            ps_escape(name, ename, sizeof(ename)), ps_escape(reason, ereason, sizeof(ereason)));
+}
+
+/* The spool directory in use: --queue-dir, else the configuration's, else
+ * the built-in default (the configuration did not load). */
+static const char *spool_dir(const opts_t *o, const ps_config_t *cfg)
+{
+    if(o->queue_dir)
+        return o->queue_dir;
+    return cfg ? cfg->queue_dir : PS_DEFAULT_QUEUE_DIR;
+}
+
+static void spool_free(spool_t *sp)
+{
+    free(sp->live);
+    free(sp->dead);
+    free(sp->unres);
+    ps_queue_close(sp->q);
+    memset(sp, 0, sizeof(*sp));
+}
+
+/* Reads the spool of dir and the unresolved records; config_path (may be
+ * NULL) says which records belong to other configurations. 0, or -1 with a
+ * message logged. */
+static int spool_read(spool_t *sp, const char *dir, const char *config_path, ps_log_t *lg)
+{
+    char err[1024], mine[PS_UNRESOLVED_PATH_MAX];
+    size_t i;
+
+    memset(sp, 0, sizeof(*sp));
+    sp->dir = dir;
+    if(ps_queue_open(&sp->q, dir, err, sizeof(err)) != 0 ||
+       ps_queue_list(sp->q, 0, &sp->live, &sp->nlive, invalid_note, lg, err, sizeof(err)) != 0 ||
+       ps_queue_list(sp->q, 1, &sp->dead, &sp->ndead, invalid_note, lg, err, sizeof(err)) != 0) {
+        ps_logf(lg, LOG_ERR, "spool: %s", err);
+        return -1;
+    }
+    if(ps_unresolved_list(ps_unresolved_dir(), &sp->unres, &sp->nunres, NULL, err, sizeof(err)) !=
+       0) {
+        ps_logf(lg, LOG_ERR, "unresolved removals: %s", err);
+        return -1;
+    }
+    for(i = 0; i < sp->nlive; i++)
+        sp->live[i].state == PS_Q_HELD ? sp->held++ : sp->pending++;
+    ps_unresolved_config_key(config_path, mine);
+    for(i = 0; i < sp->nunres; i++) {
+        char theirs[PS_UNRESOLVED_PATH_MAX];
+
+        sp->unres_held += sp->unres[i].held_at > 0;
+        ps_unresolved_config_key(sp->unres[i].config, theirs);
+        sp->unres_other += strcmp(theirs, mine) != 0;
+    }
+    return 0;
+}
 
 static void fmt_time(long long t, char *buf, size_t len)
 {
@@ -1053,19 +1043,40 @@ static void fmt_time(long long t, char *buf, size_t len)
         strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static void list_entries(json_object *arr, const char *state, const ps_qentry_t *e, size_t n)
+/* "3d4h", "5m", ... since t. */
+static void fmt_age(long long t, char *buf, size_t len)
+{
+    long long s = (long long)time(NULL) - t;
+
+    if(t <= 0 || s < 0)
+        snprintf(buf, len, "-");
+    else if(s < 3600)
+        snprintf(buf, len, "%lldm", s / 60);
+    else if(s < 86400)
+        snprintf(buf, len, "%lldh%lldm", s / 3600, s % 3600 / 60);
+    else
+        snprintf(buf, len, "%lldd%lldh", s / 86400, s % 86400 / 3600);
+}
+
+#define QUEUE_ROW "%-10s %-21s %-16s %-16s %-16s %8s %-8s %s\n"
+
+static void list_entries(json_object *arr, const char *dead_state, const ps_qentry_t *e, size_t n)
 {
     size_t i;
-    time_t now = time(NULL);
 
     for(i = 0; i < n; i++) {
-        char first[32], last[32], eerr[1024];
+        const char *state = dead_state ? dead_state : ps_qstate_name(e[i].state);
+        char rec[32], first[32], last[32], held[32], age[32], att[16];
+        char elogin[PS_LOGIN_MAX * 4 + 8], eerr[1024];
 
+        fmt_time(e[i].recorded, rec, sizeof(rec));
         fmt_time(e[i].first_attempt, first, sizeof(first));
         fmt_time(e[i].last_attempt, last, sizeof(last));
+        fmt_time(e[i].held_at, held, sizeof(held));
         if(arr) {
             json_object *j = json_object_new_object();
 
+            json_object_object_add(j, "name", json_object_new_string(e[i].name));
             json_object_object_add(j, "state", json_object_new_string(state));
             json_object_object_add(j, "login", json_object_new_string(e[i].login));
             json_object_object_add(j, "organization", json_object_new_string(e[i].organization));
@@ -1074,16 +1085,21 @@ static void list_entries(json_object *arr, const char *state, const ps_qentry_t 
                                    json_object_new_boolean(e[i].delete_passwords));
             json_object_object_add(j, "delete_service_tokens",
                                    json_object_new_boolean(e[i].delete_service_tokens));
+            json_object_object_add(j, "trigger", json_object_new_string(e[i].trigger));
             json_object_object_add(j, "attempts", json_object_new_int(e[i].attempts));
+            json_object_object_add(j, "recorded", json_object_new_string(rec));
             json_object_object_add(j, "first_attempt", json_object_new_string(first));
             json_object_object_add(j, "last_attempt", json_object_new_string(last));
+            json_object_object_add(j, "held_at", json_object_new_string(held));
             json_object_object_add(j, "age_seconds",
-                                   json_object_new_int64((int64_t)(now - e[i].first_attempt)));
+                                   json_object_new_int64((int64_t)(time(NULL) - e[i].recorded)));
             json_object_object_add(j, "last_error", json_object_new_string(e[i].last_error));
             json_object_array_add(arr, j);
         } else {
-            printf("%-7s %-16s %-16s %-16s %8d %-20s %-20s %s\n", state, e[i].login,
-                   e[i].organization, e[i].id, e[i].attempts, first, last,
+            fmt_age(e[i].recorded, age, sizeof(age));
+            snprintf(att, sizeof(att), "%d", e[i].attempts);
+            printf(QUEUE_ROW, state, e[i].name, ps_escape(e[i].login, elogin, sizeof(elogin)),
+                   e[i].organization, e[i].id, att, age,
                    ps_escape(e[i].last_error, eerr, sizeof(eerr)));
         }
     }
@@ -1091,22 +1107,26 @@ static void list_entries(json_object *arr, const char *state, const ps_qentry_t 
 
 static void list_unresolved(json_object *arr, const ps_unresolved_t *u, size_t n)
 {
-    time_t now = time(NULL);
     size_t i;
 
     for(i = 0; i < n; i++) {
-        char when[32], why[PS_UNRESOLVED_PATH_MAX + PS_LOGIN_MAX + 128], ewhy[4096];
+        const char *state = u[i].held_at > 0 ? "held" : "unresolved";
+        char when[32], age[32], why[PS_UNRESOLVED_PATH_MAX + PS_LOGIN_MAX + 400], ewhy[4096];
+        char elogin[PS_LOGIN_MAX * 4 + 8];
 
         fmt_time(u[i].recorded, when, sizeof(when));
-        snprintf(why, sizeof(why), "recorded while %s could not be loaded%s%s%s%s", u[i].config,
-                 u[i].mode[0] ? " (PAM service " : "", u[i].service, u[i].mode[0] ? ", mode " : "",
-                 u[i].mode[0] ? u[i].mode : "");
-        if(u[i].mode[0])
-            strncat(why, ")", sizeof(why) - strlen(why) - 1);
+        if(u[i].held_at > 0)
+            snprintf(why, sizeof(why), "%s", u[i].held_reason);
+        else
+            snprintf(why, sizeof(why), "recorded while %s could not be loaded%s%s%s%s%s",
+                     u[i].config, u[i].mode[0] ? " (PAM service " : "", u[i].service,
+                     u[i].mode[0] ? ", mode " : "", u[i].mode, u[i].mode[0] ? ")" : "");
         if(arr) {
             json_object *j = json_object_new_object();
 
-            json_object_object_add(j, "state", json_object_new_string("unresolved"));
+            json_object_object_add(j, "name", json_object_new_string(u[i].name));
+            json_object_object_add(j, "state", json_object_new_string(state));
+            json_object_object_add(j, "kind", json_object_new_string("unresolved"));
             json_object_object_add(j, "login", json_object_new_string(u[i].login));
             json_object_object_add(j, "config", json_object_new_string(u[i].config));
             json_object_object_add(j, "source",
@@ -1115,101 +1135,384 @@ static void list_unresolved(json_object *arr, const ps_unresolved_t *u, size_t n
                 json_object_object_add(j, "service", json_object_new_string(u[i].service));
                 json_object_object_add(j, "mode", json_object_new_string(u[i].mode));
             }
+            json_object_object_add(j, "recorded", json_object_new_string(when));
             json_object_object_add(j, "first_attempt", json_object_new_string(when));
             json_object_object_add(j, "age_seconds",
-                                   json_object_new_int64((int64_t)(now - u[i].recorded)));
+                                   json_object_new_int64((int64_t)(time(NULL) - u[i].recorded)));
+            json_object_object_add(j, "last_error", json_object_new_string(why));
             json_object_array_add(arr, j);
         } else {
-            printf("%-7s %-16s %-16s %-16s %8d %-20s %-20s %s\n", "unresolved", u[i].login, "-",
-                   "-", 0, when, "-", ps_escape(why, ewhy, sizeof(ewhy)));
+            fmt_age(u[i].recorded, age, sizeof(age));
+            printf(QUEUE_ROW, state, u[i].name, ps_escape(u[i].login, elogin, sizeof(elogin)), "-",
+                   "-", "-", age, ps_escape(why, ewhy, sizeof(ewhy)));
         }
     }
 }
 
-static void invalid_note(void *arg, const char *name, const char *reason)
+/* `queue drop NAME...`: an administrator deletes entries that were not
+ * confirmed; each gets an audit line. */
+static int queue_drop(const opts_t *o, const ps_log_t *lg, const char *dir)
 {
-    ps_log_t *lg = arg;
-    char ename[128], ereason[512];
-
-    ps_logf(lg, LOG_ERR, "queue entry %s is not valid (%s): moved to invalid/",
-            ps_escape(name, ename, sizeof(ename)), ps_escape(reason, ereason, sizeof(ereason)));
-}
-
-static int cmd_queue(const opts_t *o, ps_log_t *lg, const ps_config_t *cfg)
-{
-    char err[1024];
+    char err[1024], eerr[1200], ename[128], detail[700];
     ps_queue_t *q = NULL;
-    ps_qentry_t *pend = NULL, *dead = NULL;
-    ps_unresolved_t *unres = NULL;
-    size_t npend = 0, ndead = 0, nunres = 0;
-    json_object *arr = NULL;
-    int rv = EX_OK_;
+    int i, rv = EX_OK_;
 
-    if(ps_queue_open(&q, cfg->queue_dir, err, sizeof(err)) != 0) {
-        ps_logf(lg, LOG_ERR, "queue: %s", err);
+    if(o->nargs < 2)
+        return usage_error("queue drop: no NAME given (the NAME column of `queue`)");
+    if(ps_queue_open(&q, dir, err, sizeof(err)) != 0) {
+        ps_logf(lg, LOG_ERR, "spool: %s", err);
         return EX_CONFIG_;
     }
-    if(ps_queue_list(q, 0, &pend, &npend, invalid_note, lg, err, sizeof(err)) != 0 ||
-       ps_queue_list(q, 1, &dead, &ndead, invalid_note, lg, err, sizeof(err)) != 0) {
-        ps_logf(lg, LOG_ERR, "queue: %s", err);
+    for(i = 1; i < o->nargs; i++) {
+        const char *name = o->args[i];
+        ps_qentry_t e;
+        ps_unresolved_t u;
+        int rc = ps_queue_drop(q, name, 5.0, &e, err, sizeof(err));
+
+        ps_escape(name, ename, sizeof(ename));
+        if(rc == 0) {
+            snprintf(detail, sizeof(detail),
+                     "dropped by an administrator without a confirmed removal (queue drop %s); "
+                     "was %s: %.300s",
+                     e.name, ps_qstate_name(e.state), e.last_error);
+            ps_audit(lg, LOG_WARNING, "dropped", e.trigger, e.login, e.organization, e.id,
+                     e.delete_passwords, e.delete_service_tokens, 0, detail);
+            printf("%s: dropped (%s: %s in %s, user %s); the membership was NOT removed by this "
+                   "tool\n",
+                   ename, ps_qstate_name(e.state), e.login, e.organization, e.id);
+            continue;
+        }
+        if(rc == 2)
+            rc = ps_unresolved_drop(ps_unresolved_dir(), name, &u, err, sizeof(err));
+        if(rc == 0) {
+            snprintf(detail, sizeof(detail),
+                     "unresolved record dropped by an administrator (queue drop %s)", name);
+            ps_audit(lg, LOG_WARNING, "dropped", u.mode[0] ? "pam" : "remove", u.login, NULL, NULL,
+                     -1, -1, 0, detail);
+            printf("%s: dropped (unresolved record of %s); nothing was sent\n", ename, u.login);
+            continue;
+        }
+        if(rc == 2)
+            snprintf(err, sizeof(err), "no entry or record %s in %s or %s (see `queue`)", name, dir,
+                     ps_unresolved_dir());
+        fprintf(stderr, "planetscale-deprovision: %s: not dropped: %s\n", ename,
+                ps_escape(err, eerr, sizeof(eerr)));
         rv = 1;
-        goto out;
     }
-    if(ps_unresolved_list(ps_unresolved_dir(), &unres, &nunres, NULL, err, sizeof(err)) != 0) {
-        ps_logf(lg, LOG_ERR, "unresolved removals: %s", err);
-        rv = 1;
-        goto out;
+    ps_queue_close(q);
+    return rv;
+}
+
+static int cmd_queue(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
+{
+    const ps_config_t *cfg = *cfgp;
+    const char *dir = spool_dir(o, cfg);
+    json_object *arr = NULL;
+    spool_t sp;
+    int rv = cfg ? EX_OK_ : EX_CONFIG_;
+
+    if(o->nargs > 0 && strcmp(o->args[0], "drop") == 0)
+        return queue_drop(o, lg, dir);
+    if(o->nargs > 0)
+        return usage_error("queue: unknown argument %s (queue, or queue drop NAME...)", o->args[0]);
+    if(!cfg)
+        fprintf(stderr,
+                "planetscale-deprovision: the configuration does not load (above); listing "
+                "the spool %s\n",
+                dir);
+    if(spool_read(&sp, dir, cfg ? cfg->path : o->config, lg) != 0) {
+        spool_free(&sp);
+        return 1;
     }
     if(o->json) {
         arr = json_object_new_array();
-    } else if(npend + ndead + nunres == 0) {
-        printf("queue %s is empty\n", cfg->queue_dir);
-        goto out;
+    } else if(sp.nlive + sp.ndead + sp.nunres == 0) {
+        printf("the spool %s is empty\n", dir);
+        spool_free(&sp);
+        return rv;
     } else {
-        printf("%-7s %-16s %-16s %-16s %8s %-20s %-20s %s\n", "STATE", "LOGIN", "ORGANIZATION",
-               "ID", "ATTEMPTS", "FIRST", "LAST", "LAST ERROR");
+        printf(QUEUE_ROW, "STATE", "NAME", "LOGIN", "ORGANIZATION", "ID", "ATTEMPTS", "AGE",
+               "REASON");
     }
-    list_entries(arr, "pending", pend, npend);
-    list_entries(arr, "dead", dead, ndead);
-    list_unresolved(arr, unres, nunres);
+    list_entries(arr, NULL, sp.live, sp.nlive);
+    list_entries(arr, "dead", sp.dead, sp.ndead);
+    list_unresolved(arr, sp.unres, sp.nunres);
     if(arr) {
-        puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY |
-                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
-        json_object_put(arr);
+        print_json(arr);
     } else {
-        printf("%zu pending, %zu dead letters (%s)\n", npend, ndead, cfg->queue_dir);
-        if(nunres)
-            printf("%zu unresolved: recorded while a configuration could not be loaded; "
-                   "`retry` with that configuration queues them (%s)\n",
-                   nunres, ps_unresolved_dir());
+        printf("%zu pending, %zu held, %zu dead, %zu unresolved (%s)\n", sp.pending,
+               sp.held + sp.unres_held, sp.ndead, sp.nunres - sp.unres_held, dir);
+        if(sp.held + sp.unres_held + sp.ndead > 0)
+            printf("held and dead entries wait for a person: fix what the reason says, then "
+                   "`retry --held`, or `queue drop NAME` once the membership is dealt with\n");
     }
-out:
-    free(unres);
-    free(pend);
-    free(dead);
-    ps_queue_close(q);
+    spool_free(&sp);
+    return rv;
+}
+
+/* ------------------------------------------------------------ check */
+
+/* `check --online`: asks the API, for each organization the configuration
+ * names, whether the credential can read its member list (the first page,
+ * per_page=1). write_organization cannot be tried without removing someone.
+ * Prints a line per organization (text), or adds "online" and "ok" to j.
+ * Returns 0, or the exit status of the worst answer: 78 (TLS, redirect),
+ * 77 (401, 403, 404), 75 (unreachable, 429, 5xx), 1 (no client). */
+static int check_online(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg, json_object *j)
+{
+    const char **orgs = NULL;
+    ps_client_t *c = NULL;
+    json_object *arr = NULL;
+    double deadline = o->deadline > 0 ? ps_now() + o->deadline : 0;
+    char err[1024], eerr[1200], what[1024];
+    size_t n = 0, i;
+    int rv = EX_OK_, invalid = 0;
+
+    if(ps_config_organizations(cfg, &orgs, &n) != 0) {
+        ps_logf(lg, LOG_ERR, "check --online: out of memory");
+        return 1;
+    }
+    if(j)
+        arr = json_object_new_array();
+    if(n == 0 && !j)
+        printf("  online: no organization configured, nothing to ask\n");
+    if(n > 0 && !(c = ps_client_new(cfg, err, sizeof(err)))) {
+        ps_logf(lg, LOG_ERR, "check --online: %s", ps_escape(err, eerr, sizeof(eerr)));
+        rv = 1;
+        n = 0;
+    }
+    for(i = 0; i < n; i++) {
+        ps_result_t r;
+        ps_outcome_t out;
+        int code;
+
+        if(invalid) {
+            /* a token the API does not accept fails alike everywhere */
+            out = PS_OUT_REFUSED;
+            memset(&r, 0, sizeof(r));
+            r.http_status = 401;
+        } else {
+            out = ps_client_probe_members(c, orgs[i], deadline, &r);
+        }
+        invalid = out == PS_OUT_REFUSED && r.http_status == 401;
+        ps_online_explain(orgs[i], out, &r, what, sizeof(what));
+        code = out == PS_OUT_OK          ? EX_OK_
+               : out == PS_OUT_TRANSIENT ? 75
+               : out == PS_OUT_CONFIG    ? EX_CONFIG_
+                                         : 77;
+        if(code > rv)
+            rv = code;
+        if(arr) {
+            json_object *e = json_object_new_object();
+
+            json_object_object_add(e, "organization", json_object_new_string(orgs[i]));
+            json_object_object_add(e, "ok", json_object_new_boolean(out == PS_OUT_OK));
+            json_object_object_add(e, "outcome", json_object_new_string(ps_outcome_name(out)));
+            if(r.http_status)
+                json_object_object_add(e, "http_status", json_object_new_int((int)r.http_status));
+            json_object_object_add(e, "message", json_object_new_string(what));
+            json_object_array_add(arr, e);
+        } else {
+            printf("  online: %s: %s: %s\n", orgs[i], out == PS_OUT_OK ? "OK" : "FAILED", what);
+            if(out != PS_OUT_OK)
+                ps_logf(lg, LOG_ERR, "check --online: %s: %s", orgs[i], what);
+        }
+    }
+    if(c && !j)
+        printf("  online: write_organization (needed to remove members) is not checked: only a "
+               "removal can show it\n");
+    if(j) {
+        json_object_object_add(j, "online", arr);
+        if(rv != EX_OK_)
+            json_object_object_add(j, "ok", json_object_new_boolean(0));
+    }
+    ps_client_free(c);
+    free(orgs);
+    return rv;
+}
+
+static int cmd_check(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
+{
+    const ps_config_t *cfg = *cfgp;
+    const char *dir = spool_dir(o, cfg);
+    char smsg[512];
+    size_t waiting;
+    spool_t sp;
+    int rv = EX_OK_, sender = -1;
+
+    if(spool_read(&sp, dir, cfg ? cfg->path : o->config, lg) != 0) {
+        spool_free(&sp);
+        return EX_CONFIG_;
+    }
+    waiting = sp.held + sp.unres_held + sp.ndead;
+    if(!cfg)
+        rv = EX_CONFIG_;
+    else if(waiting > 0)
+        rv = 77; /* EX_NOPERM: held entries need a person */
+    if(cfg)
+        sender = ps_sender_probe(cfg, smsg, sizeof(smsg));
+    if(o->json) {
+        json_object *j = json_object_new_object();
+
+        json_object_object_add(j, "config",
+                               json_object_new_string(cfg         ? cfg->path
+                                                      : o->config ? o->config
+                                                                  : PS_DEFAULT_CONFIG));
+        json_object_object_add(j, "ok", json_object_new_boolean(rv == EX_OK_));
+        json_object_object_add(j, "config_loads", json_object_new_boolean(cfg != NULL));
+        if(cfg) {
+            json_object_object_add(j, "users", json_object_new_int64((int64_t)cfg->nusers));
+            json_object_object_add(j, "api_url", json_object_new_string(cfg->api_url));
+            json_object_object_add(
+                j, "auth", json_object_new_string(cfg->auth_is_oauth ? "oauth" : "service-token"));
+            json_object_object_add(j, "sender_socket", json_object_new_string(cfg->sender_socket));
+            json_object_object_add(j, "sender",
+                                   json_object_new_string(sender == 0  ? "running"
+                                                          : sender < 0 ? "disabled"
+                                                                       : "not-used"));
+        }
+        json_object_object_add(j, "queue_dir", json_object_new_string(dir));
+        json_object_object_add(j, "pending", json_object_new_int64((int64_t)sp.pending));
+        json_object_object_add(j, "held",
+                               json_object_new_int64((int64_t)(sp.held + sp.unres_held)));
+        json_object_object_add(j, "dead", json_object_new_int64((int64_t)sp.ndead));
+        json_object_object_add(
+            j, "unresolved",
+            json_object_new_int64((int64_t)(sp.nunres - sp.unres_held - sp.unres_other)));
+        json_object_object_add(j, "unresolved_other_config",
+                               json_object_new_int64((int64_t)sp.unres_other));
+        if(cfg && o->online) {
+            int orv = check_online(o, lg, cfg, j);
+
+            rv = orv > rv ? orv : rv;
+        }
+        print_json(j);
+    } else {
+        if(cfg)
+            printf("%s: %s\n  users mapped: %zu\n  default organization: %s\n  api: %s (%s, "
+                   "cleanup flags as %s)\n",
+                   cfg->path, rv == EX_OK_ ? "OK" : "loads, but removals wait for a person",
+                   cfg->nusers, cfg->organization ? cfg->organization : "(none)", cfg->api_url,
+                   cfg->auth_is_oauth ? "OAuth token" : "service token",
+                   cfg->flags_mode == PS_FLAGS_BODY ? "a JSON body" : "query parameters");
+        else
+            printf("%s: the configuration does not load (above)\n",
+                   o->config ? o->config : PS_DEFAULT_CONFIG);
+        printf("  spool: %s (%zu pending, %zu held, %zu dead)\n", dir, sp.pending,
+               sp.held + sp.unres_held, sp.ndead);
+        if(cfg && sender < 0)
+            printf("  sender: %s\n", smsg);
+        else if(cfg)
+            printf("  sender: %s: %s\n", cfg->sender_socket, smsg);
+        if(sp.nunres > sp.unres_held)
+            printf("  unresolved: %zu recorded while a configuration could not be loaded "
+                   "(`retry` with it queues them), %zu of them for other configurations (%s)\n",
+                   sp.nunres - sp.unres_held, sp.unres_other, ps_unresolved_dir());
+        if(cfg && o->online) {
+            int orv = check_online(o, lg, cfg, NULL);
+
+            rv = orv > rv ? orv : rv;
+        }
+        if(waiting > 0) {
+            printf("  %zu removal(s) wait for a person (`queue` shows why):\n", waiting);
+            list_entries(NULL, NULL, sp.live, sp.nlive);
+            list_entries(NULL, "dead", sp.dead, sp.ndead);
+        }
+    }
+    spool_free(&sp);
     return rv;
 }
 
 /* ------------------------------------------------------------ retry */
 
-static int cmd_retry(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg)
+static void retry_json(const ps_drain_stats_t *st, int ur, const ps_resolve_stats_t *rs)
+{
+    json_object *j = json_object_new_object();
+
+    json_object_object_add(j, "total", json_object_new_int64((int64_t)st->total));
+    json_object_object_add(j, "sent", json_object_new_int64((int64_t)st->sent));
+    json_object_object_add(j, "removed", json_object_new_int64((int64_t)st->removed));
+    json_object_object_add(j, "absent", json_object_new_int64((int64_t)st->absent));
+    json_object_object_add(j, "aged", json_object_new_int64((int64_t)st->aged));
+    json_object_object_add(j, "busy", json_object_new_int64((int64_t)st->busy));
+    json_object_object_add(j, "invalid", json_object_new_int64((int64_t)st->invalid));
+    json_object_object_add(j, "pending", json_object_new_int64((int64_t)st->pending));
+    json_object_object_add(j, "held", json_object_new_int64((int64_t)st->held));
+    json_object_object_add(j, "dead", json_object_new_int64((int64_t)st->dead));
+    json_object_object_add(j, "http_429", json_object_new_int64(st->http_429));
+    json_object_object_add(j, "connections", json_object_new_int64(st->connects));
+    json_object_object_add(j, "seconds", json_object_new_double(st->elapsed));
+    if(st->stopped)
+        json_object_object_add(j, "stopped", json_object_new_string(st->reason));
+    if(ur == 0) {
+        json_object *u = json_object_new_object();
+
+        json_object_object_add(u, "queued", json_object_new_int64((int64_t)rs->queued));
+        json_object_object_add(u, "dropped", json_object_new_int64((int64_t)rs->dropped));
+        json_object_object_add(u, "held", json_object_new_int64((int64_t)rs->held));
+        json_object_object_add(u, "left", json_object_new_int64((int64_t)rs->left));
+        json_object_object_add(u, "other_config", json_object_new_int64((int64_t)rs->other));
+        json_object_object_add(u, "invalid", json_object_new_int64((int64_t)rs->invalid));
+        json_object_object_add(j, "unresolved", u);
+    }
+    puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+    json_object_put(j);
+}
+
+static void retry_text(const ps_drain_stats_t *st, int ur, const ps_resolve_stats_t *rs)
+{
+    size_t nres = rs->queued + rs->dropped + rs->held + rs->left + rs->invalid;
+
+    if(ur == 0 && nres > 0)
+        printf("retry: %zu login%s recorded while the configuration could not be loaded: %zu "
+               "queued, %zu dropped (not mapped, service not listed, or no longer expired), %zu "
+               "held (the account changed), %zu left, %zu invalid\n",
+               nres, nres == 1 ? "" : "s", rs->queued, rs->dropped, rs->held, rs->left,
+               rs->invalid);
+    if(ur == 0 && rs->other > 0)
+        printf("retry: %zu recorded login%s belong%s to another configuration (see `queue`)\n",
+               rs->other, rs->other == 1 ? "" : "s", rs->other == 1 ? "s" : "");
+    if(st->sent > 0 && st->connects > 0)
+        printf("retry: sent %zu: %zu removed, %zu confirmed absent; %ld 429s, %ld "
+               "connection%s, %.1f s, %.1f entries/s\n",
+               st->sent, st->removed, st->absent, st->http_429, st->connects,
+               st->connects == 1 ? "" : "s", st->elapsed,
+               st->elapsed > 0 ? (double)st->sent / st->elapsed : 0.0);
+    else if(st->sent > 0)
+        printf("retry: sent %zu: no connection to the API could be made (%.1f s)\n", st->sent,
+               st->elapsed);
+    if(st->aged > 0)
+        printf("retry: %zu entr%s pending too long became dead letters\n", st->aged,
+               st->aged == 1 ? "y" : "ies");
+    if(st->sent + st->aged + nres == 0 && st->pending + st->held + st->dead == 0) {
+        printf("retry: the queue is empty\n");
+        return;
+    }
+    printf("retry: the spool holds %zu pending, %zu held, %zu dead%s\n", st->pending, st->held,
+           st->dead,
+           st->pending + st->held + st->dead == 0 ? ""
+           : st->held + st->dead > 0 ? " (held and dead entries wait for a person: `queue`)"
+                                     : "");
+}
+
+static int cmd_retry(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
 {
     ps_ctx_t ctx;
     ps_drain_stats_t st;
     ps_resolve_stats_t rs;
     ps_status_t rv;
     char err[1024], eerr[1200];
-    double rate;
     int ur;
 
     memset(&ctx, 0, sizeof(ctx));
-    ctx.cfg = cfg;
+    ctx.cfg = *cfgp;
     ctx.log = lg;
+    ctx.trigger = "retry";
+    ctx.retry_held = o->held;
     if(o->deadline > 0)
         ctx.deadline = ps_now() + o->deadline;
     /* first the logins recorded while this configuration could not be
-     * loaded: the mapped ones join the queue and are drained with it */
+     * loaded: the mapped ones join the spool and are drained with it */
     ur = ps_unresolved_resolve(&ctx, ps_unresolved_dir(), &rs, err, sizeof(err));
     if(ur < 0)
         ps_logf(lg, LOG_ERR, "unresolved removals: %s", ps_escape(err, eerr, sizeof(eerr)));
@@ -1219,77 +1522,117 @@ static int cmd_retry(const opts_t *o, const ps_log_t *lg, const ps_config_t *cfg
     ps_ctx_release(&ctx);
     if(ur < 0 && ps_status_worse(PS_ST_ERROR, rv))
         rv = PS_ST_ERROR;
-    else if(rs.left > 0 && ps_status_worse(PS_ST_QUEUED, rv))
+    else if(ur == 0 && rs.left > 0 && ps_status_worse(PS_ST_QUEUED, rv))
         rv = PS_ST_QUEUED;
-    rate =
-        st.elapsed > 0 ? (double)(st.removed + st.absent + st.requeued + st.dead) / st.elapsed : 0;
-    if(o->json) {
-        json_object *j = json_object_new_object();
-
-        json_object_object_add(j, "total", json_object_new_int64((int64_t)st.total));
-        json_object_object_add(j, "removed", json_object_new_int64((int64_t)st.removed));
-        json_object_object_add(j, "absent", json_object_new_int64((int64_t)st.absent));
-        json_object_object_add(j, "requeued", json_object_new_int64((int64_t)st.requeued));
-        json_object_object_add(j, "dead", json_object_new_int64((int64_t)(st.dead + st.aged)));
-        json_object_object_add(j, "busy", json_object_new_int64((int64_t)st.busy));
-        json_object_object_add(j, "invalid", json_object_new_int64((int64_t)st.invalid));
-        json_object_object_add(j, "left", json_object_new_int64((int64_t)st.left));
-        json_object_object_add(j, "http_429", json_object_new_int64(st.http_429));
-        json_object_object_add(j, "connections", json_object_new_int64(st.connects));
-        json_object_object_add(j, "seconds", json_object_new_double(st.elapsed));
-        json_object_object_add(j, "rate", json_object_new_double(rate));
-        if(st.stopped)
-            json_object_object_add(j, "stopped", json_object_new_string(st.reason));
-        if(ur == 0) {
-            json_object *u = json_object_new_object();
-
-            json_object_object_add(u, "queued", json_object_new_int64((int64_t)rs.queued));
-            json_object_object_add(u, "dropped", json_object_new_int64((int64_t)rs.dropped));
-            json_object_object_add(u, "left", json_object_new_int64((int64_t)rs.left));
-            json_object_object_add(u, "other_config", json_object_new_int64((int64_t)rs.other));
-            json_object_object_add(u, "invalid", json_object_new_int64((int64_t)rs.invalid));
-            json_object_object_add(j, "unresolved", u);
-        }
-        puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
-        json_object_put(j);
-    } else {
-        if(ur == 0 && rs.queued + rs.dropped + rs.left + rs.invalid > 0)
-            printf("retry: %zu logins recorded while the configuration could not be loaded: "
-                   "%zu queued, %zu dropped (not mapped or service not listed), %zu left, "
-                   "%zu invalid\n",
-                   rs.queued + rs.dropped + rs.left + rs.invalid, rs.queued, rs.dropped, rs.left,
-                   rs.invalid);
-        if(ur == 0 && rs.other > 0)
-            printf("retry: %zu recorded logins belong to another configuration (see "
-                   "`queue`)\n",
-                   rs.other);
-        if(st.total == 0 && !st.reason[0])
-            printf("retry: the queue is empty\n");
-        else
-            printf("retry: %zu entries: %zu removed, %zu already absent, %zu still queued, "
-                   "%zu dead letters, %zu busy, %zu invalid; %ld 429s, %ld connections, "
-                   "%.1f s, %.1f req/s\n",
-                   st.total, st.removed, st.absent, st.requeued, st.dead + st.aged, st.busy,
-                   st.invalid, st.http_429, st.connects, st.elapsed, rate);
-    }
+    else if(ur == 0 && rs.held > 0 && ps_status_worse(PS_ST_HELD, rv))
+        rv = PS_ST_HELD;
+    if(o->json)
+        retry_json(&st, ur, &rs);
+    else
+        retry_text(&st, ur, &rs);
     if(st.stopped || (st.reason[0] && rv != PS_ST_REMOVED)) {
-        char er[512];
+        char er[1200];
 
         ps_logf(lg, rv == PS_ST_QUEUED ? LOG_WARNING : LOG_ERR,
-                "retry stopped: %s; %zu left "
-                "in the queue",
-                ps_escape(st.reason, er, sizeof(er)), st.left);
+                "retry stopped: %s; the spool holds %zu pending, %zu held, %zu dead",
+                ps_escape(st.reason, er, sizeof(er)), st.pending, st.held, st.dead);
     }
     return ps_status_exit(rv);
 }
 
 /* ------------------------------------------------------------ main */
 
+static int cmd_serve(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
+{
+    return ps_sender_serve(cfgp, o->socket, lg);
+}
+
+static int cmd_members_(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
+{
+    return cmd_members(o, lg, *cfgp);
+}
+
+static int cmd_lookup_(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
+{
+    (void)lg;
+    return cmd_lookup(o, *cfgp);
+}
+
+enum { ARGS_NONE, ARGS_SOME, ARGS_ANY };
+enum {
+    CFG_NEEDED,   /* the command does not run without a configuration */
+    CFG_OPTIONAL, /* runs without one (queue, check list the spool; remove records) */
+    CFG_SELF      /* loads it itself (pam-helper) */
+};
+
+typedef struct command {
+    const char *name;
+    int (*run)(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp);
+    int args;         /* ARGS_* */
+    unsigned options; /* the OPT_* it takes */
+    int config;       /* CFG_* */
+    int require_auth; /* a configuration without a credential is an error */
+} command_t;
+
+static const command_t commands[] = {
+    { "remove", cmd_remove, ARGS_SOME, OPT_DRY_RUN | OPT_NO_QUEUE | OPT_DEADLINE, CFG_OPTIONAL, 0 },
+    { "lookup", cmd_lookup_, ARGS_SOME, 0, CFG_NEEDED, 0 },
+    { "retry", cmd_retry, ARGS_NONE, OPT_DEADLINE | OPT_HELD, CFG_NEEDED, 0 },
+    { "queue", cmd_queue, ARGS_ANY, OPT_QUEUE_DIR, CFG_OPTIONAL, 0 },
+    { "check", cmd_check, ARGS_NONE, OPT_QUEUE_DIR | OPT_ONLINE | OPT_DEADLINE, CFG_OPTIONAL, 1 },
+    { "members", cmd_members_, ARGS_NONE, OPT_ORGANIZATION | OPT_DEADLINE, CFG_NEEDED, 1 },
+    { "serve", cmd_serve, ARGS_NONE, OPT_SOCKET, CFG_NEEDED, 0 },
+    { PS_HELPER_SUBCOMMAND, cmd_pam_helper, ARGS_ANY, OPT_HELPER | OPT_DEADLINE, CFG_SELF, 0 },
+};
+
+static const struct {
+    unsigned bit;
+    const char *name;
+} option_names[] = { { OPT_DRY_RUN, "--dry-run" },
+                     { OPT_NO_QUEUE, "--no-queue" },
+                     { OPT_DEADLINE, "--deadline" },
+                     { OPT_SOCKET, "--socket" },
+                     { OPT_HELD, "--held" },
+                     { OPT_QUEUE_DIR, "--queue-dir" },
+                     { OPT_HELPER, "--mode/--service/--debug" },
+                     { OPT_ONLINE, "--online" },
+                     { OPT_ORGANIZATION, "--organization" } };
+
+static int run_command(const opts_t *o, ps_log_t *lg)
+{
+    const command_t *c = NULL;
+    ps_config_t *cfg = NULL;
+    size_t i;
+    int rv;
+
+    if(!o->command)
+        return usage_error("no command given");
+    for(i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if(strcmp(o->command, commands[i].name) == 0)
+            c = &commands[i];
+    if(!c)
+        return usage_error("unknown command: %s", o->command);
+    for(i = 0; i < sizeof(option_names) / sizeof(option_names[0]); i++)
+        if((o->given & option_names[i].bit) && !(c->options & option_names[i].bit))
+            return usage_error("%s does not go with %s", option_names[i].name, c->name);
+    if(c->args == ARGS_NONE && o->nargs > 0)
+        return usage_error("%s takes no argument", c->name);
+    if(c->args == ARGS_SOME && o->nargs == 0)
+        return usage_error("%s: no LOGIN given", c->name);
+    if(c->config != CFG_SELF) {
+        rv = load_config(o, lg, c->require_auth, &cfg);
+        if(rv != EX_OK_ && c->config != CFG_OPTIONAL)
+            return rv;
+    }
+    rv = c->run(o, lg, &cfg);
+    ps_config_free(cfg);
+    return rv;
+}
+
 int main(int argc, char **argv)
 {
     opts_t o;
     ps_log_t lg = { 1, 1, 0, 0 };
-    ps_config_t *cfg = NULL;
     int rv;
 
     memset(&o, 0, sizeof(o));
@@ -1305,56 +1648,7 @@ int main(int argc, char **argv)
     lg.verbose = o.verbose;
     lg.json = o.json;
     openlog("planetscale-deprovision", LOG_PID, LOG_AUTHPRIV);
-
-    if(!o.command) {
-        rv = usage_error("no command given");
-    } else if(strcmp(o.command, PS_HELPER_SUBCOMMAND) == 0) {
-        rv = cmd_pam_helper(&o, &lg);
-    } else if(strcmp(o.command, "remove") == 0 || strcmp(o.command, "lookup") == 0) {
-        if(o.nargs == 0)
-            rv = usage_error("%s: no LOGIN given", o.command);
-        else if((o.dry_run || o.no_queue) && strcmp(o.command, "remove") != 0)
-            rv = usage_error("--dry-run and --no-queue go with remove");
-        else if((rv = load_config(&o, &lg, 0, &cfg)) == EX_OK_)
-            rv = o.command[0] == 'r' ? cmd_remove(&o, &lg, cfg) : cmd_lookup(&o, cfg);
-        else if(o.command[0] == 'r' && !o.dry_run && !o.no_queue)
-            rv = remove_unresolved(&o, &lg);
-    } else if(o.online && strcmp(o.command, "check") != 0) {
-        rv = usage_error("--online goes with check");
-    } else if(o.organization && strcmp(o.command, "members") != 0) {
-        rv = usage_error("--organization goes with members");
-    } else if(strcmp(o.command, "members") == 0) {
-        if(o.nargs > 0)
-            rv = usage_error("members takes no argument (--organization ORG picks one)");
-        else if(o.dry_run || o.no_queue)
-            rv = usage_error("--dry-run and --no-queue go with remove");
-        else if(o.organization && !ps_id_valid(o.organization))
-            rv = usage_error("--organization: not an organization name: %s", o.organization);
-        else if((rv = load_config(&o, &lg, 1, &cfg)) == EX_OK_)
-            rv = cmd_members(&o, &lg, cfg);
-    } else if(o.socket && strcmp(o.command, "serve") != 0) {
-        rv = usage_error("--socket goes with serve");
-    } else if(strcmp(o.command, "serve") == 0) {
-        if(o.nargs > 0)
-            rv = usage_error("serve takes no argument");
-        else if(o.dry_run || o.no_queue || o.deadline > 0)
-            rv = usage_error("--dry-run, --no-queue and --deadline do not go with serve");
-        else if((rv = load_config(&o, &lg, 0, &cfg)) == EX_OK_)
-            rv = ps_sender_serve(&cfg, o.socket, &lg);
-    } else if(strcmp(o.command, "retry") == 0 || strcmp(o.command, "queue") == 0 ||
-              strcmp(o.command, "check") == 0) {
-        if(o.nargs > 0)
-            rv = usage_error("%s takes no argument", o.command);
-        else if(o.dry_run || o.no_queue)
-            rv = usage_error("--dry-run and --no-queue go with remove");
-        else if((rv = load_config(&o, &lg, strcmp(o.command, "check") == 0, &cfg)) == EX_OK_)
-            rv = o.command[1] == 'e'   ? cmd_retry(&o, &lg, cfg)
-                 : o.command[0] == 'q' ? cmd_queue(&o, &lg, cfg)
-                                       : cmd_check(&o, &lg, cfg);
-    } else {
-        rv = usage_error("unknown command: %s", o.command);
-    }
-    ps_config_free(cfg);
+    rv = run_command(&o, &lg);
     free(o.args);
     closelog();
     return rv;

@@ -1,4 +1,10 @@
-/* drain.c - `retry`: drain the durable queue. */
+/* drain.c - `retry`: send what waits in the spool (see drain.h).
+ *
+ * Every request goes through the one client, which paces them below
+ * api.rate_limit (api.c): a removal takes one to three requests (remove.c),
+ * so pacing per entry would not bound the request rate. The drain lowers
+ * that pace on a 429 (halving it, and waiting Retry-After when given) and
+ * raises it again by 10% per confirmed removal. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,27 +12,31 @@
 #include <time.h>
 
 #include "drain.h"
+#include "fingerprint.h"
 
-#define PS_PACE_MARGIN       0.98 /* stay below the configured rate */
 #define PS_MAX_429_PER_ENTRY 8
 #define PS_OUTAGE_FAILURES   3
+#define PS_429_MAX_WAIT      60.0
 
-static void sleep_until(double t)
-{
-    for(;;) {
-        double left = t - ps_now();
-        struct timespec ts;
+typedef enum next {
+    NEXT_ENTRY, /* go on with the next entry */
+    NEXT_AGAIN, /* send the same entry again (after a 429) */
+    NEXT_STOP   /* stop the drain (st->reason says why) */
+} next_t;
 
-        if(left <= 0)
-            return;
-        ts.tv_sec = (time_t)left;
-        ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
-        if(nanosleep(&ts, NULL) == 0)
-            return;
-        if(errno != EINTR)
-            return;
-    }
-}
+typedef struct drain {
+    ps_ctx_t *ctx;
+    ps_drain_stats_t *st;
+    char fingerprint[17]; /* of the configuration in use */
+    double target;        /* requests per second */
+    double rate;          /* current, lowered by 429s */
+    int outage;           /* connection-level failures in a row */
+    int tries429;         /* 429s for the current entry */
+    ps_status_t stop;     /* the status a stop adds to the exit code */
+    int progress;
+    size_t done;
+    double t0;
+} drain_t;
 
 typedef struct invalid_arg {
     const ps_ctx_t *ctx;
@@ -38,211 +48,298 @@ static void on_invalid(void *arg, const char *name, const char *reason)
     invalid_arg_t *ia = arg;
     char ename[128], ereason[512];
 
-    ia->st->invalid++;
+    if(ia->st)
+        ia->st->invalid++;
     ps_logf(ia->ctx->log, LOG_ERR,
-            "queue entry %s is not valid (%s): moved to invalid/, "
+            "spool entry %s is not valid (%s): moved to invalid/, "
             "not sent",
             ps_escape(name, ename, sizeof(ename)), ps_escape(reason, ereason, sizeof(ereason)));
 }
 
-static void progress_line(const ps_drain_stats_t *st, size_t done, double t0)
+int ps_spool_count(ps_queue_t *q, size_t *pending, size_t *held, size_t *dead, size_t *invalid,
+                   char *err, size_t errlen)
 {
-    double el = ps_now() - t0;
-    double rate = el > 0 ? (double)done / el : 0;
-    double eta = rate > 0 ? (double)(st->total - done) / rate : 0;
+    ps_qref_t *refs = NULL;
+    size_t n = 0, i, bad = 0;
 
-    fprintf(stderr, "\rretry: %zu/%zu done, %.1f req/s, ETA %.0f s   ", done, st->total, rate, eta);
+    *pending = *held = *dead = 0;
+    if(ps_queue_list_refs(q, 0, &refs, &n, NULL, NULL, err, errlen) != 0)
+        return -1;
+    for(i = 0; i < n; i++) {
+        if(refs[i].state == PS_Q_HELD)
+            (*held)++;
+        else
+            (*pending)++;
+    }
+    free(refs);
+    if(ps_queue_list_refs(q, 1, &refs, dead, NULL, NULL, err, errlen) != 0)
+        return -1;
+    free(refs);
+    if(invalid)
+        *invalid += bad;
+    return 0;
+}
+
+static void progress_line(const drain_t *d)
+{
+    double el = ps_now() - d->t0;
+    double rate = el > 0 ? (double)d->done / el : 0;
+    double eta = rate > 0 ? (double)(d->st->total - d->done) / rate : 0;
+
+    fprintf(stderr, "\rretry: %zu/%zu done, %.1f entries/s, ETA %.0f s   ", d->done, d->st->total,
+            rate, eta);
     fflush(stderr);
 }
 
-/* Handles an entry that is older than max_age_days. */
-static void dead_letter_aged(ps_ctx_t *ctx, const char *name, ps_drain_stats_t *st)
+static int deadline_passed(const drain_t *d)
 {
-    char err[512], detail[400];
-    ps_qentry_t cur;
-    int fd = -1;
+    return d->ctx->deadline > 0 && ps_now() >= d->ctx->deadline;
+}
 
-    if(ps_queue_lock(ctx->queue, name, 0, &fd, &cur, err, sizeof(err)) != 0)
+static next_t stop(drain_t *d, ps_status_t st, const char *what, const char *detail)
+{
+    d->st->stopped = 1;
+    snprintf(d->st->reason, sizeof(d->st->reason), "%s%s%s%s", what, detail ? " (" : "",
+             detail ? detail : "", detail ? ")" : "");
+    if(ps_status_worse(st, d->stop))
+        d->stop = st;
+    return NEXT_STOP;
+}
+
+/* A pending entry whose first real attempt is more than max_age_days ago
+ * becomes a dead letter (locked, e read under the lock). */
+static int too_old(const drain_t *d, const ps_qentry_t *e)
+{
+    long long maxage = (long long)d->ctx->cfg->max_age_days * 86400;
+
+    return e->state == PS_Q_PENDING && e->first_attempt > 0 &&
+           (long long)time(NULL) - e->first_attempt > maxage;
+}
+
+static void dead_letter(drain_t *d, const ps_qentry_t *e)
+{
+    char err[512], detail[600];
+
+    if(ps_queue_dead_letter(d->ctx->queue, e->name, err, sizeof(err)) != 0) {
+        ps_logf(d->ctx->log, LOG_ERR, "%s", err);
         return;
-    if(ps_queue_dead_letter(ctx->queue, cur.name, err, sizeof(err)) != 0) {
-        ps_logf(ctx->log, LOG_ERR, "%s", err);
-    } else {
-        st->aged++;
-        snprintf(detail, sizeof(detail), "older than %d days, %d attempts, last error: %s",
-                 ctx->cfg->max_age_days, cur.attempts, cur.last_error);
-        ps_audit(ctx->log, LOG_ERR, "dead-letter", cur.login, cur.organization, cur.id,
-                 cur.delete_passwords, cur.delete_service_tokens, 0, detail);
     }
+    d->st->aged++;
+    snprintf(detail, sizeof(detail),
+             "pending for more than %d days since its first attempt, %d attempts, last "
+             "error: %.255s; sent no more until `retry --held`, or dropped with `queue drop %s`",
+             d->ctx->cfg->max_age_days, e->attempts, e->last_error, e->name);
+    ps_audit(d->ctx->log, LOG_ALERT, "dead-letter", e->trigger, e->login, e->organization, e->id,
+             e->delete_passwords, e->delete_service_tokens, 0, detail);
+}
+
+/* Whether this run sends a live entry: every pending one; a held one when
+ * asked (--held) or when the configuration changed since it was held. */
+static int wanted(const drain_t *d, const ps_qentry_t *e)
+{
+    if(e->state != PS_Q_HELD)
+        return 1;
+    return d->ctx->retry_held || strcmp(e->held_config, d->fingerprint) != 0;
+}
+
+/* What the answer to one entry means for the rest of the drain. */
+static next_t after_send(drain_t *d, ps_status_t st, const ps_report_t *rep, const ps_result_t *res)
+{
+    switch(st) {
+    case PS_ST_REMOVED:
+    case PS_ST_ABSENT:
+        if(st == PS_ST_REMOVED)
+            d->st->removed++;
+        else
+            d->st->absent++;
+        d->outage = 0;
+        if(d->rate < d->target) {
+            d->rate = d->rate * 1.1 < d->target ? d->rate * 1.1 : d->target;
+            ps_client_set_pace(d->ctx->client, d->rate);
+        }
+        return NEXT_ENTRY;
+    case PS_ST_QUEUED:
+        if(res->http_status == 429) {
+            double wait = res->retry_after >= 0 ? res->retry_after : 1.0 / d->rate;
+
+            d->st->http_429++;
+            d->rate = d->rate / 2 > 0.1 ? d->rate / 2 : 0.1;
+            ps_client_set_pace(d->ctx->client, d->rate);
+            ps_client_pause(d->ctx->client, wait < PS_429_MAX_WAIT ? wait : PS_429_MAX_WAIT);
+            return ++d->tries429 <= PS_MAX_429_PER_ENTRY ? NEXT_AGAIN : NEXT_ENTRY;
+        }
+        if((res->http_status == 0 || res->http_status >= 500) && ++d->outage >= PS_OUTAGE_FAILURES)
+            return stop(d, PS_ST_QUEUED, "the API is unavailable", rep->message);
+        return NEXT_ENTRY;
+    case PS_ST_HELD:
+        /* an invalid credential fails every entry alike */
+        if(res->http_status == 401)
+            return stop(d, PS_ST_HELD, "the API refused the credential", rep->message);
+        return NEXT_ENTRY;
+    case PS_ST_HELD_CONFIG: return stop(d, PS_ST_HELD_CONFIG, "%s", rep->message);
+    default: return stop(d, PS_ST_ERROR, "%s", rep->message);
+    }
+}
+
+/* One entry of the listing: lock it, read it again, age it, send it. */
+static next_t drain_one(drain_t *d, const char *name)
+{
+    char err[512];
+    ps_qentry_t cur;
+    ps_report_t rep;
+    ps_result_t res;
+    ps_status_t st;
+    int fd = -1, rc;
+
+    if(deadline_passed(d))
+        return stop(d, PS_ST_QUEUED, "deadline reached", NULL);
+    rc = ps_queue_lock(d->ctx->queue, name, 0, &fd, &cur, err, sizeof(err));
+    if(rc == 1) {
+        d->st->busy++;
+        return NEXT_ENTRY;
+    }
+    if(rc == 2)
+        return NEXT_ENTRY; /* settled meanwhile by another process */
+    if(rc != 0) {
+        ps_logf(d->ctx->log, LOG_ERR, "%s", err);
+        return NEXT_ENTRY;
+    }
+    if(too_old(d, &cur)) {
+        dead_letter(d, &cur);
+        ps_queue_unlock(fd);
+        return NEXT_ENTRY;
+    }
+    if(!wanted(d, &cur)) {
+        ps_queue_unlock(fd);
+        return NEXT_ENTRY;
+    }
+    memset(&rep, 0, sizeof(rep));
+    d->st->sent++;
+    st = ps_send_entry(d->ctx, &cur, 1, &rep, &res);
     ps_queue_unlock(fd);
+    return after_send(d, st, &rep, &res);
+}
+
+/* Brings every dead letter back as pending (retry --held). */
+static void revive_dead(drain_t *d)
+{
+    ps_qref_t *refs = NULL;
+    size_t n = 0, i;
+    char err[512];
+
+    if(ps_queue_list_refs(d->ctx->queue, 1, &refs, &n, NULL, NULL, err, sizeof(err)) != 0) {
+        ps_logf(d->ctx->log, LOG_ERR, "%s", err);
+        return;
+    }
+    for(i = 0; i < n; i++) {
+        int fd = -1;
+
+        if(ps_queue_lock_key(d->ctx->queue, refs[i].name, 0, &fd, err, sizeof(err)) != 0)
+            continue;
+        if(ps_queue_revive(d->ctx->queue, refs[i].name, err, sizeof(err)) < 0)
+            ps_logf(d->ctx->log, LOG_ERR, "%s", err);
+        ps_queue_unlock(fd);
+    }
+    free(refs);
+}
+
+static int start(drain_t *d)
+{
+    char err[512];
+
+    if(!d->ctx->cfg->auth_header) {
+        stop(d, PS_ST_HELD_CONFIG,
+             "no API credential configured: set api.token_id and api.token, api.token_file or "
+             "api.oauth_token",
+             NULL);
+        return -1;
+    }
+    if(!ps_ctx_client(d->ctx, err, sizeof(err))) {
+        stop(d, PS_ST_HELD_CONFIG, err, NULL);
+        return -1;
+    }
+    d->target = d->ctx->cfg->rate_limit * PS_PACE_MARGIN;
+    d->rate = d->target;
+    ps_client_set_pace(d->ctx->client, d->rate);
+    return 0;
 }
 
 ps_status_t ps_drain(ps_ctx_t *ctx, int progress, ps_drain_stats_t *st)
 {
     char err[512];
     ps_qref_t *list = NULL;
-    size_t n = 0, i, done = 0;
+    size_t n = 0, i, todo = 0;
     invalid_arg_t ia = { ctx, st };
+    drain_t d;
     ps_status_t rv = PS_ST_REMOVED;
-    double target, rate, next, t0 = ps_now();
-    int outage = 0;
-    long long maxage;
 
     memset(st, 0, sizeof(*st));
+    memset(&d, 0, sizeof(d));
+    d.ctx = ctx;
+    d.st = st;
+    d.progress = progress;
+    d.t0 = ps_now();
+    d.stop = PS_ST_REMOVED;
+    ps_config_fingerprint(ctx->cfg, d.fingerprint);
+
     if(!ps_ctx_queue(ctx, err, sizeof(err))) {
         snprintf(st->reason, sizeof(st->reason), "%s", err);
         return PS_ST_ERROR;
     }
+    if(ctx->retry_held)
+        revive_dead(&d);
     if(ps_queue_list_refs(ctx->queue, 0, &list, &n, on_invalid, &ia, err, sizeof(err)) != 0) {
         snprintf(st->reason, sizeof(st->reason), "%s", err);
         return PS_ST_ERROR;
     }
-    st->total = n;
-    if(n == 0)
-        goto out;
-    if(!ctx->cfg->auth_header) {
-        snprintf(st->reason, sizeof(st->reason),
-                 "no API credential configured: set "
-                 "api.token_id and api.token, api.token_file or api.oauth_token");
-        st->stopped = 1;
-        st->left = n;
-        rv = PS_ST_CONFIG;
-        goto out;
+    /* pending entries first (oldest record first), then held ones */
+    for(i = 0; i < n; i++)
+        if(list[i].state != PS_Q_HELD || ctx->retry_held ||
+           strcmp(list[i].held_config, d.fingerprint) != 0)
+            todo++;
+    st->total = todo;
+    if(todo > 0 && start(&d) == 0) {
+        int pass;
+
+        for(pass = 0; pass < 2; pass++) {
+            for(i = 0; i < n; i++) {
+                next_t next;
+
+                if((list[i].state == PS_Q_HELD) != (pass == 1))
+                    continue;
+                d.tries429 = 0;
+                while((next = drain_one(&d, list[i].name)) == NEXT_AGAIN)
+                    ;
+                d.done++;
+                if(progress)
+                    progress_line(&d);
+                if(next == NEXT_STOP)
+                    break;
+            }
+            if(st->stopped)
+                break;
+        }
+        if(progress) {
+            progress_line(&d);
+            fputc('\n', stderr);
+        }
     }
-    if(!ps_ctx_client(ctx, err, sizeof(err))) {
+    free(list);
+
+    /* what the spool holds now decides the exit code */
+    if(ps_spool_count(ctx->queue, &st->pending, &st->held, &st->dead, NULL, err, sizeof(err)) !=
+       0) {
         snprintf(st->reason, sizeof(st->reason), "%s", err);
-        st->stopped = 1;
-        st->left = n;
-        rv = PS_ST_CONFIG;
-        goto out;
+        rv = PS_ST_ERROR;
     }
-
-    target = ctx->cfg->rate_limit * PS_PACE_MARGIN;
-    rate = target;
-    next = ps_now();
-    maxage = (long long)ctx->cfg->max_age_days * 86400;
-
-    for(i = 0; i < n; i++) {
-        const ps_qref_t *e = &list[i];
-        ps_qentry_t cur;
-        ps_report_t rep;
-        ps_result_t res;
-        int fd = -1, tries429 = 0, rc;
-        double now;
-
-        if(ctx->deadline > 0 && ps_now() >= ctx->deadline) {
-            st->stopped = 1;
-            snprintf(st->reason, sizeof(st->reason), "deadline reached");
-            break;
-        }
-        if((long long)time(NULL) - e->first_attempt > maxage) {
-            dead_letter_aged(ctx, e->name, st);
-            done++;
-            continue;
-        }
-    again:
-        /* Pace on a schedule so that slow answers do not lower the rate,
-         * but never burst to catch up. */
-        now = ps_now();
-        if(next < now - 1.0 / rate)
-            next = now;
-        if(ctx->deadline > 0 && next >= ctx->deadline) {
-            st->stopped = 1;
-            snprintf(st->reason, sizeof(st->reason), "deadline reached");
-            break;
-        }
-        sleep_until(next);
-        next += 1.0 / rate;
-
-        rc = ps_queue_lock(ctx->queue, e->name, 0, &fd, &cur, err, sizeof(err));
-        if(rc == 1) {
-            st->busy++;
-            done++;
-            continue;
-        }
-        if(rc == 2) {
-            st->absent++; /* confirmed meanwhile by another process */
-            done++;
-            continue;
-        }
-        if(rc != 0) {
-            ps_logf(ctx->log, LOG_ERR, "%s", err);
-            done++;
-            continue;
-        }
-        memset(&rep, 0, sizeof(rep));
-        ps_send_entry(ctx, &cur, 1, &rep, &res);
-        ps_queue_unlock(fd);
-
-        switch(rep.status) {
-        case PS_ST_REMOVED: st->removed++; break;
-        case PS_ST_ABSENT: st->absent++; break;
-        case PS_ST_QUEUED:
-            if(res.http_status == 429) {
-                double wait;
-
-                st->http_429++;
-                rate = rate / 2 > 0.1 ? rate / 2 : 0.1; /* slow down */
-                wait = res.retry_after >= 0 ? res.retry_after : 1.0 / rate;
-                if(wait > 60)
-                    wait = 60;
-                next = ps_now() + wait;
-                if(++tries429 <= PS_MAX_429_PER_ENTRY)
-                    goto again;
-            } else if(res.http_status == 0 || res.http_status >= 500) {
-                if(++outage >= PS_OUTAGE_FAILURES) {
-                    st->requeued++;
-                    done++;
-                    st->stopped = 1;
-                    snprintf(st->reason, sizeof(st->reason), "the API is unavailable (%s)",
-                             rep.message);
-                    i++;
-                    goto stop;
-                }
-            }
-            st->requeued++;
-            break;
-        case PS_ST_REFUSED:
-            if(rep.http_status == 401 || rep.http_status == 403) {
-                st->refused++;
-                st->stopped = 1;
-                snprintf(st->reason, sizeof(st->reason),
-                         "the API refused the credential (%s): entries stay queued", rep.message);
-                rv = PS_ST_REFUSED;
-                done++;
-                i++;
-                goto stop;
-            }
-            st->dead++;
-            break;
-        default: /* CONFIG, ERROR: every entry would fail alike */
-            st->stopped = 1;
-            snprintf(st->reason, sizeof(st->reason), "%s", rep.message);
-            rv = rep.status == PS_ST_CONFIG ? PS_ST_CONFIG : PS_ST_ERROR;
-            done++;
-            i++;
-            goto stop;
-        }
-        if(rep.status == PS_ST_REMOVED || rep.status == PS_ST_ABSENT) {
-            outage = 0;
-            if(rate < target)
-                rate = rate * 1.1 < target ? rate * 1.1 : target; /* recover */
-        }
-        done++;
-        if(progress)
-            progress_line(st, done, t0);
-    }
-stop:
-    st->left = st->requeued + (n - i) + st->busy;
-    if(progress) {
-        progress_line(st, done, t0);
-        fputc('\n', stderr);
-    }
-    if(rv == PS_ST_REMOVED && st->left > 0)
+    if(st->pending > 0 && ps_status_worse(PS_ST_QUEUED, rv))
         rv = PS_ST_QUEUED;
-out:
+    if(st->held + st->dead > 0 && ps_status_worse(PS_ST_HELD, rv))
+        rv = PS_ST_HELD;
+    if(ps_status_worse(d.stop, rv))
+        rv = d.stop;
     if(ctx->client)
         st->connects = ps_client_connects(ctx->client);
-    st->elapsed = ps_now() - t0;
-    free(list);
+    st->elapsed = ps_now() - d.t0;
     return rv;
 }

@@ -9,11 +9,7 @@
  * (HELPER = SBINDIR "/planetscale-deprovision", or the module's helper=PATH)
  * with envp {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}, stdin and
  * stderr on /dev/null, stdout on a pipe, every other descriptor closed.
- * MODE is one of PS_MODE_*. In mode "expired" the module adds, after
- * --deadline, "--expire-day DAYS" (the shadow sp_expire it saw) and, when
- * its line has expired_grace_days=N, "--expired-grace-days N"; the helper
- * reads shadow again and acts only when its own reading is that many days
- * past (else the configuration's expired_grace_days), or answers "not-due". The helper writes exactly one line, one of the
+ * MODE is one of PS_MODE_*. The helper writes exactly one line, one of the
  * PS_HELPER_* words, and exits; it writes its own audit line to syslog.
  * The module waits at most SECS + PS_HELPER_GRACE seconds for that line,
  * then kills the child (SIGKILL) and reaps it; the word, not the exit
@@ -30,15 +26,18 @@
 #define PS_MODE_EXPIRED "expired" /* only_expired: the module saw sp_expire passed */
 #define PS_MODE_CLOSE   "close"   /* session on_close */
 
-#define PS_HELPER_REMOVED  "removed"  /* 204 */
-#define PS_HELPER_ABSENT   "absent"   /* 404: already gone */
-#define PS_HELPER_UNMAPPED "unmapped" /* not in the map, unmapped = "ignore" */
-#define PS_HELPER_UNKNOWN  "unknown"  /* not in the map, unmapped = "error" */
-#define PS_HELPER_IGNORED  "ignored"  /* service not in pam_services */
-#define PS_HELPER_NOT_DUE  "not-due"  /* only_expired: expiry not expired_grace_days past */
-#define PS_HELPER_QUEUED   "queued"   /* transient failure, kept in the queue */
-#define PS_HELPER_REFUSED  "refused"  /* API refused (4xx): permanent */
-#define PS_HELPER_CONFIG   "config"   /* configuration error */
-#define PS_HELPER_ERROR    "error"    /* anything else (incl. not queued) */
+#define PS_HELPER_REMOVED     "removed"     /* DELETE answered 204 */
+#define PS_HELPER_ABSENT      "absent"      /* not a member, confirmed */
+#define PS_HELPER_UNMAPPED    "unmapped"    /* not in the map, unmapped = "ignore" */
+#define PS_HELPER_UNKNOWN     "unknown"     /* not in the map, unmapped = "error" */
+#define PS_HELPER_IGNORED     "ignored"     /* service not in pam_services */
+#define PS_HELPER_NOT_DUE     "not-due"     /* only_expired: expiry not expired_grace_days past */
+#define PS_HELPER_QUEUED      "queued"      /* transient failure, pending in the spool */
+#define PS_HELPER_HELD        "held"        /* refused or not confirmed: held in the spool */
+#define PS_HELPER_HELD_CONFIG "held-config" /* configuration problem: held in the spool */
+#define PS_HELPER_RECORDED    "recorded"    /* configuration did not load: unresolved */
+#define PS_HELPER_REFUSED     "refused"     /* refused, not in the spool */
+#define PS_HELPER_CONFIG      "config"      /* configuration error, not in the spool */
+#define PS_HELPER_ERROR       "error"       /* anything else */
 
 #endif

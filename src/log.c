@@ -80,21 +80,22 @@ static const char *flag(int v)
     return v ? "true" : "false";
 }
 
-void ps_audit(const ps_log_t *lg, int prio, const char *outcome, const char *login,
-              const char *organization, const char *id, int delete_passwords,
+void ps_audit(const ps_log_t *lg, int prio, const char *outcome, const char *trigger,
+              const char *login, const char *organization, const char *id, int delete_passwords,
               int delete_service_tokens, long http_status, const char *detail)
 {
-    char o[64], l[PS_LOGIN_MAX * 4 + 8], org[PS_ID_MAX * 4 + 8];
+    char o[64], t[64], l[PS_LOGIN_MAX * 4 + 8], org[PS_ID_MAX * 4 + 8];
     char i[PS_ID_MAX * 4 + 8], d[1024];
     char line[PS_AUDIT_LINE];
 
     ps_escape(detail ? detail : "", d, sizeof(d));
-    snprintf(line, sizeof(line),
-             "outcome=%s login=%s organization=%s id=%s delete_passwords=%s "
-             "delete_service_tokens=%s http_status=%ld detail=\"%s\"",
-             field(outcome, o, sizeof(o)), field(login, l, sizeof(l)),
-             field(organization, org, sizeof(org)), field(id, i, sizeof(i)), flag(delete_passwords),
-             flag(delete_service_tokens), http_status, d);
+    snprintf(
+        line, sizeof(line),
+        "outcome=%s trigger=%s login=%s organization=%s id=%s delete_passwords=%s "
+        "delete_service_tokens=%s http_status=%ld detail=\"%s\"",
+        field(outcome, o, sizeof(o)), field(trigger && trigger[0] ? trigger : NULL, t, sizeof(t)),
+        field(login, l, sizeof(l)), field(organization, org, sizeof(org)), field(id, i, sizeof(i)),
+        flag(delete_passwords), flag(delete_service_tokens), http_status, d);
 
     syslog(LOG_AUTHPRIV | prio, "%s", line);
     if(lg && lg->to_stderr && lg->verbose)

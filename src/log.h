@@ -21,10 +21,15 @@ void ps_logf(const ps_log_t *lg, int prio, const char *fmt, ...) PS_PRINTF(3, 4)
 
 /* The audit line for one outcome: always to syslog (authpriv), and to stderr
  * when lg->to_stderr && lg->verbose. Every string is escaped here; no secret
- * is ever passed in. `outcome` is one of removed, absent, unmapped, refused,
- * queued, failed, dead-letter, dry-run. http_status 0 = no HTTP answer. */
-void ps_audit(const ps_log_t *lg, int prio, const char *outcome, const char *login,
-              const char *organization, const char *id, int delete_passwords,
+ * is ever passed in. `outcome` is an audit word of the outcome table
+ * (outcome.h: removed, absent, queued, held, not-queued, refused, failed,
+ * recorded, unmapped, dry-run, invalid) or one of the spool's own: dead-letter
+ * (pending too long), dropped (`queue drop`), cancelled (an unresolved
+ * record whose account is no longer expired). `trigger` says what asked for
+ * the removal (remove, pam, reconcile, retry, ...; NULL prints "-").
+ * http_status 0 = no HTTP answer. */
+void ps_audit(const ps_log_t *lg, int prio, const char *outcome, const char *trigger,
+              const char *login, const char *organization, const char *id, int delete_passwords,
               int delete_service_tokens, long http_status, const char *detail);
 
 #endif

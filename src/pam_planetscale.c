@@ -501,6 +501,7 @@ enum ps_answer {
     ANS_IGNORED,
     ANS_NOT_DUE,
     ANS_QUEUED,
+    ANS_HELD,
     ANS_REFUSED,
     ANS_CONFIG,
     ANS_ERROR,
@@ -524,6 +525,15 @@ static const struct {
       "account expired, but not expired_grace_days ago yet: not acting" },
     { PS_HELPER_QUEUED, ANS_QUEUED, LOG_WARNING,
       "removal failed for now and was queued for retry" },
+    { PS_HELPER_HELD, ANS_HELD, LOG_ERR,
+      "removal refused by the PlanetScale API or not confirmed: held in the spool until a "
+      "person deals with it (planetscale-deprovision queue shows why)" },
+    { PS_HELPER_HELD_CONFIG, ANS_CONFIG, LOG_ERR,
+      "configuration problem: the removal is held in the spool (planetscale-deprovision queue, "
+      "check)" },
+    { PS_HELPER_RECORDED, ANS_CONFIG, LOG_ERR,
+      "the configuration does not load: the login is recorded for retry (see "
+      "planetscale-deprovision check)" },
     { PS_HELPER_REFUSED, ANS_REFUSED, LOG_ERR, "removal refused by the PlanetScale API" },
     { PS_HELPER_CONFIG, ANS_CONFIG, LOG_ERR,
       "configuration error (see planetscale-deprovision check)" },
@@ -541,6 +551,7 @@ static int service_code(enum ps_answer ans)
     case ANS_IGNORED:
     case ANS_NOT_DUE: return PAM_IGNORE;
     case ANS_QUEUED: return PAM_AUTHINFO_UNAVAIL;
+    case ANS_HELD:
     case ANS_REFUSED: return PAM_PERM_DENIED;
     case ANS_CONFIG: return PAM_SERVICE_ERR;
     case ANS_ERROR:

@@ -317,24 +317,30 @@ char *ps_queue_format(const ps_qentry_t *e)
     int bad = 0;
 
     if(!e || !fits(e->login, sizeof(e->login)) || !fits(e->organization, sizeof(e->organization)) ||
-       !fits(e->id, sizeof(e->id)))
+       !fits(e->id, sizeof(e->id)) || !fits(e->held_config, sizeof(e->held_config)) ||
+       !fits(e->trigger, sizeof(e->trigger)) || (e->state != PS_Q_PENDING && e->state != PS_Q_HELD))
         return NULL;
     o = json_object_new_object();
     if(!o)
         return NULL;
 
 #define ADD(k, v) bad |= json_object_object_add(o, k, v)
-    ADD("version", json_object_new_int(1));
+    ADD("version", json_object_new_int(2));
     ADD("login", json_object_new_string(e->login));
     ADD("organization", json_object_new_string(e->organization));
     ADD("id", json_object_new_string(e->id));
     ADD("delete_passwords", json_object_new_boolean(!!e->delete_passwords));
     ADD("delete_service_tokens", json_object_new_boolean(!!e->delete_service_tokens));
+    ADD("recorded", json_object_new_int64(e->recorded));
     ADD("first_attempt", json_object_new_int64(e->first_attempt));
     ADD("last_attempt", json_object_new_int64(e->last_attempt));
     ADD("attempts", json_object_new_int(e->attempts));
     ADD("last_error", json_object_new_string_len(
                           e->last_error, (int)strnlen(e->last_error, sizeof(e->last_error) - 1)));
+    ADD("state", json_object_new_string(ps_qstate_name(e->state)));
+    ADD("held_at", json_object_new_int64(e->held_at));
+    ADD("held_config", json_object_new_string(e->held_config));
+    ADD("trigger", json_object_new_string(e->trigger));
 #undef ADD
     if(bad)
         goto out;
@@ -430,8 +436,37 @@ enum {
     F_LAST = 1 << 7,
     F_ATTEMPTS = 1 << 8,
     F_LASTERR = 1 << 9,
-    F_ALL = (1 << 10) - 1
+    F_RECORDED = 1 << 10,
+    F_STATE = 1 << 11,
+    F_HELDAT = 1 << 12,
+    F_HELDCFG = 1 << 13,
+    F_TRIGGER = 1 << 14,
+    F_ALL_V1 = (1 << 10) - 1,
+    F_ALL_V2 = (1 << 15) - 1
 };
+
+const char *ps_qstate_name(int state)
+{
+    return state == PS_Q_HELD ? "held" : "pending";
+}
+
+/* A short word of lowercase letters and '-' (a trigger), or "". */
+static int word_ok(const char *s)
+{
+    for(; *s; s++)
+        if(!((*s >= 'a' && *s <= 'z') || *s == '-'))
+            return 0;
+    return 1;
+}
+
+/* "" or up to 16 lowercase hex digits (a fingerprint). */
+static int hex_ok(const char *s)
+{
+    for(; *s; s++)
+        if(!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+            return 0;
+    return 1;
+}
 
 static int get_bool(json_object *v, const char *key, int *dst, char *err, size_t errlen)
 {
@@ -443,17 +478,64 @@ static int get_bool(json_object *v, const char *key, int *dst, char *err, size_t
     return 0;
 }
 
-/* Applies one key/value; returns its F_ bit, 0 for an unknown key, or -1. */
-static int parse_field(const char *key, json_object *v, ps_qentry_t *e, char *err, size_t errlen)
+/* Copies a JSON string that may be empty, checked by ok(). */
+static int get_word(json_object *v, const char *key, char *dst, size_t dstsz,
+                    int (*ok)(const char *), char *err, size_t errlen)
+{
+    const char *s;
+
+    if(!json_object_is_type(v, json_type_string)) {
+        seterr(err, errlen, "\"%s\" is not a string", key);
+        return -1;
+    }
+    s = json_object_get_string(v);
+    if(!s || strlen(s) != (size_t)json_object_get_string_len(v) || strlen(s) >= dstsz || !ok(s)) {
+        seterr(err, errlen, "\"%s\" is not valid", key);
+        return -1;
+    }
+    memcpy(dst, s, strlen(s) + 1);
+    return 0;
+}
+
+/* Applies one key/value; returns its F_ bit, 0 for an unknown key, or -1.
+ * *version is set by the "version" field. */
+static int parse_field(const char *key, json_object *v, ps_qentry_t *e, int *version, char *err,
+                       size_t errlen)
 {
     int64_t n;
 
     if(!strcmp(key, "version")) {
-        if(!json_object_is_type(v, json_type_int) || json_object_get_int64(v) != 1) {
-            seterr(err, errlen, "unsupported \"version\" (expected 1)");
+        n = json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : 0;
+        if(n != 1 && n != 2) {
+            seterr(err, errlen, "unsupported \"version\" (expected 1 or 2)");
             return -1;
         }
+        *version = (int)n;
         return F_VERSION;
+    }
+    if(!strcmp(key, "recorded"))
+        return get_time(v, key, &e->recorded, err, errlen) ? -1 : F_RECORDED;
+    if(!strcmp(key, "held_at"))
+        return get_time(v, key, &e->held_at, err, errlen) ? -1 : F_HELDAT;
+    if(!strcmp(key, "held_config"))
+        return get_word(v, key, e->held_config, sizeof(e->held_config), hex_ok, err, errlen)
+                   ? -1
+                   : F_HELDCFG;
+    if(!strcmp(key, "trigger"))
+        return get_word(v, key, e->trigger, sizeof(e->trigger), word_ok, err, errlen) ? -1
+                                                                                      : F_TRIGGER;
+    if(!strcmp(key, "state")) {
+        const char *st = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+
+        if(!strcmp(st, "pending")) {
+            e->state = PS_Q_PENDING;
+        } else if(!strcmp(st, "held")) {
+            e->state = PS_Q_HELD;
+        } else {
+            seterr(err, errlen, "\"state\" is not \"pending\" or \"held\"");
+            return -1;
+        }
+        return F_STATE;
     }
     if(!strcmp(key, "login")) {
         if(get_str(v, key, e->login, sizeof(e->login), err, errlen))
@@ -512,6 +594,8 @@ int ps_queue_parse(const char *buf, size_t len, ps_qentry_t *out, char *err, siz
     enum json_tokener_error jerr;
     size_t end;
     int seen = 0;
+    int version = 0;
+    int want;
     int rv = -1;
 
     memset(&e, 0, sizeof(e));
@@ -558,7 +642,7 @@ int ps_queue_parse(const char *buf, size_t len, ps_qentry_t *out, char *err, siz
     {
         json_object_object_foreach(root, key, val)
         {
-            int bit = parse_field(key, val, &e, err, errlen);
+            int bit = parse_field(key, val, &e, &version, err, errlen);
             if(bit < 0)
                 goto out;
             if(bit == 0) {
@@ -569,19 +653,37 @@ int ps_queue_parse(const char *buf, size_t len, ps_qentry_t *out, char *err, siz
             seen |= bit;
         }
     }
-    if((seen & F_ALL) != F_ALL) {
+    want = version == 1 ? F_ALL_V1 : F_ALL_V2;
+    if(version == 1 && (seen & ~F_ALL_V1)) {
+        seterr(err, errlen, "a version 1 entry with version 2 fields");
+        goto out;
+    }
+    if((seen & want) != want) {
         static const char *const names[] = { "version",          "login",
                                              "organization",     "id",
                                              "delete_passwords", "delete_service_tokens",
                                              "first_attempt",    "last_attempt",
-                                             "attempts",         "last_error" };
+                                             "attempts",         "last_error",
+                                             "recorded",         "state",
+                                             "held_at",          "held_config",
+                                             "trigger" };
         size_t i;
         for(i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-            if(!(seen & (1 << i))) {
+            if((want & (1 << i)) && !(seen & (1 << i))) {
                 seterr(err, errlen, "missing field \"%s\"", names[i]);
                 break;
             }
         }
+        goto out;
+    }
+    if(version == 1) {
+        /* version 1 kept the record's time in first_attempt */
+        e.recorded = e.first_attempt;
+        if(e.attempts == 0 && e.last_attempt == 0)
+            e.first_attempt = 0;
+    }
+    if(e.state == PS_Q_HELD && e.held_at == 0) {
+        seterr(err, errlen, "a held entry without \"held_at\"");
         goto out;
     }
     ps_queue_name(e.login, e.organization, e.id, e.name);
@@ -673,16 +775,17 @@ int ps_queue_put(ps_queue_t *q, ps_qentry_t *e, char *err, size_t errlen)
                q->dir);
         return -1;
     }
-    if(e->first_attempt < 0 || e->last_attempt < 0 || e->attempts < 0 ||
-       e->first_attempt == LLONG_MAX || e->last_attempt == LLONG_MAX) {
+    if(e->first_attempt < 0 || e->last_attempt < 0 || e->attempts < 0 || e->recorded < 0 ||
+       e->held_at < 0 || e->first_attempt == LLONG_MAX || e->last_attempt == LLONG_MAX ||
+       e->recorded == LLONG_MAX || e->held_at == LLONG_MAX) {
         seterr(err, errlen,
                "%s: refusing to queue an entry with an "
                "out-of-range time or attempt count",
                q->dir);
         return -1;
     }
-    if(e->first_attempt == 0)
-        e->first_attempt = (long long)time(NULL);
+    if(e->recorded == 0)
+        e->recorded = (long long)time(NULL);
     ps_queue_name(e->login, e->organization, e->id, e->name);
 
     if(read_existing(q->dfd, e->name, &old)) {
@@ -694,8 +797,8 @@ int ps_queue_put(ps_queue_t *q, ps_qentry_t *e, char *err, size_t errlen)
                    q->dir, e->name);
             return -1;
         }
-        if(old.first_attempt < e->first_attempt)
-            e->first_attempt = old.first_attempt;
+        if(old.recorded < e->recorded)
+            e->recorded = old.recorded;
     }
 
     data = ps_queue_format(e);
@@ -889,8 +992,8 @@ static int cmp_entry(const void *a, const void *b)
     const ps_qentry_t *x = a;
     const ps_qentry_t *y = b;
 
-    if(x->first_attempt != y->first_attempt)
-        return x->first_attempt < y->first_attempt ? -1 : 1;
+    if(x->recorded != y->recorded)
+        return x->recorded < y->recorded ? -1 : 1;
     return strcmp(x->name, y->name);
 }
 
@@ -899,8 +1002,8 @@ static int cmp_ref(const void *a, const void *b)
     const ps_qref_t *x = a;
     const ps_qref_t *y = b;
 
-    if(x->first_attempt != y->first_attempt)
-        return x->first_attempt < y->first_attempt ? -1 : 1;
+    if(x->recorded != y->recorded)
+        return x->recorded < y->recorded ? -1 : 1;
     return strcmp(x->name, y->name);
 }
 
@@ -988,7 +1091,10 @@ static int list_core(ps_queue_t *q, int dead, int compact, void **entries, size_
 
             memset(&ref, 0, sizeof(ref));
             memcpy(ref.name, e.name, sizeof(ref.name));
+            ref.recorded = e.recorded;
             ref.first_attempt = e.first_attempt;
+            ref.state = e.state;
+            memcpy(ref.held_config, e.held_config, sizeof(ref.held_config));
             memcpy(list + count * elem, &ref, elem);
         } else {
             memcpy(list + count * elem, &e, elem);
@@ -1252,6 +1358,88 @@ int ps_queue_dead_letter(ps_queue_t *q, const char *name, char *err, size_t errl
     }
     unlink_lock_file(q, name);
     if(sync_dir(q->dead_fd) != 0 || sync_dir(q->dfd) != 0) {
+        seterr(err, errlen, "%s: fsync: %s", q->dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int ps_queue_drop(ps_queue_t *q, const char *name, double wait, ps_qentry_t *e, char *err,
+                  size_t errlen)
+{
+    int fd = -1;
+    int rv;
+
+    if(!q || !e || !entry_name_ok(name)) {
+        seterr(err, errlen, "queue: not an entry name: expected KEY.json as `queue` shows it");
+        return -1;
+    }
+    rv = ps_queue_lock(q, name, wait, &fd, e, err, errlen);
+    if(rv == 1) {
+        seterr(err, errlen, "%s/%s: being sent by another process; try again", q->dir, name);
+        return 1;
+    }
+    if(rv == 0) {
+        rv = ps_queue_done(q, name, err, errlen);
+        ps_queue_unlock(fd);
+        return rv;
+    }
+    if(rv != 2)
+        return rv;
+    /* not live: a dead letter? */
+    fd = openat(q->dead_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if(fd < 0) {
+        if(errno == ENOENT) {
+            seterr(err, errlen, "%s: no entry %s (see `queue`)", q->dir, name);
+            return 2;
+        }
+        seterr(err, errlen, "%s/" QDIR_DEAD "/%s: %s", q->dir, name, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    if(check_entry(q->dead_fd, name, e, err, errlen) != 0) {
+        memset(e, 0, sizeof(*e));
+        snprintf(e->name, sizeof(e->name), "%s", name);
+    }
+    if(unlinkat(q->dead_fd, name, 0) != 0) {
+        seterr(err, errlen, "%s/" QDIR_DEAD "/%s: remove: %s", q->dir, name, strerror(errno));
+        return -1;
+    }
+    if(sync_dir(q->dead_fd) != 0) {
+        seterr(err, errlen, "%s/" QDIR_DEAD ": fsync: %s", q->dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int ps_queue_revive(ps_queue_t *q, const char *name, char *err, size_t errlen)
+{
+    struct stat st;
+
+    if(!q || !entry_name_ok(name)) {
+        seterr(err, errlen, "queue: invalid entry name");
+        return -1;
+    }
+    if(fstatat(q->dead_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return 2;
+    /* never over a live entry: the live one is the newer request */
+    if(renameat2(q->dead_fd, name, q->dfd, name, RENAME_NOREPLACE) != 0) {
+        if(errno == EEXIST)
+            return 2;
+        if(errno != EINVAL && errno != ENOSYS) {
+            seterr(err, errlen, "%s/" QDIR_DEAD "/%s: move back: %s", q->dir, name,
+                   strerror(errno));
+            return -1;
+        }
+        if(fstatat(q->dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+            return 2;
+        if(renameat(q->dead_fd, name, q->dfd, name) != 0) {
+            seterr(err, errlen, "%s/" QDIR_DEAD "/%s: move back: %s", q->dir, name,
+                   strerror(errno));
+            return -1;
+        }
+    }
+    if(sync_dir(q->dfd) != 0 || sync_dir(q->dead_fd) != 0) {
         seterr(err, errlen, "%s: fsync: %s", q->dir, strerror(errno));
         return -1;
     }

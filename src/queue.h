@@ -1,13 +1,21 @@
-/* queue.h - the durable queue of removals that could not complete.
+/* queue.h - the durable spool of removals that are not confirmed yet.
  *
  * Layout of the queue directory (0700, owned by root or the caller):
- *   KEY.json          pending entries, KEY = ps_key_hex(login, org, id)
- *   dead/KEY.json     older than max_age_days (dead letters)
- *   invalid/NAME      entries that failed validation, moved aside, never sent
+ *   KEY.json          a live entry, KEY = ps_key_hex(login, org, id), in one
+ *                     of two states (its "state" field):
+ *                       pending  a transient failure, or not sent yet:
+ *                                `retry` sends it with backoff
+ *                       held     refused by the API, not confirmed, or a
+ *                                configuration problem: waits for a person
+ *                                or a changed configuration, with its reason
+ *   dead/KEY.json     pending for longer than max_age_days since its first
+ *                     real attempt (an entry never sent never ages out)
+ *   invalid/NAME      files that failed validation, moved aside, never sent
  *   .tmp-*            temp files during an atomic write (never an entry)
  *   .KEY.json.lock    the per-key lock files (never an entry); ps_queue_lock
  * Every write: temp file 0600, write, fsync, rename, fsync(dir). An entry is
- * removed only by ps_queue_done(), after the API answered 204 or 404.
+ * deleted only by ps_queue_done(), after the API confirmed the removal, or
+ * by ps_queue_drop() on an administrator's explicit command.
  * No secret is ever written into an entry. */
 #ifndef PS_QUEUE_H
 #define PS_QUEUE_H
@@ -18,6 +26,8 @@
 
 #define PS_QENTRY_MAX 4096 /* an entry file larger than this is invalid */
 
+enum ps_qstate { PS_Q_PENDING = 0, PS_Q_HELD = 1 };
+
 typedef struct ps_qentry {
     char name[32]; /* file name "KEY.json" */
     char login[PS_LOGIN_MAX + 1];
@@ -25,11 +35,18 @@ typedef struct ps_qentry {
     char id[PS_ID_MAX + 1];
     int delete_passwords;
     int delete_service_tokens;
-    long long first_attempt; /* unix time */
+    long long recorded;      /* unix time of the write-ahead record */
+    long long first_attempt; /* unix time of the first real send, 0 = never sent */
     long long last_attempt;  /* unix time, 0 = never tried */
     int attempts;
-    char last_error[256];
+    char last_error[256]; /* the last failure; for a held entry, why it is held */
+    int state;            /* enum ps_qstate */
+    long long held_at;    /* unix time it was held, 0 when pending */
+    char held_config[17]; /* ps_config_fingerprint() when it was held, "" when pending */
+    char trigger[16];     /* what asked for it: remove, pam, reconcile, ... ("" unknown) */
 } ps_qentry_t;
+
+const char *ps_qstate_name(int state); /* "pending" or "held" */
 
 typedef struct ps_queue ps_queue_t;
 
@@ -40,8 +57,9 @@ void ps_queue_close(ps_queue_t *q);
 const char *ps_queue_dir(const ps_queue_t *q);
 
 /* Writes (or rewrites) the entry for e->login/organization/id atomically.
- * When an entry with the same key exists, first_attempt is kept (the older
- * of the two) and attempts are taken from e. Fills e->name.
+ * When an entry with the same key exists, the older recorded time is kept;
+ * everything else is taken from e (a caller that keeps history reads the
+ * entry first). recorded = now when 0. Fills e->name.
  * Returns 0, or -1 with err (ENOSPC, EIO ...: the caller must fail loudly). */
 int ps_queue_put(ps_queue_t *q, ps_qentry_t *e, char *err, size_t errlen);
 
@@ -52,14 +70,16 @@ int ps_write_file_atomic(int dfd, const char *dir, const char *name, const char 
                          size_t errlen);
 
 /* Parses and validates an entry's bytes (strict JSON object, known fields
- * only, right types, ps_login_valid/ps_id_valid). Fuzzed. */
+ * only, right types, ps_login_valid/ps_id_valid). Version 1 entries (no
+ * state, first_attempt meaning the record's time) are read as pending
+ * entries of version 2. Fuzzed. */
 int ps_queue_parse(const char *buf, size_t len, ps_qentry_t *e, char *err, size_t errlen);
 
 /* Serializes an entry as JSON into a malloc'd string. */
 char *ps_queue_format(const ps_qentry_t *e);
 
-/* Lists pending (dead = 0) or dead-letter (dead = 1) entries, oldest
- * first_attempt first. Invalid entries (bad JSON, wrong field, not a regular
+/* Lists live (dead = 0: pending and held) or dead-letter (dead = 1)
+ * entries, oldest record first. Invalid entries (bad JSON, wrong field, not a regular
  * file, a symlink, mode not 0600, wrong owner, too big, name not matching
  * its key) are moved into invalid/ and reported through `on_invalid` (may be
  * NULL) with a reason; they are never returned. *entries is malloc'd. */
@@ -67,12 +87,15 @@ typedef void (*ps_queue_invalid_cb)(void *arg, const char *name, const char *rea
 int ps_queue_list(ps_queue_t *q, int dead, ps_qentry_t **entries, size_t *n,
                   ps_queue_invalid_cb on_invalid, void *arg, char *err, size_t errlen);
 
-/* The same, keeping only each entry's name and first attempt (for `retry`,
+/* The same, keeping only each entry's name, times and state (for `retry`,
  * which reads an entry again when it locks it): memory stays small however
  * long the queue is. */
 typedef struct ps_qref {
     char name[32];
+    long long recorded;
     long long first_attempt;
+    int state;
+    char held_config[17];
 } ps_qref_t;
 int ps_queue_list_refs(ps_queue_t *q, int dead, ps_qref_t **refs, size_t *n,
                        ps_queue_invalid_cb on_invalid, void *arg, char *err, size_t errlen);
@@ -104,8 +127,19 @@ int ps_queue_read(ps_queue_t *q, const char *name, ps_qentry_t *e, char *err, si
 /* Releases the lock (closes fd). */
 void ps_queue_unlock(int fd);
 
-/* The API answered 204/404: unlink the (locked) entry and fsync the dir. */
+/* The API confirmed the removal: unlink the (locked) entry, fsync the dir. */
 int ps_queue_done(ps_queue_t *q, const char *name, char *err, size_t errlen);
+
+/* An administrator's `queue drop NAME`: deletes live entry NAME (taking its
+ * lock, waiting up to `wait` seconds) or dead/NAME, copying what was
+ * dropped into *e. 0 dropped, 1 busy, 2 no such entry, -1 (err). */
+int ps_queue_drop(ps_queue_t *q, const char *name, double wait, ps_qentry_t *e, char *err,
+                  size_t errlen);
+
+/* Brings dead/NAME back as a live pending entry (a new `remove` of the same
+ * login): its first attempt starts again. Called with the key locked.
+ * 0 moved, 2 no dead entry, -1 (err). */
+int ps_queue_revive(ps_queue_t *q, const char *name, char *err, size_t errlen);
 
 /* Moves a (locked) entry to dead/ and fsyncs both directories. */
 int ps_queue_dead_letter(ps_queue_t *q, const char *name, char *err, size_t errlen);

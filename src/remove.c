@@ -1,15 +1,47 @@
 /* remove.c - one removal, end to end.
  *
- * The request is recorded in the queue BEFORE it is sent (write-ahead), and
- * the entry is deleted only when the API answered 204 or 404, so that a
- * crash, a kill or a power cut at any point leaves the request waiting, never
- * lost. The per-entry lock makes sure that two processes never send the same
- * entry at the same time. */
+ * The request is recorded in the spool BEFORE anything is sent
+ * (write-ahead), and the entry is deleted only when the API confirmed that
+ * the member is gone, so that a crash, a kill or a power cut at any point
+ * leaves the request waiting, never lost. What happens to the entry after
+ * an answer is decided by the outcome table (outcome.h) and applied in one
+ * place, settle(). The per-key lock makes sure that two processes never
+ * send the same entry at the same time.
+ *
+ * The removal protocol ("look, then delete"):
+ *   1. GET .../members/{id}.
+ *        200: the member is there, and this credential can read the
+ *             organization: go to 2.
+ *        404: ambiguous - PlanetScale answers 404 both for "not a member"
+ *             and for "you cannot see this organization". It means "not a
+ *             member" only once this credential is shown to read the
+ *             organization's member list (a probe, remembered for
+ *             PS_PROBE_TTL seconds per organization): then ABSENT, and no
+ *             DELETE is sent. When the credential cannot read the list
+ *             (a token with write_organization only), go to 2 anyway.
+ *        401: REFUSED (the credential is not valid). 403: the credential
+ *             cannot read; go to 2. Transient and configuration answers
+ *             end the protocol.
+ *   2. DELETE with the cleanup flags.
+ *        2xx: REMOVED.
+ *        404: another host removed the member meanwhile, or this
+ *             credential lacks write_organization. GET again: a member
+ *             still listed means the credential cannot remove it (REFUSED,
+ *             with that reason); a 404 is ABSENT when step 1 or a probe
+ *             proved the credential reads the organization, REFUSED
+ *             ("could not be confirmed") otherwise.
+ *        anything else: its class (outcome.h).
+ * Why look first: most removals in a fleet find the member already gone (the
+ * first host removed it); a GET that answers 404 under a proven read
+ * settles them with one request and never sends a DELETE whose 404 would
+ * need two more to confirm. A removal that finds the member costs one GET
+ * more than a bare DELETE (bench/RESULTS.md has the figures). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "fingerprint.h"
 #include "helper.h"
 #include "remove.h"
 
@@ -19,6 +51,11 @@ ps_client_t *ps_ctx_client(ps_ctx_t *ctx, char *err, size_t errlen)
         ctx->client = ps_client_new(ctx->cfg, err, errlen);
         if(ctx->client && ctx->backoff_base > 0)
             ps_client_set_backoff(ctx->client, ctx->backoff_base, 60.0);
+        /* every request below api.rate_limit: a removal is one to three
+         * requests, and one process may send many (remove a b c, a drain,
+         * the sender) */
+        if(ctx->client)
+            ps_client_set_pace(ctx->client, ctx->cfg->rate_limit * PS_PACE_MARGIN);
     }
     return ctx->client;
 }
@@ -38,73 +75,20 @@ void ps_ctx_release(ps_ctx_t *ctx)
         ps_queue_close(ctx->queue);
     ctx->client = NULL;
     ctx->queue = NULL;
+    memset(ctx->readable, 0, sizeof(ctx->readable));
 }
 
-const char *ps_status_word(ps_status_t st)
+static void audit_map(const ps_ctx_t *ctx, const char *trigger, ps_status_t st,
+                      const ps_mapping_t *m, long http, const char *detail)
 {
-    switch(st) {
-    case PS_ST_REMOVED: return PS_HELPER_REMOVED;
-    case PS_ST_ABSENT: return PS_HELPER_ABSENT;
-    case PS_ST_UNMAPPED: return PS_HELPER_UNMAPPED;
-    case PS_ST_UNKNOWN: return PS_HELPER_UNKNOWN;
-    case PS_ST_DRYRUN: return "dry-run";
-    case PS_ST_QUEUED: return PS_HELPER_QUEUED;
-    case PS_ST_REFUSED: return PS_HELPER_REFUSED;
-    case PS_ST_CONFIG: return PS_HELPER_CONFIG;
-    case PS_ST_NOT_QUEUED: return "not-queued";
-    case PS_ST_INVALID: return "invalid";
-    case PS_ST_ERROR: break;
-    }
-    return PS_HELPER_ERROR;
+    const ps_outcome_row_t *row = ps_outcome(st);
+
+    ps_audit(ctx->log, row->priority, row->audit, trigger && trigger[0] ? trigger : ctx->trigger,
+             m->login, m->organization, m->id, m->delete_passwords, m->delete_service_tokens, http,
+             detail);
 }
 
-int ps_status_exit(ps_status_t st)
-{
-    switch(st) {
-    case PS_ST_REMOVED:
-    case PS_ST_ABSENT:
-    case PS_ST_UNMAPPED:
-    case PS_ST_DRYRUN: return 0;
-    case PS_ST_QUEUED:
-    case PS_ST_NOT_QUEUED: return 75; /* EX_TEMPFAIL */
-    case PS_ST_REFUSED: return 77;    /* EX_NOPERM */
-    case PS_ST_CONFIG: return 78;     /* EX_CONFIG */
-    case PS_ST_INVALID: return 64;    /* EX_USAGE */
-    case PS_ST_UNKNOWN:
-    case PS_ST_ERROR: break;
-    }
-    return 1;
-}
-
-/* Which of several logins' outcomes decides the exit status: the one that
- * needs the administrator most. */
-static int status_rank(ps_status_t st)
-{
-    switch(st) {
-    case PS_ST_ERROR: return 9;
-    case PS_ST_CONFIG: return 8;
-    case PS_ST_REFUSED: return 7;
-    case PS_ST_UNKNOWN: return 6;
-    case PS_ST_INVALID: return 5;
-    case PS_ST_NOT_QUEUED: return 4;
-    case PS_ST_QUEUED: return 3;
-    default: return 0;
-    }
-}
-
-int ps_status_worse(ps_status_t a, ps_status_t b)
-{
-    return status_rank(a) > status_rank(b);
-}
-
-static void audit_map(const ps_ctx_t *ctx, int prio, const char *outcome, const ps_mapping_t *m,
-                      long http, const char *detail)
-{
-    ps_audit(ctx->log, prio, outcome, m->login, m->organization, m->id, m->delete_passwords,
-             m->delete_service_tokens, http, detail);
-}
-
-static void entry_from_map(ps_qentry_t *e, const ps_mapping_t *m)
+void ps_entry_from_map(ps_qentry_t *e, const ps_mapping_t *m, const char *trigger)
 {
     memset(e, 0, sizeof(*e));
     snprintf(e->login, sizeof(e->login), "%s", m->login);
@@ -112,7 +96,8 @@ static void entry_from_map(ps_qentry_t *e, const ps_mapping_t *m)
     snprintf(e->id, sizeof(e->id), "%s", m->id);
     e->delete_passwords = m->delete_passwords;
     e->delete_service_tokens = m->delete_service_tokens;
-    e->first_attempt = (long long)time(NULL);
+    e->recorded = (long long)time(NULL);
+    snprintf(e->trigger, sizeof(e->trigger), "%s", trigger ? trigger : "");
     ps_queue_name(e->login, e->organization, e->id, e->name);
 }
 
@@ -127,17 +112,229 @@ static void map_from_entry(ps_mapping_t *m, const ps_qentry_t *e)
 
 /* The answer in words; the API's message is escaped here, once, since the
  * server controls it (messages stay printable wherever they go). */
-static void describe_result(const ps_result_t *r, char *out, size_t outlen)
+static void describe_result(const char *what, const ps_result_t *r, char *out, size_t outlen)
 {
     char msg[sizeof(r->message)];
 
     ps_escape(r->message, msg, sizeof(msg));
     if(r->http_status > 0 && msg[0])
-        snprintf(out, outlen, "HTTP %ld: %.400s", r->http_status, msg);
+        snprintf(out, outlen, "%s: HTTP %ld: %.400s", what, r->http_status, msg);
     else if(r->http_status > 0)
-        snprintf(out, outlen, "HTTP %ld", r->http_status);
+        snprintf(out, outlen, "%s: HTTP %ld", what, r->http_status);
     else
-        snprintf(out, outlen, "%.480s", msg[0] ? msg : "no answer");
+        snprintf(out, outlen, "%s: %.440s", what, msg[0] ? msg : "no answer");
+}
+
+/* ------------------------------------------------------------ protocol */
+
+typedef struct proto {
+    ps_ctx_t *ctx;
+    ps_client_t *client;
+    const ps_mapping_t *m;
+    int once;       /* one request per step: the drain paces and handles 429s */
+    int requests;   /* requests made */
+    ps_result_t *r; /* the decisive answer */
+    char why[512];  /* the reason, for the report and a held entry */
+} proto_t;
+
+static int readable_known(const ps_ctx_t *ctx, const char *org)
+{
+    size_t i;
+
+    for(i = 0; i < PS_PROBE_SLOTS; i++)
+        if(ctx->readable[i].at > 0 && strcmp(ctx->readable[i].organization, org) == 0 &&
+           ps_now() - ctx->readable[i].at < PS_PROBE_TTL)
+            return 1;
+    return 0;
+}
+
+/* Remembers that this credential read ORG (a probe, or a GET that returned
+ * a member of it), replacing the oldest slot. */
+static void readable_seen(ps_ctx_t *ctx, const char *org)
+{
+    size_t i, slot = 0;
+
+    for(i = 0; i < PS_PROBE_SLOTS; i++) {
+        if(strcmp(ctx->readable[i].organization, org) == 0) {
+            slot = i;
+            break;
+        }
+        if(ctx->readable[i].at < ctx->readable[slot].at)
+            slot = i;
+    }
+    snprintf(ctx->readable[slot].organization, sizeof(ctx->readable[slot].organization), "%s", org);
+    ctx->readable[slot].at = ps_now();
+}
+
+/* Counts the requests an answer took (a call with retries may make several). */
+static void count(proto_t *p, const ps_result_t *r)
+{
+    p->requests += r->attempts > 0 ? r->attempts : 1;
+}
+
+static ps_outcome_t get_member(proto_t *p)
+{
+    ps_member_t mem;
+    ps_outcome_t o;
+
+    o = p->once ? ps_client_get_member_once(p->client, p->m->organization, p->m->id,
+                                            p->ctx->deadline, &mem, p->r)
+                : ps_client_get_member(p->client, p->m->organization, p->m->id, p->ctx->deadline,
+                                       &mem, p->r);
+    count(p, p->r);
+    return o;
+}
+
+/* Can this credential read the organization's member list? 1 yes, 0 no
+ * (why says so), -1 the answer was transient or a configuration problem
+ * (*v set). */
+static int can_read(proto_t *p, ps_verdict_t *v)
+{
+    ps_result_t pr;
+    ps_outcome_t o;
+    char what[128];
+
+    if(readable_known(p->ctx, p->m->organization))
+        return 1;
+    memset(&pr, 0, sizeof(pr));
+    p->requests++;
+    o = p->once ? ps_client_probe_members_once(p->client, p->m->organization, p->ctx->deadline, &pr)
+                : ps_client_probe_members(p->client, p->m->organization, p->ctx->deadline, &pr);
+    if(o == PS_OUT_OK) {
+        readable_seen(p->ctx, p->m->organization);
+        return 1;
+    }
+    snprintf(what, sizeof(what), "reading the member list of %s", p->m->organization);
+    describe_result(what, &pr, p->why, sizeof(p->why));
+    if(o == PS_OUT_TRANSIENT || o == PS_OUT_CONFIG) {
+        *p->r = pr;
+        *v = o == PS_OUT_TRANSIENT ? PS_V_TRANSIENT : PS_V_CONFIG;
+        return -1;
+    }
+    return 0;
+}
+
+static ps_verdict_t unconfirmed(proto_t *p, const char *cause)
+{
+    char cannot[512];
+
+    snprintf(cannot, sizeof(cannot), "%s", p->why);
+    snprintf(p->why, sizeof(p->why),
+             "%s answered 404, which could not be confirmed: the credential cannot read the "
+             "member list of %s (%.300s); give the token read_organization",
+             cause, p->m->organization, cannot);
+    return PS_V_REFUSED;
+}
+
+static ps_verdict_t delete_member(proto_t *p, int read_proven)
+{
+    ps_outcome_t o;
+    ps_verdict_t v;
+    int rc;
+
+    o = p->once ? ps_client_delete_once(p->client, p->m, p->r)
+                : ps_client_remove(p->client, p->m, p->ctx->deadline, p->r);
+    count(p, p->r);
+    if(o != PS_OUT_ABSENT) {
+        v = ps_verdict_of_answer(o);
+        if(v != PS_V_REMOVED)
+            describe_result("DELETE", p->r, p->why, sizeof(p->why));
+        return v;
+    }
+    /* 404 to the DELETE: gone meanwhile, or no write_organization */
+    o = get_member(p);
+    if(o == PS_OUT_OK) {
+        readable_seen(p->ctx, p->m->organization);
+        snprintf(p->why, sizeof(p->why),
+                 "DELETE answered 404 but the member is still listed: the credential lacks "
+                 "write_organization on %s",
+                 p->m->organization);
+        return PS_V_REFUSED;
+    }
+    if(o != PS_OUT_ABSENT) {
+        describe_result("GET after a DELETE 404", p->r, p->why, sizeof(p->why));
+        return ps_verdict_of_answer(o);
+    }
+    if(read_proven)
+        return PS_V_ABSENT;
+    rc = can_read(p, &v);
+    if(rc < 0)
+        return v;
+    return rc ? PS_V_ABSENT : unconfirmed(p, "DELETE");
+}
+
+/* The protocol of the header comment. Returns the verdict; p->r holds the
+ * decisive answer, p->why the reason of anything but REMOVED/ABSENT. */
+static ps_verdict_t run_protocol(proto_t *p)
+{
+    ps_outcome_t o;
+    ps_verdict_t v;
+    int rc;
+
+    o = get_member(p);
+    switch(o) {
+    case PS_OUT_OK: readable_seen(p->ctx, p->m->organization); return delete_member(p, 1);
+    case PS_OUT_ABSENT:
+        rc = can_read(p, &v);
+        if(rc < 0)
+            return v;
+        if(rc)
+            return PS_V_ABSENT;
+        return delete_member(p, 0);
+    case PS_OUT_REFUSED:
+        if(p->r->http_status == 401)
+            break;
+        return delete_member(p, 0); /* 403: cannot read; the DELETE may still work */
+    default: break;
+    }
+    describe_result("GET", p->r, p->why, sizeof(p->why));
+    return ps_verdict_of_answer(o);
+}
+
+/* ------------------------------------------------------------ settle */
+
+/* Applies the outcome table's spool action for status st to entry e (when
+ * it is in the spool: e->name set), writes the one audit line, and fills
+ * rep. Returns st. */
+static ps_status_t settle(ps_ctx_t *ctx, ps_qentry_t *e, ps_status_t st, long http, const char *why,
+                          ps_report_t *rep)
+{
+    const ps_outcome_row_t *row = ps_outcome(st);
+    ps_mapping_t m;
+    char err[512];
+    ps_queue_t *q = ctx->queue;
+    int recorded = q && e->name[0];
+
+    map_from_entry(&m, e);
+    rep->status = st;
+    rep->http_status = http;
+    if(why && why[0])
+        snprintf(rep->message, sizeof(rep->message), "%s", why);
+    if(recorded && row->spool == PS_SPOOL_SETTLE) {
+        if(ps_queue_done(q, e->name, err, sizeof(err)) != 0)
+            ps_logf(ctx->log, LOG_ERR,
+                    "%s (the member is removed; the entry stays until a retry "
+                    "confirms it again)",
+                    err);
+    } else if(recorded && (row->spool == PS_SPOOL_PENDING || row->spool == PS_SPOOL_HOLD)) {
+        snprintf(e->last_error, sizeof(e->last_error), "%.255s", rep->message);
+        if(row->spool == PS_SPOOL_HOLD) {
+            e->state = PS_Q_HELD;
+            e->held_at = (long long)time(NULL);
+            ps_config_fingerprint(ctx->cfg, e->held_config);
+        } else {
+            e->state = PS_Q_PENDING;
+            e->held_at = 0;
+            e->held_config[0] = '\0';
+        }
+        if(ps_queue_put(q, e, err, sizeof(err)) != 0)
+            ps_logf(ctx->log, LOG_ERR,
+                    "could not update the spool entry: %s (the previous version of the "
+                    "entry is kept)",
+                    err);
+    }
+    audit_map(ctx, e->trigger, st, &m, http, row->spool == PS_SPOOL_SETTLE ? NULL : rep->message);
+    return st;
 }
 
 ps_status_t ps_send_entry(ps_ctx_t *ctx, ps_qentry_t *e, int once, ps_report_t *rep,
@@ -145,11 +342,10 @@ ps_status_t ps_send_entry(ps_ctx_t *ctx, ps_qentry_t *e, int once, ps_report_t *
 {
     char err[512];
     ps_mapping_t m;
-    ps_client_t *client;
-    ps_queue_t *q = ctx->queue;
-    ps_outcome_t out;
     ps_result_t localres;
-    ps_result_t *r = res ? res : &localres;
+    proto_t p;
+    ps_verdict_t v;
+    int recorded = ctx->queue && e->name[0];
 
     map_from_entry(&m, e);
     if(!rep->mapped) {
@@ -157,82 +353,36 @@ ps_status_t ps_send_entry(ps_ctx_t *ctx, ps_qentry_t *e, int once, ps_report_t *
         rep->map = m;
         rep->mapped = 1;
     }
-    memset(r, 0, sizeof(*r));
+    memset(&p, 0, sizeof(p));
+    p.ctx = ctx;
+    p.m = &m;
+    p.once = once;
+    p.r = res ? res : &localres;
+    memset(p.r, 0, sizeof(*p.r));
 
-    client = ps_ctx_client(ctx, err, sizeof(err));
-    if(!client) {
-        snprintf(rep->message, sizeof(rep->message), "%s", err);
-        audit_map(ctx, LOG_ERR, "failed", &m, 0, rep->message);
-        return rep->status = PS_ST_CONFIG;
+    if(!ctx->cfg->auth_header) {
+        snprintf(p.why, sizeof(p.why),
+                 "no API credential configured: set api.token_id and api.token, "
+                 "api.token_file or api.oauth_token");
+        return settle(ctx, e, ps_outcome_status(PS_V_CONFIG, recorded), 0, p.why, rep);
     }
-    out = once ? ps_client_delete_once(client, &m, r)
-               : ps_client_remove(client, &m, ctx->deadline, r);
-    rep->http_status = r->http_status;
-    rep->attempts = r->attempts;
-    describe_result(r, rep->message, sizeof(rep->message));
+    p.client = ps_ctx_client(ctx, err, sizeof(err));
+    if(!p.client)
+        return settle(ctx, e, ps_outcome_status(PS_V_CONFIG, recorded), 0, err, rep);
 
-    e->attempts += r->attempts > 0 ? r->attempts : 1;
+    v = run_protocol(&p);
+
+    rep->attempts = p.requests;
+    e->attempts += p.requests;
     e->last_attempt = (long long)time(NULL);
-
-    switch(out) {
-    case PS_OUT_REMOVED:
-    case PS_OUT_ABSENT:
-        rep->status = out == PS_OUT_REMOVED ? PS_ST_REMOVED : PS_ST_ABSENT;
-        audit_map(ctx, LOG_INFO, out == PS_OUT_REMOVED ? "removed" : "absent", &m, r->http_status,
-                  NULL);
-        if(q && e->name[0] && ps_queue_done(q, e->name, err, sizeof(err)) != 0)
-            ps_logf(ctx->log, LOG_ERR,
-                    "%s (the member is removed; the stale entry will be "
-                    "confirmed by the next retry)",
-                    err);
-        return rep->status;
-    case PS_OUT_TRANSIENT:
-        snprintf(e->last_error, sizeof(e->last_error), "%.255s", rep->message);
-        if(q && e->name[0]) {
-            if(ps_queue_put(q, e, err, sizeof(err)) != 0)
-                ps_logf(ctx->log, LOG_ERR,
-                        "could not update the queue entry: %s "
-                        "(the previous version of the entry is kept)",
-                        err);
-            audit_map(ctx, LOG_WARNING, "queued", &m, r->http_status, rep->message);
-            return rep->status = PS_ST_QUEUED;
-        }
-        audit_map(ctx, LOG_ERR, "not-queued", &m, r->http_status, rep->message);
-        return rep->status = PS_ST_NOT_QUEUED;
-    case PS_OUT_REFUSED:
-    case PS_OUT_CONFIG:
-        rep->status = out == PS_OUT_REFUSED ? PS_ST_REFUSED : PS_ST_CONFIG;
-        audit_map(ctx, LOG_ERR, out == PS_OUT_REFUSED ? "refused" : "failed", &m, r->http_status,
-                  rep->message);
-        if(!q || !e->name[0])
-            return rep->status;
-        if(!once) {
-            /* remove: a permanent answer is final, not queued (the design:
-             * a 401/403 after a token fix is re-run by hand). */
-            if(ps_queue_done(q, e->name, err, sizeof(err)) != 0)
-                ps_logf(ctx->log, LOG_ERR, "%s", err);
-        } else if(out == PS_OUT_REFUSED && r->http_status != 401 && r->http_status != 403) {
-            /* retry: this entry itself is refused; keep it visible. */
-            snprintf(e->last_error, sizeof(e->last_error), "%.255s", rep->message);
-            if(ps_queue_put(q, e, err, sizeof(err)) != 0 ||
-               ps_queue_dead_letter(q, e->name, err, sizeof(err)) != 0)
-                ps_logf(ctx->log, LOG_ERR, "%s", err);
-            else
-                audit_map(ctx, LOG_ERR, "dead-letter", &m, r->http_status, rep->message);
-        } else {
-            /* retry: credentials or TLS configuration; every entry would
-             * fail alike, so they stay pending until it is fixed. */
-            snprintf(e->last_error, sizeof(e->last_error), "%.255s", rep->message);
-            if(ps_queue_put(q, e, err, sizeof(err)) != 0)
-                ps_logf(ctx->log, LOG_ERR, "%s", err);
-        }
-        return rep->status;
-    case PS_OUT_OK: break; /* a read's answer: a DELETE never gives it */
-    }
-    return rep->status = PS_ST_ERROR;
+    if(!e->first_attempt)
+        e->first_attempt = e->last_attempt;
+    return settle(ctx, e, ps_outcome_status(v, recorded), p.r->http_status, p.why, rep);
 }
 
-/* Write-ahead: record the request; returns 0 when it is in the queue. */
+/* ------------------------------------------------------------ remove */
+
+/* Write-ahead: record the request; returns 0 when it is in the spool. */
 static int record(ps_ctx_t *ctx, ps_qentry_t *e, char *err, size_t errlen)
 {
     ps_queue_t *q = ps_ctx_queue(ctx, err, errlen);
@@ -256,15 +406,7 @@ static double lock_wait(const ps_ctx_t *ctx)
     return left;
 }
 
-static ps_status_t no_credential(ps_ctx_t *ctx, ps_report_t *rep, int queued)
-{
-    snprintf(rep->message, sizeof(rep->message), "no API credential configured%s",
-             queued ? "; the request is kept in the queue until one is" : "");
-    audit_map(ctx, LOG_ERR, queued ? "queued" : "failed", &rep->map, 0, rep->message);
-    return rep->status = PS_ST_CONFIG;
-}
-
-/* The queue could not keep the request (full disk, permissions): say so
+/* The spool could not keep the request (full disk, permissions): say so
  * loudly, then still try to send it now, since the API answering is the
  * only other way not to lose it. */
 static ps_status_t send_unrecorded(ps_ctx_t *ctx, const char *login, ps_qentry_t *e,
@@ -273,36 +415,46 @@ static ps_status_t send_unrecorded(ps_ctx_t *ctx, const char *login, ps_qentry_t
     char elogin[PS_LOGIN_MAX * 4 + 8];
     ps_status_t rc;
 
-    ps_logf(ctx->log, LOG_ERR, "cannot record the removal of %s in the queue: %s",
+    ps_logf(ctx->log, LOG_ERR, "cannot record the removal of %s in the spool: %s",
             ps_escape(login, elogin, sizeof(elogin)), qerr);
-    if(!ctx->cfg->auth_header) {
-        snprintf(rep->message, sizeof(rep->message),
-                 "no API credential configured, "
-                 "and the request could not be queued: %.400s",
-                 qerr);
-        audit_map(ctx, LOG_ERR, "failed", &rep->map, 0, rep->message);
-        return rep->status = PS_ST_ERROR;
-    }
     e->name[0] = '\0';
     rc = ps_send_entry(ctx, e, 0, rep, NULL);
-    if(rc == PS_ST_NOT_QUEUED) {
-        snprintf(rep->message, sizeof(rep->message), "NOT queued (%.200s) after: %.250s", qerr,
-                 e->last_error);
-        return rep->status = PS_ST_ERROR;
-    }
-    if(rc == PS_ST_REMOVED || rc == PS_ST_ABSENT)
+    if(rc == PS_ST_REMOVED || rc == PS_ST_ABSENT) {
         snprintf(rep->message, sizeof(rep->message),
-                 "sent although it could not be recorded in the queue (%.400s)", qerr);
-    return rep->status;
+                 "sent although it could not be recorded in the spool (%.400s)", qerr);
+        return rc;
+    }
+    snprintf(rep->message + strlen(rep->message), sizeof(rep->message) - strlen(rep->message),
+             "; NOT recorded in the spool: %.200s", qerr);
+    return rep->status = PS_ST_ERROR;
 }
 
-ps_status_t ps_remove_login(ps_ctx_t *ctx, const char *login, ps_report_t *rep)
+/* Takes over what an earlier request for the same key left: the history of
+ * a live entry (a held one is sent again: asking again is the person's
+ * answer), or a dead letter brought back. */
+static void merge_history(ps_ctx_t *ctx, ps_qentry_t *e)
+{
+    ps_qentry_t old;
+    char err[512];
+
+    int revived = ps_queue_revive(ctx->queue, e->name, err, sizeof(err));
+
+    if(revived < 0)
+        ps_logf(ctx->log, LOG_ERR, "%s", err);
+    else if(ps_queue_read(ctx->queue, e->name, &old, err, sizeof(err)) == 0) {
+        e->recorded = old.recorded;
+        e->attempts = old.attempts;
+        e->last_attempt = old.last_attempt;
+        snprintf(e->last_error, sizeof(e->last_error), "%s", old.last_error);
+        /* a revived dead letter starts aging again from its next attempt */
+        e->first_attempt = revived == 0 ? 0 : old.first_attempt;
+    }
+}
+
+ps_status_t ps_map_login(const ps_config_t *cfg, const char *login, ps_report_t *rep)
 {
     char elogin[PS_LOGIN_MAX * 4 + 8];
-    char err[512];
-    ps_qentry_t e, old;
-    int rc, fd = -1;
-    const ps_config_t *cfg = ctx->cfg;
+    int rc;
 
     memset(rep, 0, sizeof(*rep));
     if(!ps_login_valid(login)) {
@@ -311,35 +463,52 @@ ps_status_t ps_remove_login(ps_ctx_t *ctx, const char *login, ps_report_t *rep)
                  "invalid login name \"%.300s\": expected 1 to %d characters, no control "
                  "characters, spaces, '/', ':' or '\\', not starting with '-'",
                  elogin, PS_LOGIN_MAX);
-        ps_audit(ctx->log, LOG_ERR, "invalid", login, NULL, NULL, -1, -1, 0, NULL);
         return rep->status = PS_ST_INVALID;
     }
-
     rc = ps_config_map(cfg, login, &rep->map);
     if(rc == 1) {
         int strict = cfg->unmapped == PS_UNMAPPED_ERROR;
 
         snprintf(rep->message, sizeof(rep->message), "not in the map%s",
                  strict ? " (unmapped = \"error\")" : ", ignored");
-        ps_audit(ctx->log, strict ? LOG_ERR : LOG_INFO, "unmapped", login, NULL, NULL, -1, -1, 0,
-                 strict ? "unmapped = error" : NULL);
         return rep->status = strict ? PS_ST_UNKNOWN : PS_ST_UNMAPPED;
     }
     if(rc < 0) {
         snprintf(rep->message, sizeof(rep->message),
                  "no organization: set one for this user or a default organization");
-        ps_audit(ctx->log, LOG_ERR, "failed", login, NULL, rep->map.id, -1, -1, 0, rep->message);
         return rep->status = PS_ST_CONFIG;
     }
     rep->mapped = 1;
-    if(ctx->dry_run)
-        return rep->status = PS_ST_DRYRUN;
+    return rep->status = PS_ST_DRYRUN;
+}
 
-    entry_from_map(&e, &rep->map);
+ps_status_t ps_resolve_login(const ps_config_t *cfg, const ps_log_t *lg, const char *trigger,
+                             const char *login, ps_report_t *rep)
+{
+    ps_status_t st = ps_map_login(cfg, login, rep);
+    const ps_outcome_row_t *row = ps_outcome(st);
+
+    if(st != PS_ST_DRYRUN)
+        ps_audit(lg, row->priority, row->audit, trigger, login, NULL,
+                 st == PS_ST_CONFIG ? rep->map.id : NULL, -1, -1, 0,
+                 st == PS_ST_UNMAPPED ? NULL : rep->message);
+    return st;
+}
+
+ps_status_t ps_remove_login(ps_ctx_t *ctx, const char *login, ps_report_t *rep)
+{
+    char err[512];
+    ps_qentry_t e;
+    ps_status_t st;
+    int rc, fd = -1;
+
+    st = ps_resolve_login(ctx->cfg, ctx->log, ctx->trigger, login, rep);
+    if(st != PS_ST_DRYRUN || ctx->dry_run)
+        return st;
+
+    ps_entry_from_map(&e, &rep->map, ctx->trigger);
     if(ctx->no_queue) {
         e.name[0] = '\0';
-        if(!cfg->auth_header)
-            return no_credential(ctx, rep, 0);
         return ps_send_entry(ctx, &e, 0, rep, NULL);
     }
 
@@ -350,30 +519,21 @@ ps_status_t ps_remove_login(ps_ctx_t *ctx, const char *login, ps_report_t *rep)
         rc = ps_queue_lock_key(ctx->queue, e.name, lock_wait(ctx), &fd, err, sizeof(err));
     if(rc == 1) {
         snprintf(rep->message, sizeof(rep->message),
-                 "being sent by another process; kept in the queue");
-        audit_map(ctx, LOG_NOTICE, "queued", &rep->map, 0, rep->message);
+                 "being sent by another process; kept in the spool");
+        audit_map(ctx, ctx->trigger, PS_ST_QUEUED, &rep->map, 0, rep->message);
         return rep->status = PS_ST_QUEUED;
     }
     if(rc == 0) {
-        /* keep the history of an entry already waiting */
-        if(ps_queue_read(ctx->queue, e.name, &old, err, sizeof(err)) == 0) {
-            e.first_attempt = old.first_attempt;
-            e.attempts = old.attempts;
-            snprintf(e.last_error, sizeof(e.last_error), "%s", old.last_error);
-        }
+        merge_history(ctx, &e);
         rc = record(ctx, &e, err, sizeof(err));
     }
     if(rc != 0) {
         ps_queue_unlock(fd);
         return send_unrecorded(ctx, login, &e, err, rep);
     }
-    if(!cfg->auth_header) {
-        ps_queue_unlock(fd);
-        return no_credential(ctx, rep, 1);
-    }
     /* A running sender has a warm connection: give it the recorded entry
      * and its lock. When there is none, or it declines, send it here. */
-    if(!ctx->handoff || ctx->handoff(ctx, fd, &e, rep) != 0)
+    if(!ctx->cfg->auth_header || !ctx->handoff || ctx->handoff(ctx, fd, &e, rep) != 0)
         ps_send_entry(ctx, &e, 0, rep, NULL);
     ps_queue_unlock(fd);
     return rep->status;

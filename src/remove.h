@@ -1,29 +1,43 @@
 /* remove.h - one removal, end to end: map, record, send, confirm, audit.
- * Shared by `remove`, `pam-helper` and `retry`; knows nothing of argv or PAM. */
+ * Shared by `remove`, `pam-helper`, the sender and `retry`; knows nothing of
+ * argv or PAM. What each outcome does to the spool is outcome.h's table. */
 #ifndef PS_REMOVE_H
 #define PS_REMOVE_H
 
 #include "ctx.h"
 
-/* Removes one login. Never exits, never prints to stdout. */
+/* Checks and maps one login: the one place that decides invalid, unmapped
+ * (UNMAPPED or, with unmapped = "error", UNKNOWN) and "no organization"
+ * (CONFIG), with rep->message. Returns DRYRUN with rep->map filled when it
+ * is mapped (nothing is sent: the caller decides). No side effect. */
+ps_status_t ps_map_login(const ps_config_t *cfg, const char *login, ps_report_t *rep);
+
+/* ps_map_login, writing the audit line of a login that goes no further. */
+ps_status_t ps_resolve_login(const ps_config_t *cfg, const ps_log_t *lg, const char *trigger,
+                             const char *login, ps_report_t *rep);
+
+/* Removes one login: resolve, record in the spool (write-ahead), send (or
+ * hand to ctx->handoff), settle. Never exits, never prints to stdout. */
 ps_status_t ps_remove_login(ps_ctx_t *ctx, const char *login, ps_report_t *rep);
 
-/* Sends one queued entry that the caller holds locked (lock_fd) and settles
- * it: done (204/404), rewritten with attempts+1 (transient), dead-lettered
- * (400/422-class refusal). 401/403 and configuration errors leave it
- * pending. Fills rep (status REMOVED/ABSENT/QUEUED/REFUSED/CONFIG/ERROR);
- * rep must be zeroed or hold the caller's mapping (rep->mapped), which is
- * kept: a mapping taken from e would point into e. */
+/* Sends one entry that the caller holds locked (or one not in the spool:
+ * e->name = "") through the removal protocol (remove.c) and applies the
+ * outcome table: a confirmed removal deletes the entry; a transient failure
+ * rewrites it pending with attempts and last_error; a refusal, an
+ * unconfirmed 404 or a configuration problem holds it with the reason and
+ * the configuration's fingerprint. Writes the one audit line. `once`: one
+ * request per step, no retries (the drain paces itself). Fills rep (rep
+ * must be zeroed or hold the caller's mapping, which is kept) and *res (may
+ * be NULL) with the decisive answer. */
 ps_status_t ps_send_entry(ps_ctx_t *ctx, ps_qentry_t *e, int once, ps_report_t *rep,
                           ps_result_t *res);
 
-/* Get (creating) the client and the queue. */
+/* A new spool entry for a mapping (recorded now, never sent). */
+void ps_entry_from_map(ps_qentry_t *e, const ps_mapping_t *m, const char *trigger);
+
+/* Get (creating) the client and the queue; release both. */
 ps_client_t *ps_ctx_client(ps_ctx_t *ctx, char *err, size_t errlen);
 ps_queue_t *ps_ctx_queue(ps_ctx_t *ctx, char *err, size_t errlen);
 void ps_ctx_release(ps_ctx_t *ctx);
-
-const char *ps_status_word(ps_status_t st);        /* helper.h words */
-int ps_status_exit(ps_status_t st);                /* the design's exit codes */
-int ps_status_worse(ps_status_t a, ps_status_t b); /* 1 when a outranks b for the exit code */
 
 #endif

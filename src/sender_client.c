@@ -61,8 +61,9 @@ static void handed_but_silent(ps_ctx_t *ctx, ps_report_t *rep, const char *what)
              "handed to the sender (%s), %s; the entry "
              "stays in the queue until it is confirmed",
              ctx->cfg->sender_socket, what);
-    ps_audit(ctx->log, LOG_WARNING, "queued", rep->map.login, rep->map.organization, rep->map.id,
-             rep->map.delete_passwords, rep->map.delete_service_tokens, 0, rep->message);
+    ps_audit(ctx->log, LOG_WARNING, "queued", ctx->trigger, rep->map.login, rep->map.organization,
+             rep->map.id, rep->map.delete_passwords, rep->map.delete_service_tokens, 0,
+             rep->message);
 }
 
 int ps_sender_handoff(ps_ctx_t *ctx, int lock_fd, const ps_qentry_t *e, ps_report_t *rep)

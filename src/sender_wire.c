@@ -8,7 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "remove.h"
+#include "outcome.h"
 #include "sender_wire.h"
 
 /* ------------------------------------------------------------ connection */
@@ -271,8 +271,9 @@ int ps_sender_parse_send(const char *line, char name[32], long *deadline_ms)
     return 0;
 }
 
-static const ps_status_t done_statuses[] = { PS_ST_REMOVED, PS_ST_ABSENT, PS_ST_QUEUED,
-                                             PS_ST_REFUSED, PS_ST_CONFIG, PS_ST_ERROR };
+static const ps_status_t done_statuses[] = { PS_ST_REMOVED, PS_ST_ABSENT,      PS_ST_QUEUED,
+                                             PS_ST_HELD,    PS_ST_HELD_CONFIG, PS_ST_REFUSED,
+                                             PS_ST_CONFIG,  PS_ST_ERROR };
 
 int ps_sender_parse_done(const char *line, ps_report_t *rep)
 {

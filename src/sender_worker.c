@@ -94,7 +94,7 @@ static void kept(const ps_log_t *lg, ps_job_t *job, int prio, const char *why)
 
     job->rep.status = PS_ST_QUEUED;
     snprintf(job->rep.message, sizeof(job->rep.message), "%s", why);
-    ps_audit(lg, prio, "queued", e->login, e->organization, e->id, e->delete_passwords,
+    ps_audit(lg, prio, "queued", e->trigger, e->login, e->organization, e->id, e->delete_passwords,
              e->delete_service_tokens, 0, job->rep.message);
 }
 
@@ -176,12 +176,6 @@ static void send_paced(ps_worker_t *w, ps_job_t *job)
     double now = ps_now(), wait;
     double target = cfg->rate_limit * PACE_MARGIN;
 
-    if(!cfg->auth_header) {
-        kept(w->log, job, LOG_ERR,
-             "no API credential configured; the request is kept in the queue until one is");
-        job->rep.status = PS_ST_CONFIG;
-        return;
-    }
     if(!ps_ctx_queue(&w->ctx, err, sizeof(err))) {
         ps_logf(w->log, LOG_ERR, "sender: %s", err);
         kept(w->log, job, LOG_ERR, "the sender cannot open its queue; kept in the queue");

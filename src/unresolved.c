@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
+#include <shadow.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -86,13 +88,78 @@ static int mode_ok(const char *m)
     return !strcmp(m, PS_MODE_SERVICE) || !strcmp(m, PS_MODE_EXPIRED) || !strcmp(m, PS_MODE_CLOSE);
 }
 
-static void record_name(const ps_unresolved_t *u, char out[32])
+#define U_MAX_SLOTS 100 /* KEY.json, KEY-1.json ... KEY-99.json */
+
+/* The name of slot n (0: "KEY.json", n: "KEY-n.json") for u's content. */
+static void record_name_n(const ps_unresolved_t *u, int n, char out[32])
 {
     char key[17], src[PS_LOGIN_MAX + 32];
 
     snprintf(src, sizeof(src), "%s:%s", u->mode, u->service);
     ps_key_hex(u->login, u->config, src, key);
-    snprintf(out, 32, "%s" U_SUFFIX, key);
+    if(n == 0)
+        snprintf(out, 32, "%s" U_SUFFIX, key);
+    else
+        snprintf(out, 32, "%s-%d" U_SUFFIX, key, n);
+}
+
+static void record_name(const ps_unresolved_t *u, char out[32])
+{
+    record_name_n(u, 0, out);
+}
+
+/* 1 when `name` is one of the names u's content may have. */
+static int name_fits(const ps_unresolved_t *u, const char *name)
+{
+    char want[32];
+    char *end;
+    long n = 0;
+    size_t klen = 16;
+
+    record_name(u, want);
+    if(strcmp(name, want) == 0)
+        return 1;
+    if(strncmp(name, want, klen) != 0 || name[klen] != '-')
+        return 0;
+    n = strtol(name + klen + 1, &end, 10);
+    return n >= 1 && n < U_MAX_SLOTS && end != name + klen + 1 && name[klen + 1] != '0' &&
+           strcmp(end, U_SUFFIX) == 0;
+}
+
+/* Same request: what identifies a record, whatever its name. */
+static int same_request(const ps_unresolved_t *a, const ps_unresolved_t *b)
+{
+    return !strcmp(a->login, b->login) && !strcmp(a->config, b->config) &&
+           !strcmp(a->service, b->service) && !strcmp(a->mode, b->mode);
+}
+
+int ps_account_state(const char *login, long long *uid)
+{
+    struct passwd pw, *res = NULL;
+    char buf[16384];
+    int rc;
+
+    *uid = -1;
+    rc = getpwnam_r(login, &pw, buf, sizeof(buf), &res);
+    if(rc != 0)
+        return -1; /* ENOENT, EIO, ...: a lookup error, never "absent" */
+    if(!res)
+        return PS_ACCOUNT_ABSENT;
+    *uid = (long long)res->pw_uid;
+    return PS_ACCOUNT_PRESENT;
+}
+
+long long ps_account_expire(const char *login)
+{
+    struct spwd *sp;
+
+    /* getspnam, not getspnam_r: the command is single-threaded, and the
+     * tests' nss_wrapper answers getspnam only */
+    errno = 0;
+    sp = getspnam(login);
+    if(!sp)
+        return errno == 0 || errno == ENOENT ? -1 : -2;
+    return sp->sp_expire;
 }
 
 static int check_dir_fd(int fd, const char *dir, char *err, size_t errlen)
@@ -167,7 +234,7 @@ static char *format_record(const ps_unresolved_t *u)
 
     if(!o)
         return NULL;
-    json_object_object_add(o, "version", json_object_new_int(1));
+    json_object_object_add(o, "version", json_object_new_int(2));
     json_object_object_add(o, "login", json_object_new_string(u->login));
     json_object_object_add(o, "config", json_object_new_string(u->config));
     json_object_object_add(o, "source",
@@ -177,6 +244,14 @@ static char *format_record(const ps_unresolved_t *u)
         json_object_object_add(o, "mode", json_object_new_string(u->mode));
     }
     json_object_object_add(o, "recorded", json_object_new_int64(u->recorded));
+    json_object_object_add(o, "account",
+                           json_object_new_string(u->account == PS_ACCOUNT_PRESENT  ? "present"
+                                                  : u->account == PS_ACCOUNT_ABSENT ? "absent"
+                                                                                    : "unknown"));
+    json_object_object_add(o, "uid", json_object_new_int64(u->uid));
+    json_object_object_add(o, "expire", json_object_new_int64(u->expire));
+    json_object_object_add(o, "held_at", json_object_new_int64(u->held_at));
+    json_object_object_add(o, "held_reason", json_object_new_string(u->held_reason));
     s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     if(s && asprintf(&out, "%s\n", s) < 0)
         out = NULL;
@@ -203,11 +278,13 @@ int ps_unresolved_parse(const char *buf, size_t len, ps_unresolved_t *out, char 
     struct json_tokener *tok = NULL;
     json_object *root = NULL;
     ps_unresolved_t u;
-    char source[16] = "";
+    char source[16] = "", account[16] = "";
     size_t end;
-    int seen_version = 0, seen_recorded = 0, rv = -1;
+    int seen_version = 0, seen_recorded = 0, seen_v2 = 0, rv = -1;
 
     memset(&u, 0, sizeof(u));
+    u.uid = -1;
+    u.expire = -1;
     if(!buf || len > U_MAX || memchr(buf, '\0', len)) {
         seterr(err, errlen, "empty, larger than %d bytes or holds a NUL byte", U_MAX);
         return -1;
@@ -236,11 +313,33 @@ int ps_unresolved_parse(const char *buf, size_t len, ps_unresolved_t *out, char 
         json_object_object_foreach(root, key, val)
         {
             if(!strcmp(key, "version")) {
-                if(!json_object_is_type(val, json_type_int) || json_object_get_int64(val) != 1) {
-                    seterr(err, errlen, "unsupported \"version\" (expected 1)");
+                int64_t v =
+                    json_object_is_type(val, json_type_int) ? json_object_get_int64(val) : 0;
+
+                if(v != 1 && v != 2) {
+                    seterr(err, errlen, "unsupported \"version\" (expected 1 or 2)");
                     goto out;
                 }
-                seen_version = 1;
+                seen_version = (int)v;
+            } else if(!strcmp(key, "account")) {
+                if(get_string(val, key, account, sizeof(account), err, errlen))
+                    goto out;
+                seen_v2 |= 1;
+            } else if(!strcmp(key, "uid") || !strcmp(key, "expire") || !strcmp(key, "held_at")) {
+                int64_t t = json_object_get_int64(val);
+                long long *dst = key[0] == 'u' ? &u.uid : key[0] == 'e' ? &u.expire : &u.held_at;
+
+                if(!json_object_is_type(val, json_type_int) || t < (key[0] == 'h' ? 0 : -1) ||
+                   t == INT64_MAX) {
+                    seterr(err, errlen, "\"%s\" is not an integer in range", key);
+                    goto out;
+                }
+                *dst = (long long)t;
+                seen_v2 |= key[0] == 'u' ? 2 : key[0] == 'e' ? 4 : 8;
+            } else if(!strcmp(key, "held_reason")) {
+                if(get_string(val, key, u.held_reason, sizeof(u.held_reason), err, errlen))
+                    goto out;
+                seen_v2 |= 16;
             } else if(!strcmp(key, "login")) {
                 if(get_string(val, key, u.login, sizeof(u.login), err, errlen))
                     goto out;
@@ -283,6 +382,30 @@ int ps_unresolved_parse(const char *buf, size_t len, ps_unresolved_t *out, char 
         seterr(err, errlen, "\"login\" is not a valid login");
         goto out;
     }
+    if((seen_version == 1 && seen_v2) || (seen_version == 2 && seen_v2 != 31)) {
+        seterr(err, errlen,
+               seen_version == 1 ? "a version 1 record with version 2 fields"
+                                 : "missing field (account, uid, expire, held_at and held_reason "
+                                   "are required in version 2)");
+        goto out;
+    }
+    if(seen_version == 2) {
+        if(!strcmp(account, "present"))
+            u.account = PS_ACCOUNT_PRESENT;
+        else if(!strcmp(account, "absent"))
+            u.account = PS_ACCOUNT_ABSENT;
+        else if(!strcmp(account, "unknown"))
+            u.account = PS_ACCOUNT_UNKNOWN;
+        else {
+            seterr(err, errlen, "\"account\" is not present, absent or unknown");
+            goto out;
+        }
+        if((u.account == PS_ACCOUNT_PRESENT) != (u.uid >= 0) ||
+           (u.held_at > 0) != (u.held_reason[0] != '\0')) {
+            seterr(err, errlen, "inconsistent account/uid or held_at/held_reason");
+            goto out;
+        }
+    }
     if(!config_ok(u.config)) {
         seterr(err, errlen, "\"config\" is not an absolute printable path");
         goto out;
@@ -315,7 +438,7 @@ int ps_unresolved_record(const char *dir, ps_unresolved_t *u, char *err, size_t 
     ps_unresolved_t old;
     char why[384];
     char *data = NULL;
-    int dfd, rv = -1;
+    int dfd, rv = -1, slot, r, a;
 
     if(!ps_login_valid(u->login) || !config_ok(u->config) || !service_ok(u->service) ||
        (u->mode[0] && !mode_ok(u->mode)) || (!u->mode[0] && u->service[0])) {
@@ -324,12 +447,32 @@ int ps_unresolved_record(const char *dir, ps_unresolved_t *u, char *err, size_t 
     }
     if(u->recorded <= 0)
         u->recorded = (long long)time(NULL);
-    record_name(u, u->name);
+    /* the account as it is now: what resolution compares with */
+    a = ps_account_state(u->login, &u->uid);
+    u->account = a < 0 ? PS_ACCOUNT_UNKNOWN : a;
+    u->expire = !strcmp(u->mode, PS_MODE_EXPIRED) ? ps_account_expire(u->login) : -1;
+    if(u->expire < -1)
+        u->expire = -1;
+    u->held_at = 0;
+    u->held_reason[0] = '\0';
     if((dfd = open_dir(dir, 1, err, errlen)) < 0)
         return -1;
-    if(read_record(dfd, u->name, &old, why, sizeof(why)) == 0) {
-        rv = 0; /* recorded before: keep the older time */
-        goto out;
+    for(slot = 0;; slot++) {
+        if(slot == U_MAX_SLOTS) {
+            seterr(err, errlen, "%s: %d records share the name of this one; not recorded", dir,
+                   U_MAX_SLOTS);
+            goto out;
+        }
+        record_name_n(u, slot, u->name);
+        r = read_record(dfd, u->name, &old, why, sizeof(why));
+        if(r == 2)
+            break; /* a free name */
+        if(r == 0 && same_request(&old, u)) {
+            rv = 0; /* recorded before: keep the older time */
+            goto out;
+        }
+        /* another request, or an unreadable file, under this name: the
+         * next name; never overwrite what may be someone's removal */
     }
     if(!(data = format_record(u))) {
         seterr(err, errlen, "%s: out of memory", dir);
@@ -397,10 +540,11 @@ static int read_record(int dfd, const char *name, ps_unresolved_t *u, char *why,
     }
     if(ps_unresolved_parse(buf, (size_t)len, u, why, whylen) != 0)
         goto out;
-    if(strcmp(u->name, name)) {
+    if(!name_fits(u, name)) {
         seterr(why, whylen, "name does not match its content (expected %s)", u->name);
         goto out;
     }
+    snprintf(u->name, sizeof(u->name), "%s", name);
     rv = 0;
 out:
     close(fd);
@@ -519,18 +663,79 @@ static void drop_record(int dfd, const char *name)
     fsync(dfd);
 }
 
-/* One record for this configuration: 0 settled (queued or dropped), 1 left. */
-static int resolve_one(ps_ctx_t *ctx, int dfd, const ps_unresolved_t *u, ps_resolve_stats_t *st)
+/* Rewrites the record as held with `why` (it stays, visible, never sent). */
+static void hold_record(ps_ctx_t *ctx, int dfd, const char *dir, const ps_unresolved_t *u,
+                        const char *why, ps_resolve_stats_t *st)
+{
+    ps_unresolved_t h = *u;
+    char err[512], elogin[PS_LOGIN_MAX * 4 + 8];
+    char *data;
+
+    h.held_at = (long long)time(NULL);
+    snprintf(h.held_reason, sizeof(h.held_reason), "%.255s", why);
+    data = format_record(&h);
+    if(!data || ps_write_file_atomic(dfd, dir, u->name, data, err, sizeof(err)) != 0)
+        ps_logf(ctx->log, LOG_ERR, "%s: could not mark the record held: %s",
+                ps_escape(u->login, elogin, sizeof(elogin)), data ? err : "out of memory");
+    free(data);
+    ps_audit(ctx->log, LOG_ERR, "held", u->mode[0] ? "pam" : "remove", u->login, NULL, NULL, -1, -1,
+             0, why);
+    st->held++;
+}
+
+/* Is the account in the state it was in when the login was recorded?
+ * 0 yes; 1 no (held, why); -1 cannot tell now (NSS error: left for later);
+ * 2 an only_expired record whose account is no longer expired. */
+static int account_unchanged(const ps_unresolved_t *u, char *why, size_t whylen)
+{
+    long long uid, expire;
+    int now = ps_account_state(u->login, &uid);
+
+    if(now < 0)
+        return -1;
+    if(now == PS_ACCOUNT_PRESENT && u->account != PS_ACCOUNT_PRESENT) {
+        snprintf(why, whylen,
+                 "the login exists again (uid %lld) although it was %s when the removal was "
+                 "recorded: a reused name? Not sent; check who it is now, then `queue drop %s`",
+                 uid, u->account == PS_ACCOUNT_ABSENT ? "absent" : "not known", u->name);
+        return 1;
+    }
+    if(now == PS_ACCOUNT_PRESENT && uid != u->uid) {
+        snprintf(why, whylen,
+                 "the login now has uid %lld, not uid %lld as when the removal was recorded: "
+                 "another account? Not sent; check who it is now, then `queue drop %s`",
+                 uid, u->uid, u->name);
+        return 1;
+    }
+    if(strcmp(u->mode, PS_MODE_EXPIRED) == 0 && now == PS_ACCOUNT_PRESENT) {
+        expire = ps_account_expire(u->login);
+        if(expire < -1)
+            return -1;
+        if(!ps_shadow_expired((long)expire, time(NULL)))
+            return 2;
+    }
+    return 0;
+}
+
+/* One record for this configuration: 0 settled (queued, dropped or held),
+ * 1 left for the next run. */
+static int resolve_one(ps_ctx_t *ctx, int dfd, const char *dir, const ps_unresolved_t *u,
+                       ps_resolve_stats_t *st)
 {
     char elogin[PS_LOGIN_MAX * 4 + 8], esvc[PS_LOGIN_MAX * 4 + 8], err[1024], eerr[1200];
-    char when[32];
-    ps_mapping_t m;
-    ps_qentry_t e;
+    char when[32], why[512];
+    const char *trigger = u->mode[0] ? "pam" : "remove";
+    ps_report_t rep;
+    ps_qentry_t e, old;
     ps_queue_t *q;
     struct tm tm;
     time_t t = (time_t)u->recorded;
     int lfd, rc;
 
+    if(u->held_at > 0) {
+        st->held++;
+        return 0;
+    }
     ps_escape(u->login, elogin, sizeof(elogin));
     ps_escape(u->service, esvc, sizeof(esvc));
     if(!gmtime_r(&t, &tm) || !strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm))
@@ -545,21 +750,38 @@ static int resolve_one(ps_ctx_t *ctx, int dfd, const ps_unresolved_t *u, ps_reso
         drop_record(dfd, u->name);
         return 0;
     }
-    rc = ps_config_map(ctx->cfg, u->login, &m);
+    rc = account_unchanged(u, why, sizeof(why));
+    if(rc < 0) {
+        ps_logf(ctx->log, LOG_ERR,
+                "%s: recorded at %s; the account database does not answer now: left for the "
+                "next retry",
+                elogin, when);
+        st->left++;
+        return 1;
+    }
     if(rc == 1) {
-        int strict = ctx->cfg->unmapped == PS_UNMAPPED_ERROR;
-
-        ps_audit(ctx->log, strict ? LOG_ERR : LOG_INFO, "unmapped", u->login, NULL, NULL, -1, -1, 0,
-                 "recorded while the configuration could not be loaded; dropped");
+        hold_record(ctx, dfd, dir, u, why, st);
+        return 0;
+    }
+    if(rc == 2) {
+        ps_audit(ctx->log, LOG_NOTICE, "cancelled", trigger, u->login, NULL, NULL, -1, -1, 0,
+                 "recorded by only_expired while the configuration could not be loaded; the "
+                 "account is no longer expired: dropped");
         st->dropped++;
         drop_record(dfd, u->name);
         return 0;
     }
-    if(rc < 0) {
+    rc = ps_resolve_login(ctx->cfg, ctx->log, trigger, u->login, &rep);
+    if(rc == PS_ST_UNMAPPED || rc == PS_ST_UNKNOWN) {
+        st->dropped++;
+        drop_record(dfd, u->name);
+        return 0;
+    }
+    if(rc != PS_ST_DRYRUN) {
         ps_logf(ctx->log, LOG_ERR,
                 "%s: recorded at %s while the configuration could not be "
-                "loaded; still no organization for it: left for the next retry",
-                elogin, when);
+                "loaded; still not resolvable (%s): left for the next retry",
+                elogin, when, rep.message);
         st->left++;
         return 1;
     }
@@ -569,21 +791,19 @@ static int resolve_one(ps_ctx_t *ctx, int dfd, const ps_unresolved_t *u, ps_reso
         st->left++;
         return 1;
     }
-    memset(&e, 0, sizeof(e));
-    snprintf(e.login, sizeof(e.login), "%s", m.login);
-    snprintf(e.organization, sizeof(e.organization), "%s", m.organization);
-    snprintf(e.id, sizeof(e.id), "%s", m.id);
-    e.delete_passwords = m.delete_passwords;
-    e.delete_service_tokens = m.delete_service_tokens;
-    e.first_attempt = u->recorded;
+    ps_entry_from_map(&e, &rep.map, trigger);
+    e.recorded = u->recorded; /* never sent yet: first_attempt stays 0 */
     snprintf(e.last_error, sizeof(e.last_error),
              "recorded while the configuration could not be loaded");
-    ps_queue_name(e.login, e.organization, e.id, e.name);
     rc = ps_queue_lock_key(q, e.name, 1.0, &lfd, err, sizeof(err));
     if(rc == 1) {
         /* another process is removing this very login now */
         st->left++;
         return 1;
+    }
+    if(rc == 0 && ps_queue_read(q, e.name, &old, err, sizeof(err)) == 0) {
+        /* already waiting (asked for again since): keep its history */
+        e = old;
     }
     if(rc != 0 || ps_queue_put(q, &e, err, sizeof(err)) != 0) {
         ps_logf(ctx->log, LOG_ERR, "%s: NOT queued, left for the next retry: %s", elogin,
@@ -594,8 +814,9 @@ static int resolve_one(ps_ctx_t *ctx, int dfd, const ps_unresolved_t *u, ps_reso
         return 1;
     }
     ps_queue_unlock(lfd);
-    ps_audit(ctx->log, LOG_WARNING, "queued", e.login, e.organization, e.id, e.delete_passwords,
-             e.delete_service_tokens, 0, "recorded while the configuration could not be loaded");
+    ps_audit(ctx->log, LOG_WARNING, "queued", trigger, e.login, e.organization, e.id,
+             e.delete_passwords, e.delete_service_tokens, 0,
+             "recorded while the configuration could not be loaded");
     st->queued++;
     drop_record(dfd, u->name);
     return 0;
@@ -629,11 +850,47 @@ int ps_unresolved_resolve(ps_ctx_t *ctx, const char *dir, ps_resolve_stats_t *st
         if(strcmp(theirs, mine) != 0)
             st->other++;
         else
-            resolve_one(ctx, dfd, &list[i], st);
+            resolve_one(ctx, dfd, dir, &list[i], st);
     }
     rv = 0;
 out:
     free(list);
     close(dfd); /* releases the lock */
     return rv;
+}
+
+int ps_unresolved_drop(const char *dir, const char *name, ps_unresolved_t *u, char *err,
+                       size_t errlen)
+{
+    char why[384];
+    int dfd, rc;
+
+    if(!name || name[0] == '.' || strchr(name, '/') || strlen(name) >= 32) {
+        seterr(err, errlen, "not a record name: expected KEY.json as `queue` shows it");
+        return -1;
+    }
+    dfd = open_dir(dir, 0, err, errlen);
+    if(dfd == -2)
+        return 2;
+    if(dfd < 0)
+        return -1;
+    if(lock_dir(dfd) != 0) {
+        seterr(err, errlen, "%s: a retry is resolving the records; try again", dir);
+        close(dfd);
+        return -1;
+    }
+    rc = read_record(dfd, name, u, why, sizeof(why));
+    if(rc == 0) {
+        if(unlinkat(dfd, name, 0) != 0) {
+            seterr(err, errlen, "%s/%s: remove: %s", dir, name, strerror(errno));
+            rc = -1;
+        } else {
+            fsync(dfd);
+        }
+    } else if(rc == 1) {
+        seterr(err, errlen, "%s/%s: %s", dir, name, why);
+        rc = -1;
+    }
+    close(dfd);
+    return rc;
 }

@@ -918,7 +918,7 @@ static void log_quiet(void)
     ps_logf(&lg, LOG_ERR, "cannot open %s: %s", "/x", "denied");
     ps_logf(&lg, LOG_INFO, "info %d", 1);
     ps_logf(&lg, LOG_DEBUG, "debug %d", 2);
-    ps_audit(&lg, LOG_INFO, "removed", "alice", "acme", "d4", 1, 1, 204, NULL);
+    ps_audit(&lg, LOG_INFO, "removed", "remove", "alice", "acme", "d4", 1, 1, 204, NULL);
 }
 
 static void log_verbose(void)
@@ -926,9 +926,9 @@ static void log_verbose(void)
     ps_log_t lg = { 1, 0, 1, 0 };
 
     ps_logf(&lg, LOG_DEBUG, "debug %s", "on");
-    ps_audit(&lg, LOG_NOTICE, "refused", "bob\nx outcome=removed", "acme", "x9z8", 1, 0, 403,
-             "Cannot remove the \"last\" admin\n");
-    ps_audit(&lg, LOG_INFO, "unmapped", "carol", NULL, NULL, -1, -1, 0, NULL);
+    ps_audit(&lg, LOG_NOTICE, "refused", "pam trigger=x", "bob\nx outcome=removed", "acme", "x9z8",
+             1, 0, 403, "Cannot remove the \"last\" admin\n");
+    ps_audit(&lg, LOG_INFO, "unmapped", NULL, "carol", NULL, NULL, -1, -1, 0, NULL);
 }
 
 static void test_log(void **state)
@@ -942,10 +942,11 @@ static void test_log(void **state)
     capture_stderr(t, log_verbose, out, sizeof(out));
     assert_string_equal(
         out, "planetscale-deprovision: debug on\n"
-             "planetscale-deprovision: outcome=refused login=\"bob\\x0ax outcome=removed\" "
+             "planetscale-deprovision: outcome=refused trigger=\"pam trigger=x\" "
+             "login=\"bob\\x0ax outcome=removed\" "
              "organization=acme id=x9z8 delete_passwords=true delete_service_tokens=false "
              "http_status=403 detail=\"Cannot remove the \\x22last\\x22 admin\\x0a\"\n"
-             "planetscale-deprovision: outcome=unmapped login=carol organization=- id=- "
+             "planetscale-deprovision: outcome=unmapped trigger=- login=carol organization=- id=- "
              "delete_passwords=- delete_service_tokens=- http_status=0 detail=\"\"\n");
 }
 

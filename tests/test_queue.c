@@ -147,6 +147,7 @@ static void mk_entry(ps_qentry_t *e, const char *login, const char *org, const c
     snprintf(e->id, sizeof(e->id), "%s", id);
     e->delete_passwords = 1;
     e->delete_service_tokens = 0;
+    e->recorded = first;
     e->first_attempt = first;
     e->last_attempt = first;
     e->attempts = 1;
@@ -386,11 +387,12 @@ static void test_same_key_keeps_older(void **state)
     e.attempts = 5;
     e.last_attempt = 2000;
     put_ok(q, &e);
-    assert_int_equal(e.first_attempt, 1000);
+    assert_int_equal(e.recorded, 1000);
+    assert_int_equal(e.first_attempt, 2000); /* taken from the caller */
 
     assert_int_equal(ps_queue_list(q, 0, &list, &n, NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(n, 1);
-    assert_int_equal(list[0].first_attempt, 1000);
+    assert_int_equal(list[0].recorded, 1000);
     assert_int_equal(list[0].last_attempt, 2000);
     assert_int_equal(list[0].attempts, 5);
     free(list);
@@ -400,22 +402,30 @@ static void test_same_key_keeps_older(void **state)
     put_ok(q, &e);
     assert_int_equal(ps_queue_list(q, 0, &list, &n, NULL, NULL, err, sizeof(err)), 0);
     assert_int_equal(n, 1);
-    assert_int_equal(list[0].first_attempt, 500);
+    assert_int_equal(list[0].recorded, 500);
     free(list);
     assert_int_equal(count_files(f->qdir, ""), 3); /* entry, dead, invalid */
 }
 
-static void test_first_attempt_defaults_to_now(void **state)
+/* The write-ahead time defaults to now; an entry never sent has no first
+ * attempt (0), which is what keeps it from ever aging out. */
+static void test_recorded_defaults_to_now(void **state)
 {
     struct fx *f = *state;
     ps_queue_t *q = open_q(f);
-    ps_qentry_t e;
+    ps_qentry_t e, back;
+    char err[256];
     time_t before = time(NULL);
 
     mk_entry(&e, "carol", "acme", "c1", 0);
+    e.attempts = 0;
     put_ok(q, &e);
-    assert_true(e.first_attempt >= (long long)before);
-    assert_true(e.first_attempt <= (long long)time(NULL));
+    assert_true(e.recorded >= (long long)before);
+    assert_true(e.recorded <= (long long)time(NULL));
+    assert_int_equal(ps_queue_read(q, e.name, &back, err, sizeof(err)), 0);
+    assert_int_equal(back.first_attempt, 0);
+    assert_int_equal(back.recorded, e.recorded);
+    assert_int_equal(back.state, PS_Q_PENDING);
 }
 
 static void test_put_refuses_invalid(void **state)
@@ -1285,7 +1295,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_refuses_foreign_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_same_key_keeps_older, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_first_attempt_defaults_to_now, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recorded_defaults_to_now, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_refuses_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oldest_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_busy, setup, teardown),

@@ -105,3 +105,9 @@ class SimTestCase(unittest.TestCase):
 
     def deletes(self):
         return self.sim.deletes()
+
+    def queue_json(self, cfg):
+        """`queue --json`: every entry of the spool, with its state."""
+        rc, out, err = self.run_cmd(["--json", "queue"], cfg)
+        self.assertIn(rc, (0, 78), err)
+        return json.loads(out)

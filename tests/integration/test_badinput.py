@@ -158,7 +158,20 @@ class BrokenNetworkTest(SimTestCase):
         rc, out, err = self.run_cmd(["remove", "alice"], cfg)
         self.assertEqual(rc, 78, err)
         self.assertRegex(err.lower(), "certificate|ssl|tls")
-        self.assertEqual(self.deletes(), [], "no request goes over an unverified TLS session")
+        self.assertEqual(self.sim.requests(), [],
+                         "no request goes over an unverified TLS session")
+        # the removal is kept, held with the reason (an intercepting proxy
+        # looks like this), and sent once the configuration is fixed
+        q = self.queue_json(cfg)
+        self.assertEqual([(e["login"], e["state"]) for e in q], [("alice", "held")])
+        self.assertRegex(q[0]["last_error"].lower(), "certificate|ssl|tls")
+        rc, out, err = self.run_cmd(["retry"], cfg)
+        self.assertEqual(rc, 77, "unchanged configuration: still held\n" + out + err)
+        self.assertEqual(self.sim.requests(), [])
+        cfg = self.config(retries=3)   # the right CA: the configuration changed
+        rc, out, err = self.run_cmd(["retry"], cfg)
+        self.assertEqual(rc, 0, out + err)
+        self.assertEqual([r["status"] for r in self.deletes()], [204])
         self.assertEqual(self.queue_entries(), [])
 
     def test_redirect_not_followed(self):
@@ -177,7 +190,7 @@ class BrokenNetworkTest(SimTestCase):
         self.assertLess(len(err), 4096, "a huge answer is not echoed")
 
     def test_not_json_error_body(self):
-        self.sim.set_faults(["status:403:notjson;count=1"])
+        self.sim.set_faults(["status:403:notjson;method=DELETE;count=1"])
         cfg = self.config()
         rc, out, err = self.run_cmd(["remove", "alice"], cfg)
         self.assertEqual(rc, 77, err)
@@ -188,7 +201,8 @@ class BrokenNetworkTest(SimTestCase):
         cfg = self.config(retries=1)
         rc, out, err = self.run_cmd(["remove", "alice"], cfg)
         self.assertIn(rc, (75, 78), err)
-        self.assertEqual(len(self.queue_entries()), 1 if rc == 75 else 0)
+        q = self.queue_json(cfg)
+        self.assertEqual([e["state"] for e in q], ["pending" if rc == 75 else "held"])
 
 
 if __name__ == "__main__":

@@ -55,8 +55,12 @@ class RemoveTest(SimTestCase):
         rc, out, err = self.run_cmd(["remove", "alice"], cfg)
         self.assertEqual(rc, 0, err)
         self.assertIn("already absent", out)
-        self.assertEqual([r["status"] for r in self.deletes()], [204, 404])
+        # the second looks first: GET 404, and the credential reads the
+        # member list (the probe), so no DELETE is sent
+        self.assertEqual([r["status"] for r in self.deletes()], [204])
+        self.assertEqual([r["status"] for r in self.sim.requests(method="GET")], [200, 404, 200])
         self.assertEqual(len(self.audit("absent")), 1)
+        self.assertEqual(self.queue_entries(), [])
 
     def test_body_form(self):
         cfg = self.config(cleanup_flags="body")
@@ -130,9 +134,13 @@ class RemoveTest(SimTestCase):
         rc, out, err = self.run_cmd(["remove", "alice"], cfg)
         self.assertEqual(rc, 77, err)
         self.assertIn(pslib.LAST_ADMIN_MESSAGE, err)
+        self.assertIn("held", err)
         self.assertEqual(len(self.deletes()), 1, "a refusal is not retried")
-        self.assertEqual(self.queue_entries(), [], "a refusal is not queued")
-        lines = self.audit("refused")
+        # a refusal is kept, held with its reason, never forgotten
+        q = self.queue_json(cfg)
+        self.assertEqual([(e["login"], e["state"]) for e in q], [("alice", "held")])
+        self.assertIn(pslib.LAST_ADMIN_MESSAGE, q[0]["last_error"])
+        lines = self.audit("held")
         self.assertEqual(len(lines), 1)
         self.assertIn("http_status=403", lines[0])
         self.assertIn("authpriv.err", lines[0])
@@ -141,22 +149,27 @@ class RemoveTest(SimTestCase):
         cfg = self.config(token="pscale_tkn_SECRETvalue0123456789-wrong")
         rc, out, err = self.run_cmd(["remove", "alice"], cfg)
         self.assertEqual(rc, 77, err)
-        self.assertEqual([r["status"] for r in self.deletes()], [401])
-        self.assertEqual(self.queue_entries(), [])
+        self.assertEqual([r["status"] for r in self.sim.requests()], [401],
+                         "the GET is refused; nothing more is sent")
+        q = self.queue_json(cfg)
+        self.assertEqual([(e["login"], e["state"]) for e in q], [("alice", "held")])
+        self.assertIn("401", q[0]["last_error"])
         self.assertNotIn("-wrong", err + out)
 
     def test_400_and_422_refused(self):
         for code in (400, 422):
             self.sim.reset()
-            self.sim.set_faults(["status:%d;count=1" % code])
+            self.sim.set_faults(["status:%d;method=DELETE;count=1" % code])
             cfg = self.config()
             rc, out, err = self.run_cmd(["remove", "alice"], cfg)
             self.assertEqual(rc, 77, (code, err))
             self.assertEqual(len(self.deletes()), 1)
-            self.assertEqual(self.queue_entries(), [])
+            q = self.queue_json(cfg)
+            self.assertEqual([e["state"] for e in q], ["held"], code)
+            self.assertIn(str(code), q[0]["last_error"])
 
     def test_503_then_204_retried_in_call(self):
-        self.sim.set_faults(["status:503;count=1"])
+        self.sim.set_faults(["status:503;method=DELETE;count=1"])
         cfg = self.config(retries=3)
         rc, out, err = self.run_cmd(["remove", "alice"], cfg)
         self.assertEqual(rc, 0, err)
@@ -165,7 +178,7 @@ class RemoveTest(SimTestCase):
                          "the retry reuses the connection")
 
     def test_5xx_retries_then_queued_then_retry_drains(self):
-        self.sim.set_faults(["status:503;count=-1"])
+        self.sim.set_faults(["status:503;method=DELETE;count=-1"])
         cfg = self.config(retries=2)
         rc, out, err = self.run_cmd(["remove", "alice"], cfg)
         self.assertEqual(rc, 75, err)
@@ -177,8 +190,9 @@ class RemoveTest(SimTestCase):
         self.assertEqual(rc, 0, err)
         q = json.loads(out)
         self.assertEqual(len(q), 1)
-        self.assertEqual((q[0]["login"], q[0]["organization"], q[0]["id"], q[0]["attempts"]),
-                         ("alice", "acme", "d4xkq1abc", 2))
+        # one GET, then two DELETEs
+        self.assertEqual((q[0]["login"], q[0]["organization"], q[0]["id"], q[0]["attempts"],
+                          q[0]["state"]), ("alice", "acme", "d4xkq1abc", 3, "pending"))
         self.assertIn("503", q[0]["last_error"])
         self.sim.set_faults([])
         rc, out, err = self.run_cmd(["retry"], cfg)
@@ -188,7 +202,7 @@ class RemoveTest(SimTestCase):
         self.assertNotIn("d4xkq1abc", self.sim.members_of("acme"))
 
     def test_429_retry_after_honoured(self):
-        self.sim.set_faults(["429:1;count=1"])
+        self.sim.set_faults(["429:1;method=DELETE;count=1"])
         cfg = self.config(retries=3)
         t0 = time.monotonic()
         rc, out, err = self.run_cmd(["remove", "alice"], cfg)
@@ -291,7 +305,7 @@ class RetryProgressTest(SimTestCase):
                            text=True, timeout=120, stdin=subprocess.DEVNULL)
         self.outputs.append(p.stdout + p.stderr)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-        self.assertRegex(p.stdout, r"retry: 2/2 done, [0-9.]+ req/s, ETA [0-9]+ s",
+        self.assertRegex(p.stdout, r"retry: 2/2 done, [0-9.]+ entries/s, ETA [0-9]+ s",
                          "a terminal shows done/total, rate and ETA")
         self.assertEqual(self.queue_entries(), [])
         # not a terminal: exactly one summary line, no progress line

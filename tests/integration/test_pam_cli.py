@@ -290,10 +290,10 @@ class PamTest(PamFixture):
         self.assertEqual(out, "config\n")
         self.assertFalse(os.path.isdir(unresolved) and os.listdir(unresolved))
         rc, out, err = self.run_helper(cfg, "bob", "--expire-day", str(TODAY - 7))
-        self.assertEqual(out, "config\n")
+        self.assertEqual(out, "recorded\n")
         rc, out, err = self.run_helper(cfg, "carol", "--expire-day", str(TODAY - 1),
                                    "--expired-grace-days", "1")
-        self.assertEqual(out, "config\n")
+        self.assertEqual(out, "recorded\n")
         recorded = [json.load(open(os.path.join(unresolved, n)))["login"]
                     for n in os.listdir(unresolved) if n.endswith(".json")]
         self.assertEqual(sorted(recorded), ["bob", "carol"])

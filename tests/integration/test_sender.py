@@ -296,16 +296,21 @@ class SenderBasicsTest(SenderTestCase):
         self.assert_audited_by(p.pid, "removed", "carol")
         # and the sender answers "absent" when someone else was first
         rc, out, err = self.run_cmd(["remove", "alice"], cfg)
-        self.assertEqual((rc, out), (0, "alice: already absent from acme (user d4xkq1abc)\n"),
-                         err)
+        self.assertEqual((rc, out),
+                         (0, "alice: already absent from acme (user d4xkq1abc), confirmed\n"), err)
         self.assert_audited_by(p.pid, "absent", "alice")
 
         dels = self.sim.deletes()
         self.assertEqual([(r["path"], r["status"]) for r in dels],
                          [("/v1/organizations/acme/members/d4xkq1abc", 204),
                           ("/v1/organizations/acme-eu/members/x9z8", 204),
-                          ("/v1/organizations/acme/members/c4rol", 204),
-                          ("/v1/organizations/acme/members/d4xkq1abc", 404)])
+                          ("/v1/organizations/acme/members/c4rol", 204)])
+        # the last one looked first and sent no DELETE: GET 404, confirmed by
+        # the sender's earlier reads of acme (a member returned), no list probe
+        last = self.sim.requests()[-1]
+        self.assertEqual((last["method"], last["path"], last["status"]),
+                         ("GET", "/v1/organizations/acme/members/d4xkq1abc", 404))
+        self.assertEqual([r for r in self.sim.requests() if r["path"].endswith("/members")], [])
         # the per-user flags travel with the entry
         self.assertIn(["delete_service_tokens", "false"], dels[1]["params"])
         self.assertIn(["delete_service_tokens", "true"], dels[0]["params"])
@@ -383,16 +388,17 @@ class SenderOutcomeTest(SenderTestCase):
     def test_transient_failure_is_queued_then_retried(self):
         cfg = self.config(retries=1)
         p = self.start_sender(cfg)
-        self.sim.set_faults(["status:503;count=-1"])
+        self.sim.set_faults(["status:503;count=-1;method=DELETE"])
         rc, out, err = self.run_cmd(["remove", "alice"], cfg)
         self.assertEqual(rc, 75, err)
-        self.assertIn("alice: queued for retry: HTTP 503", err)
+        self.assertIn("alice: NOT removed yet: queued for retry (pending in the spool): "
+                      "DELETE: HTTP 503", err)
         self.assert_audited_by(p.pid, "queued", "alice")
         name = entry_name("alice", "acme", "d4xkq1abc")
         self.assertIn(name, self.queue_files())
         with open(self.qdir(name)) as f:
             e = json.load(f)
-        self.assertEqual(e["attempts"], 1)
+        self.assertEqual(e["attempts"], 2, "GET, then DELETE")
         self.assertIn("503", e["last_error"])
         self.assertEqual(len(self.deletes()), 1)
         self.assertIn("d4xkq1abc", self.sim.members_of("acme"))
@@ -409,15 +415,18 @@ class SenderOutcomeTest(SenderTestCase):
                                  {"login": "carol", "id": "c4rol"}])
         p = self.start_sender(cfg)
         for fault, login in (("status:422", "alice"), ("status:403", "carol")):
-            self.sim.set_faults([fault])
+            self.sim.set_faults([fault + ";method=DELETE"])
             rc, out, err = self.run_cmd(["remove", login], cfg)
             self.assertEqual(rc, 77, err)
-            self.assertIn("%s: refused by the API, not retried: HTTP %s" % (login, fault[-3:]),
-                          err)
+            self.assertIn("%s: NOT removed: held in the spool" % login, err)
+            self.assertIn("HTTP %s" % fault[-3:], err)
             self.assertIn("Simulated error", err, "the API's message is shown")
-            self.assert_audited_by(p.pid, "refused", login)
-            self.assert_queue_clean()
+            self.assert_audited_by(p.pid, "held", login)
+        # refusals are not retried, and not forgotten: held, with the reason
         self.assertEqual(len(self.deletes()), 2, "refusals are not retried")
+        q = {e["login"]: e for e in self.queue_json(cfg)}
+        self.assertEqual({k: v["state"] for k, v in q.items()}, {"alice": "held", "carol": "held"})
+        self.assertIn("422", q["alice"]["last_error"])
         self.wait_sender_exit(p, sock=self.sock)
 
     def test_client_deadline_shorter_than_the_api(self):
@@ -651,8 +660,8 @@ class SenderReloadTest(SenderTestCase):
         rc, out, err = self.run_cmd(["remove", "alice"], cfg)
         self.assertEqual(rc, 77, err)
         self.assertIn("HTTP 401", err)
-        self.assert_audited_by(p.pid, "refused", "alice")
-        self.assert_queue_clean()
+        self.assert_audited_by(p.pid, "held", "alice")
+        self.assertEqual([e["state"] for e in self.queue_json(cfg)], ["held"])
         # the token file is fixed: the sender reloads it
         self.write_token_file(tok, self.sim.auth_header)
         rc, out, err = self.run_cmd(["remove", "alice"], cfg)
@@ -662,11 +671,12 @@ class SenderReloadTest(SenderTestCase):
         self.config(users=users, token="pscale_tkn_wrong_again")
         rc, out, err = self.run_cmd(["remove", "carol"], cfg)
         self.assertEqual(rc, 77, err)
-        self.assert_audited_by(p.pid, "refused", "carol")
+        self.assert_audited_by(p.pid, "held", "carol")
         self.assertIn("c4rol", self.sim.members_of("acme"))
         self.assertTrue(any("sender: configuration %s reloaded" % cfg in l
                             for l in self.lines_of(p.pid)))
-        self.assertEqual([r["status"] for r in self.deletes()], [401, 204, 401])
+        self.assertEqual([r["status"] for r in self.deletes()], [204])
+        self.assertEqual([r["status"] for r in self.sim.requests()], [401, 200, 204, 401])
         self.wait_sender_exit(p, sock=self.sock)
 
     def test_broken_config_falls_back_to_direct(self):
@@ -829,7 +839,8 @@ class SenderConcurrencyTest(SenderTestCase):
         self.assertEqual(st["connections"], 1, st)
         self.assertEqual(st["max_inflight"], 1, st)
         self.assertEqual(st["rate_limited"], 0, "the sender went over api.rate_limit: %r" % st)
-        self.assertEqual(st["status_counts"], {"204": self.N}, st)
+        # each removal looks first (GET 200), then deletes (204)
+        self.assertEqual(st["status_counts"], {"200": self.N, "204": self.N}, st)
         # the simulator's request log: one connection, one request at a time,
         # never more than api.rate_limit in any second
         dels = self.deletes()
@@ -1305,7 +1316,7 @@ class SenderCredentialsTest(SenderTestCase):
             self.assertEqual(read_line_within(fake, 30), "listening\n")
             cfg = self.config(sock=sock, retries=1)
             # the API fails: a believed fake would turn it into "removed"
-            self.sim.set_faults(["status:503;count=-1"])
+            self.sim.set_faults(["status:503;count=-1;method=DELETE"])
             rc, out, err = self.run_cmd(["remove", "alice"], cfg)
             self.assertEqual(rc, 75, err)
             self.assertIn("belongs to uid %d, neither root nor us: not used" % NOBODY, err)

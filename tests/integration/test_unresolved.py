@@ -65,7 +65,7 @@ class UnresolvedTest(SimTestCase):
         self.assertEqual(rec["config"], os.path.realpath(self.cfg))
         self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
         self.assertEqual(stat.S_IMODE(os.stat(self.udir).st_mode), 0o700)
-        self.assertTrue(any("outcome=recorded login=alice" in l for l in self.syslog_lines()),
+        self.assertTrue(any("outcome=recorded trigger=remove login=alice" in l for l in self.syslog_lines()),
                         self.syslog_lines())
         # `queue` and `check` show it once the configuration loads
         self.config()
@@ -86,7 +86,7 @@ class UnresolvedTest(SimTestCase):
         self.assertTrue(dels[0]["target"].startswith("/v1/organizations/acme/members/d4xkq1abc"))
         self.assertEqual(self.records(), [])
         self.assertEqual(self.queue_entries(), [])
-        self.assertTrue(any("outcome=queued login=alice" in l and "could not be loaded" in l
+        self.assertTrue(any("outcome=queued trigger=remove login=alice" in l and "could not be loaded" in l
                             for l in self.syslog_lines()))
         # nothing left to do
         rc, res, err = self.retry()
@@ -129,7 +129,7 @@ class UnresolvedTest(SimTestCase):
         self.assertEqual(res["unresolved"]["dropped"], 1)
         self.assertEqual(self.deletes(), [])
         self.assertEqual(self.records(), [])
-        self.assertTrue(any("outcome=unmapped login=zed" in l for l in self.syslog_lines()))
+        self.assertTrue(any("outcome=unmapped trigger=remove login=zed" in l for l in self.syslog_lines()))
 
     def test_stdin_and_hostile_logins(self):
         self.break_config()
@@ -138,7 +138,7 @@ class UnresolvedTest(SimTestCase):
         self.assertEqual(rc, 1, "a login that could not be recorded is not a mere config error")
         res = json.loads(out)
         self.assertEqual([(r["login"], r["outcome"]) for r in res],
-                         [("alice", "recorded"), ("bad\x1blogin", "config"), ("bob", "recorded")])
+                         [("alice", "recorded"), ("bad\x1blogin", "error"), ("bob", "recorded")])
         self.assertIn("invalid login", res[1]["message"])
         self.assertEqual(sorted(r["login"] for _n, r, _s in self.records()), ["alice", "bob"])
         self.assertFalse(any("\x1b" in l for l in self.syslog_lines()),
@@ -170,7 +170,7 @@ class UnresolvedTest(SimTestCase):
         self.assertEqual(rc, 1, err)
         self.assertIn("NOT removed and NOT recorded", err)
         self.assertIn("chmod 700 " + self.udir, err)
-        self.assertTrue(any("outcome=failed login=alice" in l for l in self.syslog_lines()))
+        self.assertTrue(any("outcome=failed trigger=remove login=alice" in l for l in self.syslog_lines()))
         # check refuses the directory too, naming the fix
         os.chmod(self.udir, 0o700)
         os.chmod(self.udir, 0o750)
