@@ -128,7 +128,7 @@ class CheckOnlineTest(SimTestCase):
         cfg = self.config(users=USERS)
         rc, out, err = self.run_cmd(["queue", "--online"], cfg)
         self.assertEqual(rc, 64)
-        self.assertIn("--online goes with check", err)
+        self.assertIn("--online does not go with queue", err)
 
 
 
@@ -241,7 +241,7 @@ class MembersTest(SimTestCase):
         cfg = self.config(users=USERS)
         for args, msg in ((["members", "alice"], "members takes no argument"),
                           (["members", "--organization", "../x"], "not an organization"),
-                          (["queue", "--organization", "acme"], "--organization goes with")):
+                          (["queue", "--organization", "acme"], "--organization does not go with queue")):
             rc, out, err = self.run_cmd(args, cfg)
             self.assertEqual(rc, 64, args)
             self.assertIn(msg, err)

@@ -944,7 +944,7 @@ class SenderClientsTest(SenderTestCase):
             self.assertNotIn("x9z8", self.sim.members_of("acme-eu"))
             # its answer waited for it in the socket, and then the end
             self.assertEqual(c.line(), "ACCEPT")
-            self.assertRegex(c.line(), r"^DONE removed 204 1 ")
+            self.assertRegex(c.line(), r"^DONE removed 204 2 ")
             self.assertIsNone(c.line())
         finally:
             c.close()
@@ -984,8 +984,9 @@ class SenderClientsTest(SenderTestCase):
             rc, out, err = self.run_cmd(["remove", "--deadline", "2", "bob"], cfg)
             took = time.monotonic() - t0
             self.assertEqual(rc, 75, err)
-            self.assertIn("bob: queued for retry: waited behind other removals until its "
-                          "deadline; kept in the queue for retry", err)
+            self.assertIn("bob: NOT removed yet: queued for retry (pending in the spool): "
+                          "waited behind other removals until its deadline; kept in the queue "
+                          "for retry", err)
             self.assertLess(took, 2 + MARGIN)
             self.assertLess(time.monotonic() - t_slow, delay, "the test outran the slow DELETE")
             self.assert_audited_by(p.pid, "queued", "bob")
@@ -995,7 +996,7 @@ class SenderClientsTest(SenderTestCase):
             self.outputs.append(out + err)
             self.assertEqual(slow.returncode, 0, err)
             self.assertEqual(out, "alice: removed from acme (user d4xkq1abc)\n")
-            self.assertRegex(c.line(), r"^DONE removed 204 1 ")
+            self.assertRegex(c.line(), r"^DONE removed 204 2 ")
         finally:
             c.close()
             if slow.poll() is None:
