@@ -1,6 +1,7 @@
 /* util.c - small helpers shared by the module, the command and the tests.
  * libc only (see util.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -184,15 +185,34 @@ int ps_email_equal(const char *a, const char *b)
 
 /* ------------------------------------------------------------ permissions */
 
+const char *ps_file_kind(mode_t mode)
+{
+    switch(mode & S_IFMT) {
+    case S_IFREG: return "a regular file";
+    case S_IFIFO: return "a FIFO";
+    case S_IFDIR: return "a directory";
+    case S_IFCHR: return "a character device";
+    case S_IFBLK: return "a block device";
+    case S_IFSOCK: return "a socket";
+    case S_IFLNK: return "a symbolic link";
+    default: return "an unknown kind of file";
+    }
+}
+
+static int not_regular(const char *path, mode_t mode, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "%s: not a regular file (%s)", path, ps_file_kind(mode));
+    errno = EINVAL;
+    return -1;
+}
+
 /* The shared rules once we hold a struct stat. */
 static int check_stat(const struct stat *st, const char *path, int secret, char *err, size_t errlen)
 {
     uid_t euid = geteuid();
 
-    if(!S_ISREG(st->st_mode)) {
-        snprintf(err, errlen, "%s: not a regular file", path);
-        return -1;
-    }
+    if(!S_ISREG(st->st_mode))
+        return not_regular(path, st->st_mode, err, errlen);
     if(st->st_uid != 0 && st->st_uid != euid) {
         if(euid == 0)
             snprintf(err, errlen,
@@ -247,6 +267,64 @@ int ps_check_fd_perms(int fd, const char *path, int secret, char *err, size_t er
         return -1;
     }
     return check_stat(&st, path, secret, err, errlen);
+}
+
+int ps_open_regular(const char *path, int nofollow, char *err, size_t errlen)
+{
+    struct stat st;
+    int flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+    int fd, e;
+
+    /* Before opening: opening a FIFO blocks until a writer comes (without
+     * O_NONBLOCK), and opening a device can have effects of its own (a
+     * tape rewinds, a modem line hangs up). */
+    if((nofollow ? lstat(path, &st) : stat(path, &st)) != 0) {
+        e = errno;
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(e));
+        errno = e;
+        return -1;
+    }
+    if(nofollow && S_ISLNK(st.st_mode)) {
+        snprintf(err, errlen, "%s: is a symbolic link; refer to the file itself", path);
+        errno = ELOOP;
+        return -1;
+    }
+    if(!S_ISREG(st.st_mode))
+        return not_regular(path, st.st_mode, err, errlen);
+    if(nofollow)
+        flags |= O_NOFOLLOW;
+    fd = open(path, flags);
+    if(fd < 0) {
+        e = errno;
+        if(e == ELOOP && nofollow)
+            snprintf(err, errlen, "%s: is a symbolic link; refer to the file itself", path);
+        else if(e == ENXIO && stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+            return not_regular(path, st.st_mode, err, errlen); /* a socket now */
+        else
+            snprintf(err, errlen, "%s: cannot open: %s", path, strerror(e));
+        errno = e;
+        return -1;
+    }
+    /* What we opened is what counts: it may have been replaced since. */
+    if(fstat(fd, &st) != 0) {
+        e = errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(e));
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    if(!S_ISREG(st.st_mode)) {
+        close(fd);
+        return not_regular(path, st.st_mode, err, errlen);
+    }
+    if(fcntl(fd, F_SETFL, O_RDONLY) != 0) { /* clears O_NONBLOCK */
+        e = errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(e));
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
 }
 
 /* ------------------------------------------------------------ time */

@@ -53,6 +53,23 @@ int ps_check_file_perms(const char *path, int secret, char *err, size_t errlen);
 /* Same check on an already-open descriptor (no TOCTOU). */
 int ps_check_fd_perms(int fd, const char *path, int secret, char *err, size_t errlen);
 
+/* What kind of file st_mode is, for messages: "a regular file", "a FIFO",
+ * "a directory", "a character device", "a block device", "a socket", "a
+ * symbolic link" or "an unknown kind of file". */
+const char *ps_file_kind(mode_t mode);
+
+/* Opens `path` for reading without ever blocking on what it is: refuses
+ * anything but a regular file before opening it (stat, or lstat when
+ * `nofollow`), opens it O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC (plus
+ * O_NOFOLLOW when `nofollow`: a symbolic link is refused), checks the open
+ * descriptor again with fstat (the file may have been replaced in between)
+ * and only then clears O_NONBLOCK. Nothing is read. Returns the descriptor,
+ * or -1 with errno set (ELOOP: a symbolic link under `nofollow`; EINVAL: not
+ * a regular file) and a message starting "PATH: " in err, e.g. "PATH: not a
+ * regular file (a FIFO)" or "PATH: cannot open: No such file or directory".
+ * Owner and mode are the caller's to check (ps_check_fd_perms). */
+int ps_open_regular(const char *path, int nofollow, char *err, size_t errlen);
+
 /* Monotonic clock in seconds. */
 double ps_now(void);
 

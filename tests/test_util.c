@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -456,6 +459,99 @@ static void test_perms_owner(void **state)
     }
 }
 
+/* ------------------------------------------------------------ ps_open_regular */
+
+/* Expects ps_open_regular(path) to refuse with errno e and a message that
+ * starts "PATH: " and holds `words`; fast, since nothing may block. */
+static void expect_refused(const char *path, int nofollow, int e, const char *words)
+{
+    char err[512], want[400];
+    double t0 = ps_now();
+    int fd;
+
+    err[0] = '\0';
+    errno = 0;
+    fd = ps_open_regular(path, nofollow, err, sizeof(err));
+    if(fd >= 0)
+        close(fd);
+    assert_int_equal(fd, -1);
+    assert_int_equal(errno, e);
+    snprintf(want, sizeof(want), "%s: ", path);
+    assert_memory_equal(err, want, strlen(want));
+    if(!strstr(err, words))
+        fail_msg("\"%s\" does not contain \"%s\"", err, words);
+    assert_true(ps_now() - t0 < 5.0);
+}
+
+static void test_open_regular(void **state)
+{
+    struct tmp *t = *state;
+    char fifo[160], link[160], sub[160], sock[160], flink[160], err[512];
+    struct sockaddr_un sa;
+    char buf[8];
+    int fd, s;
+
+    make_file(t->file, 0644);
+    snprintf(fifo, sizeof(fifo), "%s/fifo", t->dir);
+    snprintf(link, sizeof(link), "%s/link", t->dir);
+    snprintf(sub, sizeof(sub), "%s/sub", t->dir);
+    snprintf(sock, sizeof(sock), "%s/sock", t->dir);
+    snprintf(flink, sizeof(flink), "%s/flink", t->dir);
+
+    /* a regular file: open, close-on-exec, blocking again, nothing read */
+    fd = ps_open_regular(t->file, 1, err, sizeof(err));
+    assert_true(fd >= 0);
+    assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+    assert_int_equal(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDONLY);
+    assert_int_equal(read(fd, buf, sizeof(buf)), 2);
+    close(fd);
+
+    /* a FIFO with no writer: refused at once, not waited on */
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    expect_refused(fifo, 0, EINVAL, "not a regular file (a FIFO)");
+    expect_refused(fifo, 1, EINVAL, "not a regular file (a FIFO)");
+
+    /* other kinds */
+    assert_int_equal(mkdir(sub, 0700), 0);
+    expect_refused(sub, 0, EINVAL, "not a regular file (a directory)");
+    expect_refused("/dev/zero", 0, EINVAL, "not a regular file (a character device)");
+    expect_refused("/dev/null", 1, EINVAL, "not a regular file (a character device)");
+    s = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_true(s >= 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    assert_true(strlen(sock) < sizeof(sa.sun_path));
+    memcpy(sa.sun_path, sock, strlen(sock) + 1);
+    assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    expect_refused(sock, 0, EINVAL, "not a regular file (a socket)");
+    close(s);
+
+    /* symbolic links: followed (the target counts) unless nofollow */
+    assert_int_equal(symlink(t->file, link), 0);
+    fd = ps_open_regular(link, 0, err, sizeof(err));
+    assert_true(fd >= 0);
+    close(fd);
+    expect_refused(link, 1, ELOOP, "symbolic link");
+    assert_int_equal(symlink(fifo, flink), 0);
+    expect_refused(flink, 0, EINVAL, "not a regular file (a FIFO)");
+    expect_refused(flink, 1, ELOOP, "symbolic link");
+
+    /* missing */
+    expect_refused("/nonexistent/x", 0, ENOENT, "cannot open: No such file");
+
+    /* ps_check_*_perms name the kind too */
+    assert_int_equal(ps_check_file_perms(fifo, 0, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "not a regular file (a FIFO)"));
+    assert_string_equal(ps_file_kind(S_IFREG | 0644), "a regular file");
+    assert_string_equal(ps_file_kind(S_IFBLK), "a block device");
+
+    unlink(flink);
+    unlink(sock);
+    rmdir(sub);
+    unlink(fifo);
+}
+
 /* ------------------------------------------------------------ clock */
 
 static void test_now(void **state)
@@ -488,6 +584,7 @@ int main(void)
         cmocka_unit_test(test_key_hex),
         cmocka_unit_test_setup_teardown(test_perms, tmp_setup, tmp_teardown),
         cmocka_unit_test(test_perms_owner),
+        cmocka_unit_test_setup_teardown(test_open_regular, tmp_setup, tmp_teardown),
         cmocka_unit_test(test_now),
     };
 
