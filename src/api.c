@@ -890,10 +890,26 @@ static CURLcode set_static_options(ps_client_t *c)
     if(!rc)
         rc = curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
     if(!rc && cfg->ca_file) {
-        /* the configured file is the whole trust store */
-        rc = curl_easy_setopt(h, CURLOPT_CAINFO, cfg->ca_file);
+        /* the configured file is the whole trust store: no default bundle,
+         * no CA directory; its content as read and checked when the
+         * configuration was loaded (libcurl 7.77 and later), so that the
+         * file is never opened again by path */
+        rc = curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
         if(!rc)
-            rc = curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+            rc = curl_easy_setopt(h, CURLOPT_CAINFO, NULL);
+        if(!rc && cfg->ca_pem) {
+            struct curl_blob blob;
+
+            blob.data = cfg->ca_pem;
+            blob.len = cfg->ca_pem_len;
+            blob.flags = CURL_BLOB_COPY;
+            rc = curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
+            /* an older libcurl, or a TLS backend without it: by path */
+            if(rc == CURLE_UNKNOWN_OPTION || rc == CURLE_NOT_BUILT_IN)
+                rc = curl_easy_setopt(h, CURLOPT_CAINFO, cfg->ca_file);
+        } else if(!rc) {
+            rc = curl_easy_setopt(h, CURLOPT_CAINFO, cfg->ca_file);
+        }
     }
     if(!rc)
         rc = curl_easy_setopt(h, CURLOPT_USERAGENT, PS_USER_AGENT);

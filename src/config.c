@@ -7,7 +7,29 @@
  * an integer to libconfig).
  *
  * Files are opened by us and parsed with config_read() so that the
- * descriptor whose owner and mode we check is the one we parse.
+ * descriptor whose owner and mode we check is the one we parse. Every file
+ * the configuration names (the main file, include_dir files, token_file,
+ * ca_file) is opened by ps_open_regular(): never blocking on what it is (a
+ * FIFO would wait for a writer forever, /dev/zero never ends), and checked
+ * to be a regular file before a byte is read. api.ca_file is read here too,
+ * through the descriptor that was checked, and handed to libcurl as a
+ * buffer: it replaces the whole trust store, so it gets the owner and mode
+ * rules of include files, and nobody can swap it between the check and its
+ * use.
+ *
+ * Deadline: ps_config_load_until() checks the caller's deadline before each
+ * file it opens and while it lists include_dir, and fails with a message
+ * saying how far it got (the userdel hook passes --deadline, and `remove`
+ * then records the login for retry). What a deadline checked between calls
+ * cannot bound is one call that blocks in the kernel: open() or read() on a
+ * hung network file system (a hard NFS mount, a stuck FUSE server), and
+ * libconfig parsing one very large file (about 0.2 s per 100,000 users,
+ * bounded by the file's size). That is accepted: the configuration lives on
+ * the root file system next to /etc/passwd, and when that hangs, userdel
+ * hangs before it ever runs our hook. The login path is bounded anyway: the
+ * PAM module kills its helper with SIGKILL at the deadline (a task waiting
+ * on NFS is killable). Interrupting the command itself (alarm) would kill it
+ * before it could record the login, which is worse than waiting.
  *
  * Symbolic links: the main file may be a symlink (configuration management
  * often installs one) as long as it holds no secret; the checks then apply to
@@ -41,6 +63,7 @@
 #include "util.h"
 
 #define PS_TOKEN_FILE_MAX 4096
+#define PS_CA_FILE_MAX    (4 * 1024 * 1024) /* Debian's whole CA bundle is about 0.2 MiB */
 #define PS_IOBUF_SIZE     16384
 #define PS_ID_RULE        "1-64 characters of A-Z a-z 0-9 _ . -, not starting with '.' or '-'"
 #define PS_LOGIN_RULE                                              \
@@ -64,6 +87,9 @@ struct loader {
     const config_setting_t *s_timeout;
     const config_setting_t *s_connect_timeout;
     const config_setting_t *s_include_dir;
+    const config_setting_t *s_ca_file;
+
+    double deadline; /* ps_now() value, 0 = none */
 };
 
 typedef int (*key_fn)(struct loader *ld, const config_setting_t *s);
@@ -137,6 +163,12 @@ static int fail_file(struct loader *ld, const char *file, const char *fmt, ...)
     vsnprintf(ld->err + n, ld->errlen - (size_t)n, fmt, ap);
     va_end(ap);
     return -1;
+}
+
+/* 1 when the caller's deadline has passed. */
+static int past_deadline(const struct loader *ld)
+{
+    return ld->deadline > 0 && ps_now() >= ld->deadline;
 }
 
 /* ps_check_*_perms() messages start with "PATH: "; fail_file() adds it too. */
@@ -460,6 +492,8 @@ static int k_rate_limit(struct loader *ld, const config_setting_t *s)
     return get_positive(ld, s, 1000, &ld->cfg->rate_limit);
 }
 
+/* Only the path here: the file is read once the main file is walked
+ * (read_ca_file). */
 static int k_ca_file(struct loader *ld, const config_setting_t *s)
 {
     char *v = NULL;
@@ -471,6 +505,7 @@ static int k_ca_file(struct loader *ld, const config_setting_t *s)
     free(v);
     if(!ld->cfg->ca_file)
         return fail_at(ld, s, "out of memory");
+    ld->s_ca_file = s;
     return 0;
 }
 
@@ -972,9 +1007,13 @@ static int load_include_file(struct loader *ld, const char *path)
     int rv = -1;
 
     config_init(&lc);
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* may be a symbolic link (the usual *.d pattern): its target counts */
+    fd = ps_open_regular(path, 0, msg, sizeof(msg));
     if(fd < 0) {
-        fail_file(ld, path, "cannot open: %s", strerror(errno));
+        fail_file(ld, path, "%s%s", without_path(msg, path),
+                  errno == EINVAL ? "; every *.conf entry of include_dir is loaded: "
+                                    "remove it or make it a regular file"
+                                  : "");
         goto err;
     }
     if(ps_check_fd_perms(fd, path, 0, msg, sizeof(msg))) {
@@ -1051,12 +1090,23 @@ static int load_include_dir(struct loader *ld)
     DIR *d;
     int rv = -1;
 
+    if(past_deadline(ld))
+        return fail_at(ld, ld->s_include_dir,
+                       "%s: not read: the deadline passed while loading the configuration", dir);
+    /* opendir() opens with O_DIRECTORY | O_NONBLOCK: never blocks on a FIFO */
     d = opendir(dir);
     if(!d)
         return fail_at(ld, ld->s_include_dir, "cannot open %s: %s", dir, strerror(errno));
     if(check_include_dir(ld, d))
         goto err;
     while((e = readdir(d))) {
+        if(past_deadline(ld)) {
+            fail_at(ld, ld->s_include_dir,
+                    "%s: the deadline passed while listing the directory, after %zu *.conf "
+                    "files (a slow file system, or too many files?)",
+                    dir, n);
+            goto err;
+        }
         if(!is_conf_name(e->d_name))
             continue;
         if(n == cap) {
@@ -1072,6 +1122,13 @@ static int load_include_dir(struct loader *ld)
     }
     qsort(names, n, sizeof(*names), name_cmp);
     for(i = 0; i < n; i++) {
+        if(past_deadline(ld)) {
+            fail_at(ld, ld->s_include_dir,
+                    "%s: the deadline passed while loading the configuration, after %zu of "
+                    "%zu include files (a slow file system, or too many files?)",
+                    dir, i, n);
+            goto err;
+        }
         if(load_include_file(ld, names[i]))
             goto err;
     }
@@ -1143,7 +1200,11 @@ static int read_token_file(struct loader *ld)
     path = resolve_path(ld->cfg, config_setting_get_string(s));
     if(!path)
         return fail_at(ld, s, "out of memory");
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+    if(past_deadline(ld)) {
+        fail_at(ld, s, "%s: not read: the deadline passed while loading the configuration", path);
+        goto err;
+    }
+    fd = ps_open_regular(path, 1, msg, sizeof(msg));
     if(fd < 0) {
         if(errno == ELOOP)
             fail_at(ld, s,
@@ -1151,7 +1212,7 @@ static int read_token_file(struct loader *ld)
                     "a file named directly",
                     path);
         else
-            fail_at(ld, s, "cannot open %s: %s", path, strerror(errno));
+            fail_at(ld, s, "%s", msg);
         goto err;
     }
     if(ps_check_fd_perms(fd, path, 1, msg, sizeof(msg))) {
@@ -1186,6 +1247,74 @@ err:
     if(fd >= 0)
         close(fd);
     free(path);
+    return rv;
+}
+
+/* api.ca_file: the rules of include files (a symbolic link is followed and
+ * its target checked; owned by root or the caller, not writable by group or
+ * others), read whole through the checked descriptor into cfg->ca_pem. */
+static int read_ca_file(struct loader *ld)
+{
+    const config_setting_t *s = ld->s_ca_file;
+    const char *path = ld->cfg->ca_file;
+    char msg[512];
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    ssize_t r;
+    int fd;
+    int rv = -1;
+
+    if(past_deadline(ld))
+        return fail_at(ld, s, "%s: not read: the deadline passed while loading the configuration",
+                       path);
+    fd = ps_open_regular(path, 0, msg, sizeof(msg));
+    if(fd < 0)
+        return fail_at(ld, s, "%s", msg);
+    if(ps_check_fd_perms(fd, path, 0, msg, sizeof(msg))) {
+        fail_at(ld, s, "%s (the CA file replaces the whole trust store)", msg);
+        goto err;
+    }
+    for(;;) {
+        if(len == cap) {
+            char *n;
+
+            if(cap >= PS_CA_FILE_MAX) {
+                fail_at(ld, s, "%s: larger than %d MiB; name a file of PEM certificates", path,
+                        PS_CA_FILE_MAX / (1024 * 1024));
+                goto err;
+            }
+            cap = cap ? cap * 2 : 16384;
+            n = realloc(buf, cap + 1);
+            if(!n) {
+                fail_at(ld, s, "out of memory");
+                goto err;
+            }
+            buf = n;
+        }
+        r = read(fd, buf + len, cap - len);
+        if(r < 0 && errno == EINTR)
+            continue;
+        if(r < 0) {
+            fail_at(ld, s, "cannot read %s: %s", path, strerror(errno));
+            goto err;
+        }
+        if(r == 0)
+            break;
+        len += (size_t)r;
+    }
+    if(len == 0) {
+        fail_at(ld, s, "%s: empty; name a file of PEM certificates", path);
+        goto err;
+    }
+    buf[len] = '\0';
+    free(ld->cfg->ca_pem);
+    ld->cfg->ca_pem = buf;
+    ld->cfg->ca_pem_len = len;
+    buf = NULL;
+    rv = 0;
+err:
+    free(buf);
+    close(fd);
     return rv;
 }
 
@@ -1275,9 +1404,9 @@ static int open_main(struct loader *ld, const char *path, int *is_link)
     int fd;
 
     *is_link = 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    fd = ps_open_regular(path, 0, msg, sizeof(msg));
     if(fd < 0)
-        return fail_file(ld, path, "cannot open: %s", strerror(errno));
+        return fail_file(ld, path, "%s", without_path(msg, path));
     if(lstat(path, &lst) || fstat(fd, &st)) {
         fail_file(ld, path, "%s", strerror(errno));
         goto err;
@@ -1431,6 +1560,8 @@ static int load_main(struct loader *ld, config_t *lc, FILE *fp, int fd, int is_l
         return -1;
     if(build_auth(ld, require_auth))
         return -1;
+    if(cfg->ca_file && read_ca_file(ld))
+        return -1;
     if(cfg->include_dir && load_include_dir(ld))
         return -1;
     if(check_cross(ld))
@@ -1439,6 +1570,12 @@ static int load_main(struct loader *ld, config_t *lc, FILE *fp, int fd, int is_l
 }
 
 int ps_config_load(ps_config_t **out, const char *path, int require_auth, char *err, size_t errlen)
+{
+    return ps_config_load_until(out, path, require_auth, 0, err, errlen);
+}
+
+int ps_config_load_until(ps_config_t **out, const char *path, int require_auth, double deadline,
+                         char *err, size_t errlen)
 {
     struct loader ld;
     ps_config_t *cfg;
@@ -1458,6 +1595,7 @@ int ps_config_load(ps_config_t **out, const char *path, int require_auth, char *
     ld.err = err;
     ld.errlen = errlen;
     ld.file = path;
+    ld.deadline = deadline;
 
     config_init(&lc);
     cfg = calloc(1, sizeof(*cfg));
@@ -1468,6 +1606,10 @@ int ps_config_load(ps_config_t **out, const char *path, int require_auth, char *
     ld.cfg = cfg;
     ld.file = cfg->path;
 
+    if(past_deadline(&ld)) {
+        fail_file(&ld, path, "not read: the deadline passed before the configuration was loaded");
+        goto err;
+    }
     fd = open_main(&ld, path, &is_link);
     if(fd < 0)
         goto err;
@@ -1525,6 +1667,7 @@ void ps_config_free(ps_config_t *cfg)
     free(cfg->organization);
     free(cfg->api_url);
     free(cfg->ca_file);
+    free(cfg->ca_pem);
     free(cfg->include_dir);
     free(cfg->queue_dir);
     free(cfg->sender_socket);

@@ -38,7 +38,9 @@ typedef struct ps_config {
     int retries;            /* attempts before the request is queued, >= 1 */
     double rate_limit;      /* requests per second when draining */
     char *ca_file;          /* may be NULL */
-    char *proxy;            /* may be NULL: then no proxy at all */
+    char *ca_pem;           /* ca_file's content, read when loaded (NUL-terminated) */
+    size_t ca_pem_len;
+    char *proxy; /* may be NULL: then no proxy at all */
 
     int def_delete_passwords;
     int def_delete_service_tokens;
@@ -79,6 +81,16 @@ typedef struct ps_mapping {
  * no users and no credential is valid ("nothing to do") when `require_auth`
  * is 0. */
 int ps_config_load(ps_config_t **out, const char *path, int require_auth, char *err, size_t errlen);
+
+/* The same, bounded by `deadline` (a ps_now() value; 0 = none): checked
+ * before each file is opened and while include_dir is listed; past it, the
+ * load fails with a message that names the file or directory and how far it
+ * got. (One open or read that blocks in the kernel, on a hung network file
+ * system, is not interrupted: see config.c.) Files the configuration names
+ * are never opened in a way that can block on what they are, and must be
+ * regular files. */
+int ps_config_load_until(ps_config_t **out, const char *path, int require_auth, double deadline,
+                         char *err, size_t errlen);
 void ps_config_free(ps_config_t *cfg);
 
 /* Resolve a login. Returns 0 with *m filled, 1 when unmapped, -1 when the

@@ -99,7 +99,8 @@ typedef struct opts {
     int debug;
     int held;
     int online;
-    double deadline; /* seconds from now, 0 = none */
+    double deadline;    /* seconds from the start, 0 = none */
+    double deadline_at; /* the same as a ps_now() value, 0 = none */
     const char *mode;
     const char *service;
     const char *socket;
@@ -277,7 +278,8 @@ static int load_config(const opts_t *o, const ps_log_t *lg, int require_auth, ps
 {
     char err[1024];
 
-    if(ps_config_load(cfg, o->config, require_auth, err, sizeof(err)) != 0) {
+    /* bounded by --deadline: the userdel hook must not hang on a file */
+    if(ps_config_load_until(cfg, o->config, require_auth, o->deadline_at, err, sizeof(err)) != 0) {
         ps_logf(lg, LOG_ERR, "configuration error: %s", err);
         return EX_CONFIG_;
     }
@@ -537,8 +539,7 @@ static int cmd_remove(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
     ctx.no_queue = o->no_queue;
     ctx.handoff = ps_sender_handoff;
     ctx.trigger = "remove";
-    if(o->deadline > 0)
-        ctx.deadline = ps_now() + o->deadline;
+    ctx.deadline = o->deadline_at; /* counted from the start: loading took some of it */
     if(o->json)
         out.arr = json_object_new_array();
 
@@ -687,7 +688,7 @@ static int cmd_pam_helper(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
     memset(&ctx, 0, sizeof(ctx));
     ctx.cfg = cfg;
     ctx.log = lg;
-    ctx.deadline = ps_now() + (o->deadline > 0 ? o->deadline : PS_HELPER_DEFAULT_TIMEOUT);
+    ctx.deadline = o->deadline_at; /* main() gives pam-helper one in any case */
     ctx.handoff = ps_sender_handoff;
     ctx.trigger = "pam";
     word = ps_status_word(ps_remove_login(&ctx, o->args[0], &rep));
@@ -1633,7 +1634,10 @@ int main(int argc, char **argv)
 {
     opts_t o;
     ps_log_t lg = { 1, 1, 0, 0 };
+    double start;
     int rv;
+
+    start = ps_now();
 
     memset(&o, 0, sizeof(o));
     o.grace = -1;
@@ -1647,6 +1651,10 @@ int main(int argc, char **argv)
     }
     lg.verbose = o.verbose;
     lg.json = o.json;
+    if(o.deadline > 0)
+        o.deadline_at = start + o.deadline;
+    else if(o.command && strcmp(o.command, PS_HELPER_SUBCOMMAND) == 0)
+        o.deadline_at = start + PS_HELPER_DEFAULT_TIMEOUT;
     openlog("planetscale-deprovision", LOG_PID, LOG_AUTHPRIV);
     rv = run_command(&o, &lg);
     free(o.args);

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +33,25 @@ struct fx {
 };
 
 #define SECRET "s3cr3t-TOKEN-value-0123456789"
+
+/* ------------------------------------------------------------ clock */
+
+/* This test is linked with -Wl,--wrap=ps_now: config.c's calls to ps_now()
+ * come here. With fake_step > 0 every call advances a fake clock by that
+ * much, so that a deadline passes at an exact point of the load; else it is
+ * the real clock. */
+double __real_ps_now(void);
+double __wrap_ps_now(void);
+static double fake_step;
+static double fake_clock;
+
+double __wrap_ps_now(void)
+{
+    if(fake_step <= 0)
+        return __real_ps_now();
+    fake_clock += fake_step;
+    return fake_clock;
+}
 
 /* ------------------------------------------------------------ helpers */
 
@@ -783,6 +804,243 @@ static void test_at_include_refused(void **state)
     assert_contains(t->err, "include_dir");
 }
 
+/* ------------------------------------------------------------ file types */
+
+/* A non-regular file at dir/name: "fifo", "dir", "socket", or a symlink to
+ * /dev/zero ("chardev"). Returns the words the error must hold. */
+static const char *make_kind(struct fx *t, const char *name, const char *kind)
+{
+    snprintf(t->path, sizeof(t->path), "%s/%s", t->dir, name);
+    if(!strcmp(kind, "fifo")) {
+        assert_int_equal(mkfifo(t->path, 0600), 0);
+        return "not a regular file (a FIFO)";
+    }
+    if(!strcmp(kind, "dir")) {
+        assert_int_equal(mkdir(t->path, 0700), 0);
+        return "not a regular file (a directory)";
+    }
+    if(!strcmp(kind, "socket")) {
+        struct sockaddr_un sa;
+        int s = socket(AF_UNIX, SOCK_STREAM, 0);
+
+        assert_true(s >= 0);
+        memset(&sa, 0, sizeof(sa));
+        sa.sun_family = AF_UNIX;
+        assert_true(strlen(t->path) < sizeof(sa.sun_path));
+        memcpy(sa.sun_path, t->path, strlen(t->path) + 1);
+        assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        close(s); /* the socket file stays */
+        return "not a regular file (a socket)";
+    }
+    assert_int_equal(symlink("/dev/zero", t->path), 0);
+    return "not a regular file (a character device)";
+}
+
+static void test_file_types(void **state)
+{
+    static const char *const kinds[] = { "fifo", "dir", "socket", "chardev" };
+    struct fx *t = *state;
+    char text[1024], d[128], where[400], bad[256];
+    const char *words;
+    size_t i;
+
+    snprintf(d, sizeof(d), "%s/users.d", t->dir);
+    assert_int_equal(mkdir(d, 0755), 0);
+    put(t, "users.d/10-ok.conf", 0644, "users = ( { login = \"bob\"; id = \"b1\"; } );\n");
+    for(i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        char name[64];
+
+        /* an include file (a link is allowed there: its target counts) */
+        snprintf(name, sizeof(name), "users.d/20-%s.conf", kinds[i]);
+        words = make_kind(t, name, kinds[i]);
+        snprintf(bad, sizeof(bad), "%s", t->path);
+        snprintf(where, sizeof(where), "%s: %s", bad, words);
+        snprintf(text, sizeof(text), "include_dir = \"%s\";\n", d);
+        put_main_with(t, text);
+        assert_int_equal(load(t, 0), -1);
+        assert_contains(t->err, where);
+        assert_contains(t->err, "make it a regular file");
+        if(unlink(bad) != 0)
+            assert_int_equal(rmdir(bad), 0);
+
+        /* token_file, at its line (a link is refused there anyway: the
+         * character device is named directly) */
+        snprintf(name, sizeof(name), "token-%s", kinds[i]);
+        words = make_kind(t, name, kinds[i]);
+        if(!strcmp(kinds[i], "chardev"))
+            snprintf(t->path, sizeof(t->path), "/dev/zero");
+        snprintf(where, sizeof(where), "%s: %s", t->path, words);
+        snprintf(text, sizeof(text),
+                 "organization = \"acme\";\napi = {\n  token_file = \"%s\";\n};\n", t->path);
+        put(t, "main.conf", 0644, text);
+        expect_error_at(t, NULL, 3, where);
+        assert_contains(t->err, "api.token_file");
+
+        /* ca_file, at its line */
+        snprintf(name, sizeof(name), "ca-%s", kinds[i]);
+        words = make_kind(t, name, kinds[i]);
+        snprintf(where, sizeof(where), "%s: %s", t->path, words);
+        snprintf(text, sizeof(text), "organization = \"acme\";\napi = {\n  ca_file = \"%s\";\n};\n",
+                 t->path);
+        put(t, "main.conf", 0644, text);
+        expect_error_at(t, NULL, 3, where);
+        assert_contains(t->err, "api.ca_file");
+    }
+
+    /* the main file itself */
+    unlink(t->main);
+    assert_int_equal(mkfifo(t->main, 0600), 0);
+    assert_int_equal(load(t, 0), -1);
+    snprintf(where, sizeof(where), "%s: not a regular file (a FIFO)", t->main);
+    assert_contains(t->err, where);
+}
+
+/* ------------------------------------------------------------ ca_file */
+
+static void test_ca_file(void **state)
+{
+    static const char pem[] = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    struct fx *t = *state;
+    char text[512], ca[256], link[300];
+
+    put(t, "ca.pem", 0644, pem);
+    snprintf(ca, sizeof(ca), "%s", t->path);
+    snprintf(text, sizeof(text), "organization = \"acme\";\napi = {\n  ca_file = \"%s\";\n};\n",
+             ca);
+    put(t, "main.conf", 0644, text);
+    expect_ok(t, 0);
+    assert_string_equal(t->cfg->ca_file, ca);
+    /* read when loaded, through the descriptor that was checked */
+    assert_non_null(t->cfg->ca_pem);
+    assert_int_equal(t->cfg->ca_pem_len, strlen(pem));
+    assert_string_equal(t->cfg->ca_pem, pem);
+
+    /* relative: to the main file's directory */
+    put(t, "main.conf", 0644, "api = { ca_file = \"ca.pem\"; };\n");
+    expect_ok(t, 0);
+    assert_string_equal(t->cfg->ca_file, ca);
+
+    /* writable by group or others: refused, says how to fix it */
+    assert_int_equal(chmod(ca, 0666), 0);
+    put(t, "main.conf", 0644, text);
+    expect_error_at(t, NULL, 3, "writable by group or others");
+    assert_contains(t->err, "chmod go-w ");
+    assert_contains(t->err, ca);
+    assert_contains(t->err, "trust store");
+    assert_int_equal(chmod(ca, 0664), 0);
+    expect_error_at(t, NULL, 3, "chmod go-w");
+
+    /* a link, like an include file: allowed, the target is checked */
+    assert_int_equal(chmod(ca, 0644), 0);
+    snprintf(link, sizeof(link), "%s/ca-link.pem", t->dir);
+    assert_int_equal(symlink(ca, link), 0);
+    snprintf(text, sizeof(text), "api = {\n  ca_file = \"%s\";\n};\n", link);
+    put(t, "main.conf", 0644, text);
+    expect_ok(t, 0);
+    assert_string_equal(t->cfg->ca_pem, pem);
+    assert_int_equal(chmod(ca, 0646), 0);
+    expect_error_at(t, NULL, 2, "chmod go-w");
+    assert_int_equal(chmod(ca, 0644), 0);
+
+    /* owned by somebody else (needs root to set up) */
+    if(geteuid() == 0) {
+        assert_int_equal(chown(ca, 65534, 65534), 0);
+        expect_error_at(t, NULL, 2, "owned by uid 65534");
+        assert_contains(t->err, "chown root ");
+        assert_int_equal(chown(ca, 0, 0), 0);
+    }
+
+    /* empty, missing */
+    put(t, "ca.pem", 0644, "");
+    put(t, "main.conf", 0644, text);
+    expect_error_at(t, NULL, 2, "empty");
+    unlink(ca);
+    expect_error_at(t, NULL, 2, "No such file");
+}
+
+/* ------------------------------------------------------------ deadline */
+
+static int load_until(struct fx *t, double deadline)
+{
+    ps_config_free(t->cfg);
+    t->cfg = NULL;
+    t->err[0] = '\0';
+    return ps_config_load_until(&t->cfg, t->main, 0, deadline, t->err, sizeof(t->err));
+}
+
+static void test_deadline(void **state)
+{
+    struct fx *t = *state;
+    char text[512], d[128], name[64];
+    int i, rc;
+
+    snprintf(d, sizeof(d), "%s/users.d", t->dir);
+    assert_int_equal(mkdir(d, 0755), 0);
+    for(i = 0; i < 100; i++) {
+        snprintf(name, sizeof(name), "users.d/u%03d.conf", i);
+        snprintf(text, sizeof(text), "users = ( { login = \"u%03d\"; id = \"i%03d\"; } );\n", i, i);
+        put(t, name, 0644, text);
+    }
+    put(t, "token", 0600, "tid:" SECRET "\n");
+    put(t, "ca.pem", 0644, "-----BEGIN CERTIFICATE-----\n");
+    snprintf(text, sizeof(text),
+             "organization = \"acme\";\napi = {\n  token_file = \"token\";\n"
+             "  ca_file = \"ca.pem\";\n};\ninclude_dir = \"%s\";\n",
+             d);
+    put(t, "main.conf", 0644, text);
+
+    /* no deadline, or a far one: all loaded */
+    assert_int_equal(load_until(t, 0), 0);
+    assert_int_equal(t->cfg->nusers, 100);
+    fake_clock = 0;
+    fake_step = 1;
+    assert_int_equal(load_until(t, 1e6), 0);
+    assert_int_equal(t->cfg->nusers, 100);
+
+    /* One tick per check: before the main file (1), before token_file (2),
+     * before ca_file (3), before include_dir (4), one per directory entry
+     * while listing it (5..106: 100 files, "." and ".."), one per include
+     * file (107..206). */
+    fake_clock = 0;
+    assert_int_equal(load_until(t, 0.5), -1);
+    assert_contains(t->err, t->main);
+    assert_contains(t->err, "not read: the deadline passed before the configuration was loaded");
+
+    fake_clock = 0;
+    assert_int_equal(load_until(t, 1.5), -1);
+    assert_contains(t->err, ":3: api.token_file: ");
+    assert_contains(t->err, "token: not read: the deadline passed");
+    assert_lacks(t->err, SECRET);
+
+    fake_clock = 0;
+    assert_int_equal(load_until(t, 2.5), -1);
+    assert_contains(t->err, ":4: api.ca_file: ");
+    assert_contains(t->err, "ca.pem: not read: the deadline passed");
+
+    fake_clock = 0;
+    assert_int_equal(load_until(t, 3.5), -1);
+    assert_contains(t->err, ":6: include_dir: ");
+    assert_contains(t->err, "users.d: not read: the deadline passed");
+
+    fake_clock = 0;
+    assert_int_equal(load_until(t, 50.5), -1);
+    assert_contains(t->err, ":6: include_dir: ");
+    assert_contains(t->err, "the deadline passed while listing the directory, after");
+
+    fake_clock = 0;
+    assert_int_equal(load_until(t, 156.5), -1);
+    assert_contains(t->err, ":6: include_dir: ");
+    assert_contains(t->err, "users.d: the deadline passed while loading the configuration, "
+                            "after 50 of 100 include files");
+    assert_null(t->cfg);
+
+    fake_clock = 0;
+    rc = load_until(t, 206.5);
+    fake_step = 0;
+    assert_int_equal(rc, 0);
+    assert_int_equal(t->cfg->nusers, 100);
+}
+
 /* ------------------------------------------------------------ URL */
 
 static void test_url(void **state)
@@ -978,6 +1236,9 @@ int main(void)
         T(test_token_file),
         T(test_main_symlink),
         T(test_at_include_refused),
+        T(test_file_types),
+        T(test_ca_file),
+        T(test_deadline),
         T(test_url),
         T(test_many_users),
         T(test_log),
