@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -1637,6 +1638,12 @@ int main(int argc, char **argv)
     double start;
     int rv;
 
+    /* First of all, for every command (serve and pam-helper too): no core
+     * dump of this process, which holds the API token in memory, and no
+     * ptrace or /proc/PID/mem access to it by anyone but root. The systemd
+     * units add LimitCORE=0. A failure (a seccomp filter refusing prctl)
+     * is no reason not to remove a departing user. */
+    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     start = ps_now();
 
     memset(&o, 0, sizeof(o));
