@@ -27,13 +27,26 @@
  * stray "auth" or "password" line naming this module cannot break a stack
  * (without them libpam would answer PAM_MODULE_UNKNOWN for that line).
  *
+ * The helper child: what it must not inherit from the host is reset in the
+ * child between fork and execve, never in the host. With the module running
+ * as root (euid 0), also under a setuid-root host such as su (real uid = the
+ * caller), the child runs with real, effective and saved uid and gid 0 and
+ * no supplementary groups; every signal disposition is back to default (a
+ * host that ignores SIGPIPE or SIGCHLD does not pass that on through
+ * execve), no signal is blocked, and the umask is 077. The calling thread's
+ * signal mask is set to block everything for the fork() only and restored
+ * right after it in the host (as posix_spawn does), so that no host signal
+ * handler runs in the child before its dispositions are reset; signals that
+ * arrive meanwhile stay pending and are delivered then.
+ *
  * No global or static mutable state, no signal handler, no signal
- * disposition changed, no exit(). */
+ * disposition changed in the host, no exit(). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* pipe2, close_range, O_CLOEXEC */
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <poll.h>
 #include <shadow.h>
@@ -43,6 +56,7 @@
 #include <string.h>
 #include <syslog.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -62,7 +76,8 @@
 #define PS_TIMEOUT_MAX 120
 #define PS_WORD_MAX    64 /* longest line we accept from the helper */
 #define PS_ESC_MAX     (PS_LOGIN_MAX * 4 + 4)
-#define PS_EXEC_MARK   "!exec " /* written by the child when execve fails */
+#define PS_EXEC_MARK   "!exec "  /* written by the child when execve fails */
+#define PS_SETID_MARK  "!setid " /* ... when it cannot take uid and gid 0 */
 
 /* ------------------------------------------------------------ arguments */
 
@@ -165,6 +180,7 @@ enum ps_run {
     RUN_NOWORD,  /* EOF or garbage before a complete line */
     RUN_TIMEOUT, /* deadline passed: child killed */
     RUN_EXEC,    /* the helper could not be executed */
+    RUN_SETID,   /* the child could not take uid and gid 0 */
     RUN_SYS      /* pipe, fork, ... failed in the module */
 };
 
@@ -256,41 +272,82 @@ static int above_stdio(int fd)
     return nfd;
 }
 
-/* In the child: async-signal-safe calls only. */
-static void child_exec(int devnull, int out, long maxfd, const sigset_t *empty,
-                       const struct ps_argv *a)
+/* What the child is set up with, all prepared before fork. */
+struct ps_child {
+    int devnull;             /* stdin and stderr */
+    int out;                 /* stdout: the pipe */
+    long maxfd;              /* close_range fallback */
+    int as_root;             /* take uid and gid 0 (the module runs with euid 0) */
+    unsigned long kdfl[8];   /* a kernel sigaction: all zero, SIG_DFL */
+    sigset_t empty;          /* the mask the helper starts with */
+    const struct ps_argv *a; /* what to execute */
+};
+
+/* In the child: tells the parent why, as "MARK ERRNO\n" on stdout (the
+ * pipe), and exits. */
+static void child_fail(const char *mark, size_t marklen, int err)
 {
-    char msg[sizeof(PS_EXEC_MARK) + 16];
-    size_t len = sizeof(PS_EXEC_MARK) - 1, i;
+    char msg[32];
     char digits[12];
-    int err, nd = 0;
+    size_t len = 0;
+    int nd = 0;
 
-    if(dup2(devnull, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0 ||
-       dup2(devnull, STDERR_FILENO) < 0)
+    if(marklen > sizeof(msg) - sizeof(digits) - 1)
         _exit(127);
-    if(close_range(3, ~0U, 0) != 0) {
-        long fd;
-
-        for(fd = 3; fd < maxfd; fd++)
-            close((int)fd);
-    }
-    /* The host's blocked-signal mask is inherited through execve. */
-    (void)sigprocmask(SIG_SETMASK, empty, NULL);
-
-    execve(a->argv[0], a->argv, a->envp);
-
-    /* Tell the parent why, as "!exec ERRNO\n" on the pipe. */
-    err = errno;
-    memcpy(msg, PS_EXEC_MARK, len);
+    memcpy(msg, mark, marklen);
+    len = marklen;
     do {
         digits[nd++] = (char)('0' + err % 10);
         err /= 10;
     } while(err > 0 && nd < (int)sizeof(digits));
-    for(i = 0; nd > 0; i++)
+    while(nd > 0)
         msg[len++] = digits[--nd];
     msg[len++] = '\n';
     (void)!write(STDOUT_FILENO, msg, len);
     _exit(127);
+}
+
+/* In the child: async-signal-safe calls only. Every signal is blocked on
+ * entry (run_helper blocks them around fork). */
+static void child_exec(const struct ps_child *c)
+{
+    int sig;
+
+    /* Default dispositions first, while everything is still blocked: an
+     * ignored signal stays ignored through execve, and until here a host
+     * handler would have run in this child. Through the system call itself:
+     * sigaction() refuses the C library's two internal real-time signals
+     * (32 and 33 with glibc), which a host may have ignored too. A zeroed
+     * kernel sigaction is SIG_DFL with no flag and an empty mask whatever
+     * the architecture's layout. (SIGKILL and SIGSTOP refuse: nothing to
+     * do for them.) */
+    for(sig = 1; sig < NSIG; sig++)
+        (void)syscall(SYS_rt_sigaction, sig, c->kdfl, NULL, (size_t)(NSIG - 1) / 8);
+
+    if(dup2(c->devnull, STDIN_FILENO) < 0 || dup2(c->out, STDOUT_FILENO) < 0 ||
+       dup2(c->devnull, STDERR_FILENO) < 0)
+        _exit(127);
+    if(close_range(3, ~0U, 0) != 0) {
+        long fd;
+
+        for(fd = 3; fd < c->maxfd; fd++)
+            close((int)fd);
+    }
+    /* Under a setuid-root host (su, sudo, ...) the real uid is the caller
+     * and the groups are the caller's: the helper runs as root entirely.
+     * Groups first, then gids, then uids (afterwards there would be no
+     * privilege left to change the others). */
+    if(c->as_root) {
+        if(setgroups(0, NULL) != 0 || setresgid(0, 0, 0) != 0 || setresuid(0, 0, 0) != 0)
+            child_fail(PS_SETID_MARK, sizeof(PS_SETID_MARK) - 1, errno);
+    }
+    (void)umask(077);
+    /* Last: the host's blocked-signal mask (and ours) is inherited through
+     * execve. */
+    (void)sigprocmask(SIG_SETMASK, &c->empty, NULL);
+
+    execve(c->a->argv[0], c->a->argv, c->a->envp);
+    child_fail(PS_EXEC_MARK, sizeof(PS_EXEC_MARK) - 1, errno);
 }
 
 /* Checks the helper before forking: a regular executable file owned by root
@@ -307,7 +364,9 @@ static const char *check_helper(const char *path)
         return "not a regular file";
     if((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
         return "not owned by root, or writable by group or others";
-    if(access(path, X_OK) != 0)
+    /* with the effective ids, which execve uses (access() would check a
+     * setuid host's caller) */
+    if(faccessat(AT_FDCWD, path, X_OK, AT_EACCESS) != 0)
         return strerror(errno);
     return NULL;
 }
@@ -339,8 +398,8 @@ static enum ps_run run_helper(pam_handle_t *pamh, const struct ps_opts *o, const
     size_t got = 0;
     int pfd[2] = { -1, -1 };
     int devnull = -1, timed_out = 0, have_line = 0;
-    long maxfd;
-    sigset_t empty;
+    struct ps_child child;
+    sigset_t all, host_mask;
     double deadline;
     pid_t pid;
 
@@ -357,10 +416,15 @@ static enum ps_run run_helper(pam_handle_t *pamh, const struct ps_opts *o, const
         pam_syslog(pamh, LOG_CRIT, "out of memory");
         goto err;
     }
-    maxfd = sysconf(_SC_OPEN_MAX);
-    if(maxfd < 0 || maxfd > INT_MAX)
-        maxfd = 1024;
-    sigemptyset(&empty);
+    memset(&child, 0, sizeof(child));
+    child.maxfd = sysconf(_SC_OPEN_MAX);
+    if(child.maxfd < 0 || child.maxfd > INT_MAX)
+        child.maxfd = 1024;
+    child.as_root = geteuid() == 0;
+    /* child.kdfl: zeroed by the memset */
+    sigemptyset(&child.empty);
+    child.a = &a;
+    sigfillset(&all);
 
     devnull = above_stdio(open("/dev/null", O_RDWR | O_CLOEXEC));
     if(devnull < 0) {
@@ -378,14 +442,24 @@ static enum ps_run run_helper(pam_handle_t *pamh, const struct ps_opts *o, const
         goto err;
     }
 
+    child.devnull = devnull;
+    child.out = pfd[1];
+
     deadline = ps_now() + o->timeout + PS_HELPER_GRACE;
+    /* Blocked for the fork only (see the top of this file); the host's
+     * mask is back before anything else happens in the host. */
+    if((errno = pthread_sigmask(SIG_SETMASK, &all, &host_mask)) != 0) {
+        pam_syslog(pamh, LOG_ERR, "pthread_sigmask: %m");
+        goto err;
+    }
     pid = fork();
+    if(pid == 0)
+        child_exec(&child);
+    (void)pthread_sigmask(SIG_SETMASK, &host_mask, NULL);
     if(pid < 0) {
         pam_syslog(pamh, LOG_ERR, "fork: %m");
         goto err;
     }
-    if(pid == 0)
-        child_exec(devnull, pfd[1], maxfd, &empty, &a);
 
     close(pfd[1]);
     pfd[1] = -1;
@@ -466,6 +540,10 @@ static enum ps_run run_helper(pam_handle_t *pamh, const struct ps_opts *o, const
             *exec_errno = atoi(buf + sizeof(PS_EXEC_MARK) - 1);
             *why = strerror(*exec_errno);
             rv = RUN_EXEC;
+        } else if(strncmp(buf, PS_SETID_MARK, sizeof(PS_SETID_MARK) - 1) == 0) {
+            *exec_errno = atoi(buf + sizeof(PS_SETID_MARK) - 1);
+            *why = strerror(*exec_errno);
+            rv = RUN_SETID;
         } else {
             size_t len = strlen(buf);
 
@@ -639,6 +717,12 @@ static enum ps_answer act(pam_handle_t *pamh, const struct ps_opts *o, const cha
     case RUN_EXEC:
         pam_syslog(pamh, LOG_ERR, "user %s mode %s: cannot run helper %s: %s", euser, mode,
                    o->helper, why ? why : "unknown error");
+        break;
+    case RUN_SETID:
+        pam_syslog(pamh, LOG_ERR,
+                   "user %s mode %s: cannot run helper %s as root (uid and gid 0, no "
+                   "supplementary groups): %s",
+                   euser, mode, o->helper, why ? why : "unknown error");
         break;
     case RUN_SYS:
     default:

@@ -43,6 +43,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -227,9 +228,10 @@ static int copy_file(const char *from, const char *to, mode_t mode)
 }
 
 /* This binary as a helper (copied to SCRATCH/ps-probe): records what a
- * shell would hide or disturb, namely the blocked-signal mask it inherited
- * through execve (dash clears it) and its exact descriptors, in
- * SCRATCH/probe.log; then answers "removed". */
+ * shell would hide or disturb, namely the blocked and ignored signals it
+ * inherited through execve (dash clears the mask), its uids, gids,
+ * supplementary groups and umask (from /proc/self/status) and its exact
+ * descriptors, in SCRATCH/probe.log; then answers "removed". */
 static int probe(int argc, char **argv)
 {
     char path[PATH_MAX], link[PATH_MAX], line[256], *slash;
@@ -251,7 +253,9 @@ static int probe(int argc, char **argv)
     fputc('\n', log);
     st = fopen("/proc/self/status", "re");
     while(st != NULL && fgets(line, sizeof(line), st) != NULL)
-        if(strncmp(line, "SigBlk:", 7) == 0)
+        if(strncmp(line, "SigBlk:", 7) == 0 || strncmp(line, "SigIgn:", 7) == 0 ||
+           strncmp(line, "Uid:", 4) == 0 || strncmp(line, "Gid:", 4) == 0 ||
+           strncmp(line, "Groups:", 7) == 0 || strncmp(line, "Umask:", 6) == 0)
             fputs(line, log);
     if(st != NULL)
         fclose(st);
@@ -671,7 +675,11 @@ static int open_fds(void)
 
 static int setup(void **state)
 {
+    char path[PATH_MAX];
+
     (void)state;
+    snprintf(path, sizeof(path), "%s/probe.log", tdir());
+    unlink(path);
     clear_log();
     set_word(PS_HELPER_REMOVED);
     return 0;
@@ -1071,12 +1079,44 @@ static void test_sigchld_ignored(void **state)
     assert_int_equal(sigaction(SIGCHLD, &old, NULL), 0);
 }
 
-/* The probe's record: SigBlk all clear, exactly 0 1 2 open, clean env. */
-static void assert_probe_hygiene(void)
+/* The value of the probe's record for a /proc/self/status field ("Uid"),
+ * whitespace squeezed to single spaces, in out. */
+static void probe_field(const char *name, char *out, size_t outsz)
 {
     char path[PATH_MAX], line[PATH_MAX + 64];
+    size_t nlen = strlen(name);
+    FILE *f;
+
+    out[0] = '\0';
+    snprintf(path, sizeof(path), "%s/probe.log", tdir());
+    f = fopen(path, "re");
+    assert_non_null(f);
+    while(fgets(line, sizeof(line), f) != NULL) {
+        char *p, *save = NULL;
+        size_t len = 0;
+
+        if(strncmp(line, name, nlen) != 0 || line[nlen] != ':')
+            continue;
+        for(p = strtok_r(line + nlen + 1, " \t\n", &save); p != NULL;
+            p = strtok_r(NULL, " \t\n", &save))
+            len += (size_t)snprintf(out + len, outsz - len, "%s%s", len ? " " : "", p);
+        break;
+    }
+    fclose(f);
+}
+
+/* The probe's record: SigBlk and SigIgn all clear, umask 077, exactly 0 1 2
+ * open, clean env. */
+static void assert_probe_hygiene(void)
+{
+    char path[PATH_MAX], line[PATH_MAX + 64], v[256];
     int fds = 0, env = 0, blk = 0;
     FILE *f;
+
+    probe_field("SigIgn", v, sizeof(v));
+    assert_string_equal(v, "0000000000000000");
+    probe_field("Umask", v, sizeof(v));
+    assert_string_equal(v, "0077");
 
     snprintf(path, sizeof(path), "%s/probe.log", tdir());
     f = fopen(path, "re");
@@ -1143,6 +1183,104 @@ static void test_signals_untouched(void **state)
     for(i = 1; i < NSIG; i++)
         assert_int_equal(sigismember(&mask_before, (int)i), sigismember(&mask_after, (int)i));
     assert_int_equal(sigprocmask(SIG_UNBLOCK, &block, NULL), 0);
+}
+
+static void test_host_ignores_signals_and_umask(void **state)
+{
+    int sigs[] = { SIGPIPE, SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGCHLD };
+    struct sigaction ign, before[6], after;
+    sigset_t block, mask_before, mask_after;
+    mode_t old_umask;
+    char v[256];
+    size_t i;
+
+    (void)state;
+    /* A host that ignores signals (an ignored signal stays ignored through
+     * execve), blocks others and runs with umask 0: the helper gets none of
+     * it, and the host keeps all of it. */
+    memset(&ign, 0, sizeof(ign));
+    ign.sa_handler = SIG_IGN;
+    for(i = 0; i < 6; i++)
+        assert_int_equal(sigaction(sigs[i], &ign, &before[i]), 0);
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGUSR2);
+    sigaddset(&block, SIGALRM);
+    assert_int_equal(sigprocmask(SIG_BLOCK, &block, &mask_before), 0);
+    old_umask = umask(0);
+
+    account("ps-probe", "alice", PAM_SUCCESS);
+
+    assert_int_equal(umask(old_umask), 0);
+    assert_int_equal(sigprocmask(SIG_SETMASK, &mask_before, &mask_after), 0);
+    for(i = 1; i < NSIG; i++)
+        assert_int_equal(sigismember(&mask_after, (int)i),
+                         sigismember(&block, (int)i) || sigismember(&mask_before, (int)i));
+    for(i = 0; i < 6; i++) {
+        assert_int_equal(sigaction(sigs[i], &before[i], &after), 0);
+        assert_true(after.sa_handler == SIG_IGN);
+    }
+    probe_field("SigIgn", v, sizeof(v));
+    assert_string_equal(v, "0000000000000000");
+    probe_field("SigBlk", v, sizeof(v));
+    assert_string_equal(v, "0000000000000000");
+    probe_field("Umask", v, sizeof(v));
+    assert_string_equal(v, "0077");
+    assert_probe_hygiene();
+}
+
+/* In a forked child: become a setuid-root host run by nobody (real uid and
+ * gid nobody, effective uid 0, nobody's groups), run the probe through the
+ * module, exit 0 when the stack said PAM_SUCCESS. */
+static void setuid_host(void)
+{
+    struct pamtest_conv_data conv;
+    struct pam_testcase tests[] = { pam_test(PAMTEST_ACCOUNT, PAM_SUCCESS) };
+    gid_t groups[2] = { 65534, 1001 };
+
+    memset(&conv, 0, sizeof(conv));
+    if(setgroups(2, groups) != 0 || setresgid(65534, 65534, 65534) != 0 ||
+       setresuid(65534, 0, 0) != 0) {
+        perror("becoming a setuid host");
+        _exit(2);
+    }
+    if(run_pamtest("ps-probe", "alice", &conv, tests, NULL) != PAMTEST_ERR_OK ||
+       tests[0].op_rv != PAM_SUCCESS) {
+        fprintf(stderr, "# setuid host: the stack answered %d\n", tests[0].op_rv);
+        _exit(1);
+    }
+    _exit(0);
+}
+
+static void test_setuid_host_runs_helper_as_root(void **state)
+{
+    char v[256];
+    int status;
+    pid_t pid;
+
+    (void)state;
+    if(geteuid() != 0 || getuid() != 0) {
+        /* no way to become a setuid-root host without being root */
+        print_message("# needs root (run make check as root): skipped\n");
+        skip();
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    assert_true(pid >= 0);
+    if(pid == 0)
+        setuid_host();
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    /* real, effective, saved and file-system ids all 0, no groups */
+    probe_field("Uid", v, sizeof(v));
+    assert_string_equal(v, "0 0 0 0");
+    probe_field("Gid", v, sizeof(v));
+    assert_string_equal(v, "0 0 0 0");
+    probe_field("Groups", v, sizeof(v));
+    assert_string_equal(v, "");
+    assert_probe_hygiene();
 }
 
 static void test_host_without_stdio(void **state)
@@ -1224,6 +1362,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup(test_sigchld_ignored, setup),
         cmocka_unit_test_setup(test_signals_untouched, setup),
         cmocka_unit_test_setup(test_host_without_stdio, setup),
+        cmocka_unit_test_setup(test_host_ignores_signals_and_umask, setup),
+        cmocka_unit_test_setup(test_setuid_host_runs_helper_as_root, setup),
         cmocka_unit_test_setup(test_no_leaked_descriptors, setup),
     };
 
