@@ -1415,6 +1415,7 @@ int ps_queue_drop(ps_queue_t *q, const char *name, double wait, ps_qentry_t *e, 
 int ps_queue_revive(ps_queue_t *q, const char *name, char *err, size_t errlen)
 {
     struct stat st;
+    ps_qentry_t e;
 
     if(!q || !entry_name_ok(name)) {
         seterr(err, errlen, "queue: invalid entry name");
@@ -1442,6 +1443,12 @@ int ps_queue_revive(ps_queue_t *q, const char *name, char *err, size_t errlen)
     if(sync_dir(q->dfd) != 0 || sync_dir(q->dead_fd) != 0) {
         seterr(err, errlen, "%s: fsync: %s", q->dir, strerror(errno));
         return -1;
+    }
+    /* brought back to be sent again: it ages from its next attempt */
+    if(ps_queue_read(q, name, &e, err, errlen) == 0 && e.first_attempt != 0) {
+        e.first_attempt = 0;
+        if(ps_queue_put(q, &e, err, errlen) != 0)
+            return -1;
     }
     return 0;
 }

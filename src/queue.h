@@ -137,7 +137,8 @@ int ps_queue_drop(ps_queue_t *q, const char *name, double wait, ps_qentry_t *e, 
                   size_t errlen);
 
 /* Brings dead/NAME back as a live pending entry (a new `remove` of the same
- * login): its first attempt starts again. Called with the key locked.
+ * login, `retry --held`): its first attempt starts again (first_attempt 0,
+ * so it ages from its next real attempt). Called with the key locked.
  * 0 moved, 2 no dead entry, -1 (err). */
 int ps_queue_revive(ps_queue_t *q, const char *name, char *err, size_t errlen);
 

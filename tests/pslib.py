@@ -543,6 +543,33 @@ def write_config(dir, sim=None, name="deprovision.conf", **kw):
 
 UNRESOLVED_ENV = "PLANETSCALE_DEPROVISION_UNRESOLVED_DIR"
 
+_FNV64_OFFSET = 0xcbf29ce484222325
+_FNV64_PRIME = 0x100000001b3
+_MASK64 = (1 << 64) - 1
+
+
+def key_hex(*parts):
+    """ps_key_hex(): FNV-1a 64 over the parts separated by NUL bytes, as 16
+    lowercase hex digits."""
+    h = _FNV64_OFFSET
+    for i, part in enumerate(parts):
+        if i:
+            h = (h * _FNV64_PRIME) & _MASK64          # the NUL separator
+        for b in part.encode():
+            h = ((h ^ b) * _FNV64_PRIME) & _MASK64
+    return "%016x" % h
+
+
+def entry_name(login, organization, id_):
+    """The file name of a spool entry: KEY.json, KEY = key_hex(login,
+    organization, id)."""
+    return key_hex(login, organization, id_) + ".json"
+
+
+def unresolved_name(login, config, service="", mode=""):
+    """The file name of an unresolved record (its first slot)."""
+    return key_hex(login, config, "%s:%s" % (mode, service)) + ".json"
+
 
 def command_path():
     path = os.environ.get("PS_COMMAND")

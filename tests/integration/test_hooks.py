@@ -32,20 +32,6 @@ DELUSER_LOCAL = os.path.join(pslib.TOP_SRCDIR, "etc", "deluser.local.example")
 LOGINS = ("psit_alice", "psit_bob", "psit_nobody", "psit_dave")
 ALICE_PATH = "/v1/organizations/acme/members/d4xkq1abc"
 
-FNV64_OFFSET = 0xcbf29ce484222325
-FNV64_PRIME = 0x100000001b3
-MASK64 = (1 << 64) - 1
-
-
-def entry_name(login, organization, id_):
-    h = FNV64_OFFSET
-    for i, part in enumerate((login, organization, id_)):
-        if i:
-            h = (h * FNV64_PRIME) & MASK64
-        for b in part.encode():
-            h = ((h ^ b) * FNV64_PRIME) & MASK64
-    return "%016x.json" % h
-
 
 def why_skip():
     if os.geteuid() != 0:
@@ -307,7 +293,7 @@ class UserdelHookTest(HookTestCase):
         rcs = self.run_ns(USERADD_USERDEL)
         self.assertEqual(rcs, {"useradd": 0, "userdel": 0, "gone": 0}, self.texts)
         self.assertEqual(self.deletes(), [])
-        self.assertEqual(self.queue_files(), [entry_name("psit_alice", "acme", "d4xkq1abc")])
+        self.assertEqual(self.queue_files(), [pslib.entry_name("psit_alice", "acme", "d4xkq1abc")])
         self.assertIn("queued", self.err("userdel"))
         warn = [l for l in self.logger_lines() if "queued" in l]
         self.assertEqual(len(warn), 1, self.logger_lines())
@@ -435,7 +421,7 @@ class DeluserTest(HookTestCase):
         rcs = self.run_ns(ADDUSER_DELUSER, with_deluser_local=True)
         self.assertEqual(rcs, {"adduser": 0, "deluser": 0, "gone": 0}, self.texts)
         self.assertEqual(self.deletes(), [])
-        self.assertEqual(self.queue_files(), [entry_name("psit_alice", "acme", "d4xkq1abc")])
+        self.assertEqual(self.queue_files(), [pslib.entry_name("psit_alice", "acme", "d4xkq1abc")])
 
     def test_deluser_local_command_absent_quiet(self):
         self.write_etc_config()

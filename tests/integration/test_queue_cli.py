@@ -22,22 +22,6 @@ from common import SimTestCase, pslib, shim_env
 DEAD_URL = "https://127.0.0.1:1/v1"
 ADMIN = {"id": "adm0acme", "email": "root@example.com", "name": "Root Admin", "role": "admin"}
 
-FNV64_OFFSET = 0xcbf29ce484222325
-FNV64_PRIME = 0x100000001b3
-MASK64 = (1 << 64) - 1
-
-
-def entry_name(login, organization, id_):
-    """The file name `remove` gives an entry: FNV-1a 64 over
-    login NUL organization NUL id, as 16 hex digits, + ".json"."""
-    h = FNV64_OFFSET
-    for i, part in enumerate((login, organization, id_)):
-        if i:
-            h = (h * FNV64_PRIME) & MASK64          # the NUL separator
-        for b in part.encode():
-            h = ((h ^ b) * FNV64_PRIME) & MASK64
-    return "%016x.json" % h
-
 
 def entry_json(login, organization, id_, first_attempt=None, **kw):
     e = {"version": 1, "login": login, "organization": organization, "id": id_,
@@ -138,7 +122,7 @@ class CrashSafetyTest(QueueTestCase):
             self.skipTest("simulator not running")
 
         # the stray temp file: valid JSON of a valid entry, but a temp name
-        stray = os.path.join(self.qdir(), ".tmp-%s-abcdef" % entry_name("ghost", "acme",
+        stray = os.path.join(self.qdir(), ".tmp-%s-abcdef" % pslib.entry_name("ghost", "acme",
                                                                          "ghost1")[:16])
         write_file(stray, json.dumps(entry_json("ghost", "acme", "ghost1")))
 
@@ -182,7 +166,7 @@ class CrashSafetyTest(QueueTestCase):
             for e in q:
                 self.assertEqual(e["state"], "pending")
                 self.assertNotEqual(e["login"], "ghost", "a temp file was listed as an entry")
-                self.assertEqual(entry_name(e["login"], e["organization"], e["id"]) in files,
+                self.assertEqual(pslib.entry_name(e["login"], e["organization"], e["id"]) in files,
                                  True, e)
                 queued[e["id"]] = e
             # ... then the simulator (a request still in flight can only
@@ -426,7 +410,7 @@ class OutageTest(QueueTestCase):
         rc, out, err = self.run_cmd(["remove", "alice"], down)
         self.assertEqual(rc, 75, err)
         self.assertIn("queued", err)
-        self.assertEqual(self.queue_entries(), [entry_name("alice", "acme", "d4xkq1abc")])
+        self.assertEqual(self.queue_entries(), [pslib.entry_name("alice", "acme", "d4xkq1abc")])
         cfg = self.config()
         rc, out, err = self.run_cmd(["retry"], cfg)
         self.assertEqual(rc, 0, out + err)
@@ -537,8 +521,8 @@ class QueueListingTest(QueueTestCase):
         t_before = int(time.time())
         rc, out, err = self.run_cmd(["remove", "alice", "bob"], down)
         self.assertEqual(rc, 75, err)
-        alice_name = entry_name("alice", "acme", "d4xkq1abc")
-        bob_name = entry_name("bob", "acme-eu", "x9z8")
+        alice_name = pslib.entry_name("alice", "acme", "d4xkq1abc")
+        bob_name = pslib.entry_name("bob", "acme-eu", "x9z8")
         self.assertEqual(sorted(self.queue_entries()), sorted([alice_name, bob_name]),
                          "entry names are FNV-1a keys of login/organization/id")
         # bob's request is 40 days old (rewritten by hand, still valid)
@@ -615,7 +599,7 @@ class QueueListingTest(QueueTestCase):
         time.sleep(1.1)
         rc, out, err = self.run_cmd(["remove", "alice", "alice"], down)
         self.assertEqual(rc, 75, err)
-        self.assertEqual(self.queue_entries(), [entry_name("alice", "acme", "d4xkq1abc")])
+        self.assertEqual(self.queue_entries(), [pslib.entry_name("alice", "acme", "d4xkq1abc")])
         q = self.queue_json(down)
         self.assertEqual(len(q), 1, q)
         self.assertEqual(q[0]["first_attempt"], first[0]["first_attempt"],
@@ -650,7 +634,7 @@ class UntrustedEntriesTest(QueueTestCase):
         cfg = self.config(users=users)
         # alice: the valid entry that must still be drained
         self.assertEqual(self.run_cmd(["remove", "alice"], down)[0], 75)
-        alice = entry_name("alice", "acme", "d4xkq1abc")
+        alice = pslib.entry_name("alice", "acme", "d4xkq1abc")
         q = self.qdir()
         with open(os.path.join(q, alice), encoding="utf-8") as f:
             valid_text = f.read()
@@ -667,7 +651,7 @@ class UntrustedEntriesTest(QueueTestCase):
             json.dumps(entry_json("carol", "acme", "c4rol", last_error="x" * 5000)))
         put("1000000000000004.json", json.dumps(entry_json("carol", "acme", "../../x")))
         put("1000000000000005.json", json.dumps(entry_json("ca\nrol", "acme", "c4rol")))
-        put(entry_name("carol", "acme", "c4rol"),
+        put(pslib.entry_name("carol", "acme", "c4rol"),
             json.dumps(dict(entry_json("carol", "acme", "c4rol"), extra=1)))
         put("1000000000000007.json", carol_ok, mode=0o644)
         put("1000000000000008.json", carol_ok)                     # name does not match
@@ -684,7 +668,7 @@ class UntrustedEntriesTest(QueueTestCase):
         bad["100000000000000f.json"] = "symlink"
         outside = os.path.join(self.dir, "bob-outside.json")
         write_file(outside, json.dumps(entry_json("bob", "acme-eu", "x9z8")))
-        bob = entry_name("bob", "acme-eu", "x9z8")
+        bob = pslib.entry_name("bob", "acme-eu", "x9z8")
         os.symlink(outside, os.path.join(q, bob))
         bad[bob] = "symlink"
         os.mkfifo(os.path.join(q, "1000000000000010.json"), 0o600)

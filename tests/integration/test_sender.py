@@ -38,25 +38,10 @@ DEAD_URL = "https://127.0.0.1:1/v1"  # nothing listens: connection refused
 NOBODY = 65534
 ADMIN = {"id": "adm0acme", "email": "root@example.com", "name": "Root Admin", "role": "admin"}
 
-FNV64_OFFSET = 0xcbf29ce484222325
-FNV64_PRIME = 0x100000001b3
-MASK64 = (1 << 64) - 1
-
-
-def entry_name(login, organization, id_):
-    """The queue file name of a removal (FNV-1a 64, as in test_queue_cli)."""
-    h = FNV64_OFFSET
-    for i, part in enumerate((login, organization, id_)):
-        if i:
-            h = (h * FNV64_PRIME) & MASK64
-        for b in part.encode():
-            h = ((h ^ b) * FNV64_PRIME) & MASK64
-    return "%016x.json" % h
-
 
 def write_entry(qdir, login, organization, id_):
     """A pending entry as `remove` writes it; returns its file name."""
-    name = entry_name(login, organization, id_)
+    name = pslib.entry_name(login, organization, id_)
     e = {"version": 1, "login": login, "organization": organization, "id": id_,
          "delete_passwords": True, "delete_service_tokens": True,
          "first_attempt": int(time.time()), "last_attempt": 0, "attempts": 0,
@@ -254,7 +239,7 @@ class SenderTestCase(SimTestCase):
         self.assertEqual(rc, 75, err)
         org, id_ = [(u.get("organization", "acme"), u["id"]) for u in CLIENT_USERS
                     if u["login"] == login][0]
-        name = entry_name(login, org, id_)
+        name = pslib.entry_name(login, org, id_)
         self.assertIn(name, self.queue_files())
         return name
 
@@ -394,7 +379,7 @@ class SenderOutcomeTest(SenderTestCase):
         self.assertIn("alice: NOT removed yet: queued for retry (pending in the spool): "
                       "DELETE: HTTP 503", err)
         self.assert_audited_by(p.pid, "queued", "alice")
-        name = entry_name("alice", "acme", "d4xkq1abc")
+        name = pslib.entry_name("alice", "acme", "d4xkq1abc")
         self.assertIn(name, self.queue_files())
         with open(self.qdir(name)) as f:
             e = json.load(f)
@@ -444,7 +429,7 @@ class SenderOutcomeTest(SenderTestCase):
         # nothing lost: the entry waits (or the sender finished it)
         self.sim.wait_idle(15)
         if "d4xkq1abc" in self.sim.members_of("acme"):
-            self.assertIn(entry_name("alice", "acme", "d4xkq1abc"), self.queue_files())
+            self.assertIn(pslib.entry_name("alice", "acme", "d4xkq1abc"), self.queue_files())
         rc, out, err = self.run_cmd(["retry"], cfg)
         self.assertEqual(rc, 0, err)
         self.assertNotIn("d4xkq1abc", self.sim.members_of("acme"))
@@ -480,7 +465,7 @@ class SenderKillTest(SenderTestCase):
         self.outputs.append(out + err)
         self.assertEqual(c.returncode, 75, err)
         self.assertIn("handed to the sender", err)
-        name = entry_name("alice", "acme", "d4xkq1abc")
+        name = pslib.entry_name("alice", "acme", "d4xkq1abc")
         self.assertIn(name, self.queue_files(), "the entry must stay for retry")
         self.sim.wait_idle(15)
         self.assertIn("d4xkq1abc", self.sim.members_of("acme"))
@@ -990,7 +975,7 @@ class SenderClientsTest(SenderTestCase):
             self.assertLess(took, 2 + MARGIN)
             self.assertLess(time.monotonic() - t_slow, delay, "the test outran the slow DELETE")
             self.assert_audited_by(p.pid, "queued", "bob")
-            self.assertIn(entry_name("bob", "acme-eu", "x9z8"), self.queue_files())
+            self.assertIn(pslib.entry_name("bob", "acme-eu", "x9z8"), self.queue_files())
             # the slow one completes, then the one handed over behind it
             out, err = slow.communicate(timeout=60 * SLOW)
             self.outputs.append(out + err)
@@ -1141,7 +1126,7 @@ class SenderStopTest(SenderTestCase):
         self.assertEqual(c.returncode, 75, err)
         self.assertIn("handed to the sender", err)
         self.assertEqual(sorted(n for n in self.queue_files() if not n.startswith(".")),
-                         sorted([name, entry_name("alice", "acme", "d4xkq1abc")]))
+                         sorted([name, pslib.entry_name("alice", "acme", "d4xkq1abc")]))
         self.sim.set_faults([])
         self.sim.wait_idle(30)
         rc, out, err = self.run_cmd(["retry"], cfg)
