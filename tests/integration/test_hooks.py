@@ -329,7 +329,7 @@ class UserdelHookTest(HookTestCase):
         self.assertEqual(self.deletes(), [])
         errs = [l for l in self.logger_lines() if l.startswith("authpriv.err")]
         self.assertEqual(len(errs), 1, self.logger_lines())
-        self.assertIn("psit_alice: configuration error", errs[0])
+        self.assertIn("psit_alice: configuration problem", errs[0])
         self.assertIn("recorded", errs[0])
         self.assertIn("chmod", self.err("userdel"), "the fix is named")
         recs = [n for n in os.listdir(self.udir) if n.endswith(".json")]
