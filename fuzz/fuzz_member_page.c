@@ -1,5 +1,6 @@
 /* fuzz_member_page.c - libFuzzer target for the parsers of the member reads:
- * a page of the member list and one membership.
+ * a page of the member list and one membership; and, on the same bytes, the
+ * parser of a cached email resolution (members.h).
  *
  * Input layout: one byte, the page the caller asked for (0 = no
  * expectation), then the body, handed over in a buffer of its exact size
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "members.h"
 #include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -68,6 +70,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_member(&m);
     else if(m.user_id[0] || !memchr(err, '\0', sizeof(err)))
         abort();
+
+    {
+        ps_email_cache_entry_t e;
+
+        if(ps_email_cache_parse(body, blen, &e, err, sizeof(err)) == 0 &&
+           (!ps_id_valid(e.organization) || !ps_id_valid(e.id) || !ps_email_valid(e.email)))
+            abort();
+    }
 
     free(body);
     return 0;

@@ -14,7 +14,7 @@ static int same(const ps_qentry_t *a, const ps_qentry_t *b)
 {
     return !strcmp(a->name, b->name) && !strcmp(a->login, b->login) &&
            !strcmp(a->organization, b->organization) && !strcmp(a->id, b->id) &&
-           a->delete_passwords == b->delete_passwords &&
+           !strcmp(a->email, b->email) && a->delete_passwords == b->delete_passwords &&
            a->delete_service_tokens == b->delete_service_tokens &&
            a->first_attempt == b->first_attempt && a->last_attempt == b->last_attempt &&
            a->attempts == b->attempts && !strcmp(a->last_error, b->last_error);
@@ -34,11 +34,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort(); /* every refusal says why */
         return 0;
     }
-    if(!ps_login_valid(e.login) || !ps_id_valid(e.organization) || !ps_id_valid(e.id) ||
-       e.attempts < 0 || e.first_attempt < 0 || e.last_attempt < 0 ||
-       !memchr(e.last_error, '\0', sizeof(e.last_error)))
+    /* an id, or an email whose id is not resolved yet */
+    if(!ps_login_valid(e.login) || !ps_id_valid(e.organization) ||
+       !(ps_id_valid(e.id) || (!e.id[0] && e.email[0])) ||
+       (e.email[0] && !ps_email_valid(e.email)) || e.attempts < 0 || e.first_attempt < 0 ||
+       e.last_attempt < 0 || !memchr(e.last_error, '\0', sizeof(e.last_error)))
         abort();
-    ps_queue_name(e.login, e.organization, e.id, name);
+    ps_queue_entry_name(&e, name);
     if(strcmp(name, e.name))
         abort();
     s = ps_queue_format(&e);

@@ -66,6 +66,9 @@
 #define PS_CA_FILE_MAX    (4 * 1024 * 1024) /* Debian's whole CA bundle is about 0.2 MiB */
 #define PS_IOBUF_SIZE     16384
 #define PS_ID_RULE        "1-64 characters of A-Z a-z 0-9 _ . -, not starting with '.' or '-'"
+#define PS_EMAIL_RULE                                                                  \
+    "LOCAL@DOMAIN, at most 254 bytes; LOCAL of A-Z a-z 0-9 and .!#$%&'*+/=?^_`{|}~-, " \
+    "DOMAIN of dot-separated labels of A-Z a-z 0-9 and -"
 #define PS_LOGIN_RULE                                              \
     "1-256 bytes, no space, control character, '/', ':' or '\\', " \
     "not starting with '-'"
@@ -707,6 +710,26 @@ static int k_u_id(struct loader *ld, const config_setting_t *s)
     return get_id(ld, s, "id", &ld->user->id);
 }
 
+static int k_u_email(struct loader *ld, const config_setting_t *s)
+{
+    const char *v = NULL;
+    char esc[PS_EMAIL_MAX * 4 + 8];
+
+    if(config_setting_type(s) != CONFIG_TYPE_STRING)
+        return wrong_type(ld, s, "a string");
+    v = config_setting_get_string(s);
+    if(!v || !v[0])
+        return fail_at(ld, s, "empty email");
+    if(!ps_email_valid(v))
+        return fail_at(ld, s, "invalid email \"%s\" (%s)", ps_escape(v, esc, sizeof(esc)),
+                       PS_EMAIL_RULE);
+    free(ld->user->email);
+    ld->user->email = strdup(v);
+    if(!ld->user->email)
+        return fail_at(ld, s, "out of memory");
+    return 0;
+}
+
 static int k_u_organization(struct loader *ld, const config_setting_t *s)
 {
     return get_id(ld, s, "organization", &ld->user->organization);
@@ -724,6 +747,7 @@ static int k_u_delete_service_tokens(struct loader *ld, const config_setting_t *
 
 static const struct key user_keys[] = { { "login", k_u_login },
                                         { "id", k_u_id },
+                                        { "email", k_u_email },
                                         { "organization", k_u_organization },
                                         { "delete_passwords", k_u_delete_passwords },
                                         { "delete_service_tokens", k_u_delete_service_tokens },
@@ -758,7 +782,7 @@ static int load_user(struct loader *ld, const config_setting_t *g)
     if(from_include_directive(ld, g))
         return -1;
     if(config_setting_type(g) != CONFIG_TYPE_GROUP)
-        return wrong_type(ld, g, "a group { login = \"...\"; id = \"...\"; }");
+        return wrong_type(ld, g, "a group { login = \"...\"; id = \"...\"; } (or email = \"...\")");
     u = new_user(ld);
     if(!u)
         return fail_at(ld, g, "out of memory");
@@ -771,8 +795,10 @@ static int load_user(struct loader *ld, const config_setting_t *g)
         return -1;
     if(!u->login)
         return fail_at(ld, g, "missing login");
-    if(!u->id)
-        return fail_at(ld, g, "missing id");
+    if(!u->id && !u->email)
+        return fail_at(ld, g, "missing id (the PlanetScale user id, or email = \"...\" instead)");
+    if(u->id && u->email)
+        return fail_at(ld, g, "both id and email: give exactly one of them");
     return 0;
 }
 
@@ -1650,6 +1676,7 @@ void ps_config_free(ps_config_t *cfg)
     for(i = 0; i < cfg->nusers; i++) {
         free(cfg->users[i].login);
         free(cfg->users[i].id);
+        free(cfg->users[i].email);
         free(cfg->users[i].organization);
         free(cfg->users[i].file);
     }
@@ -1693,6 +1720,7 @@ int ps_config_map(const ps_config_t *cfg, const char *login, ps_mapping_t *m)
         return 1;
     m->login = u->login;
     m->id = u->id;
+    m->email = u->email;
     m->organization = u->organization ? u->organization : cfg->organization;
     m->delete_passwords =
         u->delete_passwords >= 0 ? u->delete_passwords : cfg->def_delete_passwords;

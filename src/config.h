@@ -15,7 +15,8 @@ enum ps_unmapped { PS_UNMAPPED_IGNORE = 0, PS_UNMAPPED_ERROR = 1 };
 
 typedef struct ps_user {
     char *login;
-    char *id;
+    char *id;                  /* NULL when the entry gives an email instead */
+    char *email;               /* NULL when the entry gives an id (exactly one of the two) */
     char *organization;        /* NULL: the default organization */
     int delete_passwords;      /* -1: the default */
     int delete_service_tokens; /* -1: the default */
@@ -66,7 +67,8 @@ typedef struct ps_config {
 typedef struct ps_mapping {
     const char *login;
     const char *organization;
-    const char *id;
+    const char *id;    /* NULL when the user entry gives an email: resolve it (members.h) */
+    const char *email; /* the entry's email, or NULL */
     int delete_passwords;
     int delete_service_tokens;
 } ps_mapping_t;
@@ -94,7 +96,9 @@ int ps_config_load_until(ps_config_t **out, const char *path, int require_auth, 
 void ps_config_free(ps_config_t *cfg);
 
 /* Resolve a login. Returns 0 with *m filled, 1 when unmapped, -1 when the
- * mapped user has no organization (none given and no default). */
+ * mapped user has no organization (none given and no default). A user entry
+ * that gives an email has m->id NULL and m->email set: the id comes from
+ * ps_resolve_email (members.h). */
 int ps_config_map(const ps_config_t *cfg, const char *login, ps_mapping_t *m);
 
 /* 1 when `service` is listed in pam_services. */

@@ -56,6 +56,7 @@ typedef struct ps_report {
     ps_status_t status;
     ps_mapping_t map; /* valid when mapped */
     int mapped;
+    char id_buf[PS_ID_MAX + 1]; /* map.id of a user entry given by email, once resolved */
     long http_status;
     int attempts;
     char message[512]; /* human detail: API message, curl error, queue error */

@@ -424,7 +424,9 @@ static void report_json(out_t *out, const char *login, const ps_report_t *rep)
     json_object_object_add(j, "exit", json_object_new_int(ps_status_exit(rep->status)));
     if(rep->mapped) {
         json_object_object_add(j, "organization", json_object_new_string(rep->map.organization));
-        json_object_object_add(j, "id", json_object_new_string(rep->map.id));
+        json_object_object_add(j, "id", rep->map.id ? json_object_new_string(rep->map.id) : NULL);
+        if(rep->map.email)
+            json_object_object_add(j, "email", json_object_new_string(rep->map.email));
         json_object_object_add(j, "delete_passwords",
                                json_object_new_boolean(rep->map.delete_passwords));
         json_object_object_add(j, "delete_service_tokens",
@@ -441,7 +443,7 @@ static void report_json(out_t *out, const char *login, const ps_report_t *rep)
  * happens next. rep->message is built printable by the core. */
 static void report(out_t *out, const char *login, const ps_report_t *rep)
 {
-    char elogin[PS_LOGIN_MAX * 4 + 8];
+    char elogin[PS_LOGIN_MAX * 4 + 8], who[PS_EMAIL_MAX + PS_ID_MAX + 32];
     const char *msg = rep->message;
     const ps_mapping_t *m = &rep->map;
 
@@ -450,22 +452,33 @@ static void report(out_t *out, const char *login, const ps_report_t *rep)
         return;
     }
     ps_escape(login, elogin, sizeof(elogin));
+    /* the user: its id, or the email of an entry that gives one */
+    if(m->email && m->id)
+        snprintf(who, sizeof(who), "%s, email %s", m->id, m->email);
+    else
+        snprintf(who, sizeof(who), "%s%s", m->id ? "" : "email ",
+                 m->id      ? m->id
+                 : m->email ? m->email
+                            : "?");
     switch(rep->status) {
     case PS_ST_REMOVED:
-        printf("%s: removed from %s (user %s)%s%s\n", elogin, m->organization, m->id,
+        printf("%s: removed from %s (user %s)%s%s\n", elogin, m->organization, who,
                msg[0] && !rep->http_status ? ": " : "", msg[0] && !rep->http_status ? msg : "");
         break;
     case PS_ST_ABSENT:
-        printf("%s: already absent from %s (user %s), confirmed\n", elogin, m->organization, m->id);
+        printf("%s: already absent from %s (user %s), confirmed\n", elogin, m->organization, who);
         break;
     case PS_ST_UNMAPPED:
         printf("%s: not mapped to a PlanetScale user, nothing to do\n", elogin);
         break;
     case PS_ST_DRYRUN:
         printf("%s: would remove user %s from %s (delete_passwords=%s, "
-               "delete_service_tokens=%s)\n",
-               elogin, m->id, m->organization, m->delete_passwords ? "true" : "false",
-               m->delete_service_tokens ? "true" : "false");
+               "delete_service_tokens=%s)%s\n",
+               elogin, who, m->organization, m->delete_passwords ? "true" : "false",
+               m->delete_service_tokens ? "true" : "false",
+               m->id ? ""
+                     : "; the email is not resolved yet: the removal reads the member list "
+                       "first");
         break;
     case PS_ST_QUEUED:
         fprintf(stderr,
@@ -715,7 +728,9 @@ static int cmd_lookup(const opts_t *o, const ps_config_t *cfg)
         ps_mapping_t m;
         ps_report_t rep;
         ps_status_t st;
-        char *url = NULL, *body = NULL;
+        char *url = NULL, *body = NULL, *lurl = NULL;
+        char cached[PS_ID_MAX + 1], cerr[512], ecerr[2048] = "";
+        const char *id_source = "config";
 
         ps_escape(login, elogin, sizeof(elogin));
         st = ps_map_login(cfg, login, &rep);
@@ -729,14 +744,50 @@ static int cmd_lookup(const opts_t *o, const ps_config_t *cfg)
         } else if(st != PS_ST_DRYRUN) {
             fprintf(stderr, "planetscale-deprovision: %s: %s\n", elogin, rep.message);
         } else {
-            url = ps_build_url(cfg->api_url, m.organization, m.id, cfg->flags_mode,
-                               m.delete_passwords, m.delete_service_tokens);
+            if(!m.id) {
+                /* an email: its id from the cache, without any network */
+                int crc = ps_email_cache_get(cfg->queue_dir, m.organization, m.email, cached, cerr,
+                                             sizeof(cerr));
+
+                id_source = crc == 0 ? "cache" : "request";
+                m.id = crc == 0 ? cached : NULL;
+                if(crc < 0)
+                    ps_escape(cerr, ecerr, sizeof(ecerr));
+            }
+            if(m.id) {
+                url = ps_build_url(cfg->api_url, m.organization, m.id, cfg->flags_mode,
+                                   m.delete_passwords, m.delete_service_tokens);
+            } else {
+                char *base = ps_build_url(cfg->api_url, m.organization, "ID", cfg->flags_mode,
+                                          m.delete_passwords, m.delete_service_tokens);
+                char *at = base ? strstr(base, "/members/ID") : NULL;
+
+                /* DELETE .../members/{id of EMAIL}, once the list gave it */
+                if(at && asprintf(&url, "%.*s/members/{id of %s}%s", (int)(at - base), base,
+                                  m.email, at + strlen("/members/ID")) < 0)
+                    url = NULL;
+                lurl = ps_build_list_url(cfg->api_url, m.organization, m.email, 1, PS_PER_PAGE_MAX);
+                free(base);
+            }
             if(cfg->flags_mode == PS_FLAGS_BODY)
                 body = ps_build_body(m.delete_passwords, m.delete_service_tokens);
             if(!o->json) {
-                printf("%s:\n  organization: %s\n  user id: %s\n  delete_passwords: %s\n"
+                printf("%s:\n  organization: %s\n", elogin, m.organization);
+                if(m.email)
+                    printf("  email: %s\n", m.email);
+                if(!m.email)
+                    printf("  user id: %s\n", m.id);
+                else if(m.id)
+                    printf("  user id: %s (from the cache of resolved emails: no request "
+                           "needed)\n",
+                           m.id);
+                else
+                    printf("  user id: not resolved yet: the removal first reads the member "
+                           "list (GET %s, every page)%s%s\n",
+                           lurl ? lurl : "?", ecerr[0] ? "; the cache: " : "", ecerr);
+                printf("  delete_passwords: %s\n"
                        "  delete_service_tokens: %s\n  request: DELETE %s\n",
-                       elogin, m.organization, m.id, m.delete_passwords ? "true" : "false",
+                       m.delete_passwords ? "true" : "false",
                        m.delete_service_tokens ? "true" : "false", url ? url : "?");
                 if(body)
                     printf("  body: %s\n", body);
@@ -754,7 +805,12 @@ static int cmd_lookup(const opts_t *o, const ps_config_t *cfg)
                 json_object_new_string(st == PS_ST_DRYRUN ? "mapped" : ps_status_word(st)));
             if(st == PS_ST_DRYRUN) {
                 json_object_object_add(j, "organization", json_object_new_string(m.organization));
-                json_object_object_add(j, "id", json_object_new_string(m.id));
+                json_object_object_add(j, "id", m.id ? json_object_new_string(m.id) : NULL);
+                if(m.email)
+                    json_object_object_add(j, "email", json_object_new_string(m.email));
+                json_object_object_add(j, "id_source", json_object_new_string(id_source));
+                if(lurl)
+                    json_object_object_add(j, "resolve_url", json_object_new_string(lurl));
                 json_object_object_add(j, "delete_passwords",
                                        json_object_new_boolean(m.delete_passwords));
                 json_object_object_add(j, "delete_service_tokens",
@@ -766,6 +822,7 @@ static int cmd_lookup(const opts_t *o, const ps_config_t *cfg)
             json_object_array_add(arr, j);
         }
         free(url);
+        free(lurl);
         free(body);
         if(ps_status_worse(st, worst))
             worst = st;
@@ -1083,6 +1140,8 @@ static void list_entries(json_object *arr, const char *dead_state, const ps_qent
             json_object_object_add(j, "login", json_object_new_string(e[i].login));
             json_object_object_add(j, "organization", json_object_new_string(e[i].organization));
             json_object_object_add(j, "id", json_object_new_string(e[i].id));
+            if(e[i].email[0])
+                json_object_object_add(j, "email", json_object_new_string(e[i].email));
             json_object_object_add(j, "delete_passwords",
                                    json_object_new_boolean(e[i].delete_passwords));
             json_object_object_add(j, "delete_service_tokens",
@@ -1101,7 +1160,7 @@ static void list_entries(json_object *arr, const char *dead_state, const ps_qent
             fmt_age(e[i].recorded, age, sizeof(age));
             snprintf(att, sizeof(att), "%d", e[i].attempts);
             printf(QUEUE_ROW, state, e[i].name, ps_escape(e[i].login, elogin, sizeof(elogin)),
-                   e[i].organization, e[i].id, att, age,
+                   e[i].organization, e[i].id[0] ? e[i].id : e[i].email, att, age,
                    ps_escape(e[i].last_error, eerr, sizeof(eerr)));
         }
     }
@@ -1254,9 +1313,63 @@ static int cmd_queue(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
 
 /* ------------------------------------------------------------ check */
 
+/* `check --online` for the user entries of ORG that give an email: each is
+ * resolved anew through the member list and cached (ps_resolve_email), so
+ * that removals find it in the cache. An email no member has is a warning
+ * (the person may have left already; a removal of that login is held);
+ * one that cannot be resolved now, or that two members share, decides the
+ * exit status like a probe. Returns 0, 75, 77 or 78. */
+static int check_emails(const ps_config_t *cfg, const ps_log_t *lg, ps_client_t *c, const char *org,
+                        double deadline, json_object *arr)
+{
+    size_t i;
+    int rv = EX_OK_;
+
+    for(i = 0; i < cfg->nusers; i++) {
+        const ps_user_t *u = &cfg->users[i];
+        const char *uorg = u->organization ? u->organization : cfg->organization;
+        char id[PS_ID_MAX + 1], emsg[sizeof(((ps_result_t *)0)->message) * 4];
+        ps_result_t r;
+        ps_outcome_t out;
+        int code;
+
+        if(!u->email || !uorg || strcmp(uorg, org) != 0)
+            continue;
+        out = ps_resolve_email(c, cfg->queue_dir, org, u->email, deadline,
+                               PS_RESOLVE_RETRY | PS_RESOLVE_REFRESH, id, NULL, &r);
+        ps_escape(r.message, emsg, sizeof(emsg));
+        code = out == PS_OUT_OK || out == PS_OUT_ABSENT ? EX_OK_
+               : out == PS_OUT_TRANSIENT                ? 75
+               : out == PS_OUT_CONFIG                   ? EX_CONFIG_
+                                                        : 77;
+        rv = code > rv ? code : rv;
+        if(arr) {
+            json_object *e = json_object_new_object();
+
+            json_object_object_add(e, "login", json_object_new_string(u->login));
+            json_object_object_add(e, "email", json_object_new_string(u->email));
+            json_object_object_add(e, "outcome", json_object_new_string(ps_outcome_name(out)));
+            json_object_object_add(e, "id", out == PS_OUT_OK ? json_object_new_string(id) : NULL);
+            json_object_object_add(e, "message", json_object_new_string(emsg));
+            json_object_array_add(arr, e);
+        } else if(out == PS_OUT_OK) {
+            printf("  online: %s: email %s (login %s): user %s (%s)\n", org, u->email, u->login, id,
+                   emsg);
+        } else {
+            printf("  online: %s: email %s (login %s): %s: %s\n", org, u->email, u->login,
+                   out == PS_OUT_ABSENT ? "WARNING" : "FAILED", emsg);
+            ps_logf(lg, out == PS_OUT_ABSENT ? LOG_WARNING : LOG_ERR,
+                    "check --online: %s: email %s (login %s): %s%s", org, u->email, u->login, emsg,
+                    out == PS_OUT_ABSENT ? "; a removal of this login would be held" : "");
+        }
+    }
+    return rv;
+}
+
 /* `check --online`: asks the API, for each organization the configuration
  * names, whether the credential can read its member list (the first page,
- * per_page=1). write_organization cannot be tried without removing someone.
+ * per_page=1), then resolves its email entries (check_emails).
+ * write_organization cannot be tried without removing someone.
  * Prints a line per organization (text), or adds "online" and "ok" to j.
  * Returns 0, or the exit status of the worst answer: 78 (TLS, redirect),
  * 77 (401, 403, 404), 75 (unreachable, 429, 5xx), 1 (no client). */
@@ -1314,11 +1427,21 @@ static int check_online(const opts_t *o, const ps_log_t *lg, const ps_config_t *
                 json_object_object_add(e, "http_status", json_object_new_int((int)r.http_status));
             json_object_object_add(e, "message", json_object_new_string(what));
             json_object_array_add(arr, e);
+            if(out == PS_OUT_OK) {
+                json_object *emails = json_object_new_array();
+
+                code = check_emails(cfg, lg, c, orgs[i], deadline, emails);
+                json_object_object_add(e, "emails", emails);
+            }
         } else {
             printf("  online: %s: %s: %s\n", orgs[i], out == PS_OUT_OK ? "OK" : "FAILED", what);
             if(out != PS_OUT_OK)
                 ps_logf(lg, LOG_ERR, "check --online: %s: %s", orgs[i], what);
+            else
+                code = check_emails(cfg, lg, c, orgs[i], deadline, NULL);
         }
+        if(code > rv)
+            rv = code;
     }
     if(c && !j)
         printf("  online: write_organization (needed to remove members) is not checked: only a "

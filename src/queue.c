@@ -306,6 +306,21 @@ void ps_queue_name(const char *login, const char *organization, const char *id, 
     snprintf(out, 32, "%s" QSUFFIX, key);
 }
 
+void ps_queue_entry_name(const ps_qentry_t *e, char out[32])
+{
+    ps_queue_name(e->login, e->organization, e->email[0] ? e->email : e->id, out);
+}
+
+/* The entry's id is valid, or "" next to a valid email. */
+static int id_email_ok(const ps_qentry_t *e)
+{
+    if(e->email[0] && (!fits(e->email, sizeof(e->email)) || !ps_email_valid(e->email)))
+        return 0;
+    if(!fits(e->id, sizeof(e->id)))
+        return 0;
+    return ps_id_valid(e->id) || (!e->id[0] && e->email[0]);
+}
+
 /* ------------------------------------------------------------ format/parse */
 
 char *ps_queue_format(const ps_qentry_t *e)
@@ -317,8 +332,9 @@ char *ps_queue_format(const ps_qentry_t *e)
     int bad = 0;
 
     if(!e || !fits(e->login, sizeof(e->login)) || !fits(e->organization, sizeof(e->organization)) ||
-       !fits(e->id, sizeof(e->id)) || !fits(e->held_config, sizeof(e->held_config)) ||
-       !fits(e->trigger, sizeof(e->trigger)) || (e->state != PS_Q_PENDING && e->state != PS_Q_HELD))
+       !fits(e->id, sizeof(e->id)) || !fits(e->email, sizeof(e->email)) ||
+       !fits(e->held_config, sizeof(e->held_config)) || !fits(e->trigger, sizeof(e->trigger)) ||
+       (e->state != PS_Q_PENDING && e->state != PS_Q_HELD))
         return NULL;
     o = json_object_new_object();
     if(!o)
@@ -329,6 +345,8 @@ char *ps_queue_format(const ps_qentry_t *e)
     ADD("login", json_object_new_string(e->login));
     ADD("organization", json_object_new_string(e->organization));
     ADD("id", json_object_new_string(e->id));
+    if(e->email[0])
+        ADD("email", json_object_new_string(e->email));
     ADD("delete_passwords", json_object_new_boolean(!!e->delete_passwords));
     ADD("delete_service_tokens", json_object_new_boolean(!!e->delete_service_tokens));
     ADD("recorded", json_object_new_int64(e->recorded));
@@ -442,7 +460,8 @@ enum {
     F_HELDCFG = 1 << 13,
     F_TRIGGER = 1 << 14,
     F_ALL_V1 = (1 << 10) - 1,
-    F_ALL_V2 = (1 << 15) - 1
+    F_ALL_V2 = (1 << 15) - 1,
+    F_EMAIL = 1 << 15 /* optional, version 2 */
 };
 
 const char *ps_qstate_name(int state)
@@ -552,12 +571,23 @@ static int parse_field(const char *key, json_object *v, ps_qentry_t *e, int *ver
         size_t sz = is_id ? sizeof(e->id) : sizeof(e->organization);
         if(get_str(v, key, dst, sz, err, errlen))
             return -1;
+        if(is_id && !dst[0])
+            return F_ID; /* allowed next to an email (checked once every field is read) */
         if(!ps_id_valid(dst)) {
             seterr(err, errlen, "\"%s\" is not a valid %s", key,
                    is_id ? "user id" : "organization");
             return -1;
         }
         return is_id ? F_ID : F_ORG;
+    }
+    if(!strcmp(key, "email")) {
+        if(get_str(v, key, e->email, sizeof(e->email), err, errlen))
+            return -1;
+        if(!ps_email_valid(e->email)) {
+            seterr(err, errlen, "\"email\" is not a valid email address");
+            return -1;
+        }
+        return F_EMAIL;
     }
     if(!strcmp(key, "delete_passwords"))
         return get_bool(v, key, &e->delete_passwords, err, errlen) ? -1 : F_DELPW;
@@ -686,7 +716,11 @@ int ps_queue_parse(const char *buf, size_t len, ps_qentry_t *out, char *err, siz
         seterr(err, errlen, "a held entry without \"held_at\"");
         goto out;
     }
-    ps_queue_name(e.login, e.organization, e.id, e.name);
+    if(!e.id[0] && !e.email[0]) {
+        seterr(err, errlen, "\"id\" is empty and there is no \"email\"");
+        goto out;
+    }
+    ps_queue_entry_name(&e, e.name);
     *out = e;
     rv = 0;
 out:
@@ -768,7 +802,7 @@ int ps_queue_put(ps_queue_t *q, ps_qentry_t *e, char *err, size_t errlen)
     }
     if(!fits(e->login, sizeof(e->login)) || !ps_login_valid(e->login) ||
        !fits(e->organization, sizeof(e->organization)) || !ps_id_valid(e->organization) ||
-       !fits(e->id, sizeof(e->id)) || !ps_id_valid(e->id)) {
+       !id_email_ok(e)) {
         seterr(err, errlen,
                "%s: refusing to queue an entry with an invalid "
                "login, organization or id",
@@ -786,11 +820,12 @@ int ps_queue_put(ps_queue_t *q, ps_qentry_t *e, char *err, size_t errlen)
     }
     if(e->recorded == 0)
         e->recorded = (long long)time(NULL);
-    ps_queue_name(e->login, e->organization, e->id, e->name);
+    ps_queue_entry_name(e, e->name);
 
     if(read_existing(q->dfd, e->name, &old)) {
+        /* an email entry keeps its key while its id gets resolved */
         if(strcmp(old.login, e->login) || strcmp(old.organization, e->organization) ||
-           strcmp(old.id, e->id)) {
+           strcmp(old.email, e->email) || (!old.email[0] && strcmp(old.id, e->id))) {
             seterr(err, errlen,
                    "%s/%s: holds another request with the same "
                    "key; not overwritten",
@@ -976,7 +1011,7 @@ static int check_entry(int dirfd, const char *name, ps_qentry_t *e, char *why, s
         seterr(why, whylen, "%s", perr);
         goto out;
     }
-    ps_queue_name(e->login, e->organization, e->id, want);
+    ps_queue_entry_name(e, want);
     if(strcmp(want, name)) {
         seterr(why, whylen, "name does not match its content (expected %s)", want);
         goto out;

@@ -32,7 +32,8 @@ typedef struct ps_qentry {
     char name[32]; /* file name "KEY.json" */
     char login[PS_LOGIN_MAX + 1];
     char organization[PS_ID_MAX + 1];
-    char id[PS_ID_MAX + 1];
+    char id[PS_ID_MAX + 1];       /* may be "" while an email is not resolved */
+    char email[PS_EMAIL_MAX + 1]; /* the user entry's email, "" when it gives an id */
     int delete_passwords;
     int delete_service_tokens;
     long long recorded;      /* unix time of the write-ahead record */
@@ -144,6 +145,13 @@ int ps_queue_revive(ps_queue_t *q, const char *name, char *err, size_t errlen);
 
 /* Moves a (locked) entry to dead/ and fsyncs both directories. */
 int ps_queue_dead_letter(ps_queue_t *q, const char *name, char *err, size_t errlen);
+
+/* An entry whose user entry gives an email instead of an id carries that
+ * email and is keyed by it, KEY = ps_key_hex(login, org, email), from the
+ * write-ahead on, whether or not the id is known yet (an email contains an
+ * '@', an id never does). Its id is "" until the email is resolved
+ * (remove.c) and is then written into the entry. */
+void ps_queue_entry_name(const ps_qentry_t *e, char out[32]);
 
 /* Entry name for a key triple: "KEY.json". */
 void ps_queue_name(const char *login, const char *organization, const char *id, char out[32]);

@@ -35,7 +35,15 @@
  * first host removed it); a GET that answers 404 under a proven read
  * settles them with one request and never sends a DELETE whose 404 would
  * need two more to confirm. A removal that finds the member costs one GET
- * more than a bare DELETE (bench/RESULTS.md has the figures). */
+ * more than a bare DELETE (bench/RESULTS.md has the figures).
+ *
+ * A user entry that gives an email instead of an id is recorded with that
+ * email (and keyed by it, queue.h); before step 1 the email is resolved to
+ * the member's user id (members.h: the cache of resolved emails, else the
+ * member list, every page), and the id goes into the entry. No member with
+ * that email holds the entry (the person may have left already; a person
+ * decides), a list that cannot be read now leaves it pending: never
+ * dropped. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,6 +51,7 @@
 
 #include "fingerprint.h"
 #include "helper.h"
+#include "members.h"
 #include "remove.h"
 
 ps_client_t *ps_ctx_client(ps_ctx_t *ctx, char *err, size_t errlen)
@@ -93,12 +102,13 @@ void ps_entry_from_map(ps_qentry_t *e, const ps_mapping_t *m, const char *trigge
     memset(e, 0, sizeof(*e));
     snprintf(e->login, sizeof(e->login), "%s", m->login);
     snprintf(e->organization, sizeof(e->organization), "%s", m->organization);
-    snprintf(e->id, sizeof(e->id), "%s", m->id);
+    snprintf(e->id, sizeof(e->id), "%s", m->id ? m->id : "");
+    snprintf(e->email, sizeof(e->email), "%s", m->email ? m->email : "");
     e->delete_passwords = m->delete_passwords;
     e->delete_service_tokens = m->delete_service_tokens;
     e->recorded = (long long)time(NULL);
     snprintf(e->trigger, sizeof(e->trigger), "%s", trigger ? trigger : "");
-    ps_queue_name(e->login, e->organization, e->id, e->name);
+    ps_queue_entry_name(e, e->name);
 }
 
 static void map_from_entry(ps_mapping_t *m, const ps_qentry_t *e)
@@ -106,6 +116,7 @@ static void map_from_entry(ps_mapping_t *m, const ps_qentry_t *e)
     m->login = e->login;
     m->organization = e->organization;
     m->id = e->id;
+    m->email = e->email[0] ? e->email : NULL;
     m->delete_passwords = e->delete_passwords;
     m->delete_service_tokens = e->delete_service_tokens;
 }
@@ -291,6 +302,62 @@ static ps_verdict_t run_protocol(proto_t *p)
     return ps_verdict_of_answer(o);
 }
 
+/* ------------------------------------------------------------ email */
+
+ps_outcome_t ps_ctx_resolve_email(ps_ctx_t *ctx, const char *org, const char *email, int once,
+                                  char id_out[PS_ID_MAX + 1], int *from_cache, ps_result_t *r)
+{
+    char err[512];
+    ps_client_t *c;
+    ps_outcome_t out;
+
+    out = ps_resolve_email(NULL, ctx->cfg->queue_dir, org, email, ctx->deadline, 0, id_out,
+                           from_cache, r);
+    if(out != PS_OUT_TRANSIENT || r->attempts)
+        return out;
+    /* not cached: now the client */
+    c = ps_ctx_client(ctx, err, sizeof(err));
+    if(!c) {
+        memset(r, 0, sizeof(*r));
+        r->retry_after = -1;
+        snprintf(r->message, sizeof(r->message), "%.500s", err);
+        return r->outcome = PS_OUT_CONFIG;
+    }
+    return ps_resolve_email(c, ctx->cfg->queue_dir, org, email, ctx->deadline,
+                            once ? 0 : PS_RESOLVE_RETRY, id_out, from_cache, r);
+}
+
+/* An entry whose email is not resolved yet: its user id, into e->id (and
+ * so into the spool with the entry's next update). 0 when e->id is set;
+ * -1 with the verdict in *v and the reason in p->why. */
+static int resolve_entry_email(proto_t *p, ps_qentry_t *e, ps_verdict_t *v)
+{
+    char id[PS_ID_MAX + 1], what[PS_EMAIL_MAX + 64];
+    ps_outcome_t o;
+
+    o = ps_ctx_resolve_email(p->ctx, e->organization, e->email, p->once, id, NULL, p->r);
+    p->requests += p->r->attempts;
+    if(o == PS_OUT_OK) {
+        memcpy(e->id, id, sizeof(id));
+        return 0;
+    }
+    snprintf(what, sizeof(what), "resolving the email %s", e->email);
+    describe_result(what, p->r, p->why, sizeof(p->why));
+    switch(o) {
+    case PS_OUT_ABSENT:
+        snprintf(p->why, sizeof(p->why),
+                 "no member of %s has the email %s (its whole member list was read): the "
+                 "person may have left already; otherwise fix the map, then `retry --held`",
+                 e->organization, e->email);
+        *v = PS_V_REFUSED;
+        break;
+    case PS_OUT_TRANSIENT: *v = PS_V_TRANSIENT; break;
+    case PS_OUT_CONFIG: *v = PS_V_CONFIG; break;
+    default: *v = PS_V_REFUSED; break; /* the list is not readable, or two members share it */
+    }
+    return -1;
+}
+
 /* ------------------------------------------------------------ settle */
 
 /* Applies the outcome table's spool action for status st to entry e (when
@@ -365,6 +432,21 @@ ps_status_t ps_send_entry(ps_ctx_t *ctx, ps_qentry_t *e, int once, ps_report_t *
                  "no API credential configured: set api.token_id and api.token, "
                  "api.token_file or api.oauth_token");
         return settle(ctx, e, ps_outcome_status(PS_V_CONFIG, recorded), 0, p.why, rep);
+    }
+    if(!e->id[0] && resolve_entry_email(&p, e, &v) != 0) {
+        rep->attempts = p.requests;
+        if(p.requests > 0) {
+            e->attempts += p.requests;
+            e->last_attempt = (long long)time(NULL);
+            if(!e->first_attempt)
+                e->first_attempt = e->last_attempt;
+        }
+        return settle(ctx, e, ps_outcome_status(v, recorded), p.r->http_status, p.why, rep);
+    }
+    if(!rep->map.id) {
+        /* the caller's mapping of an email: the id just resolved */
+        snprintf(rep->id_buf, sizeof(rep->id_buf), "%s", e->id);
+        rep->map.id = rep->id_buf;
     }
     p.client = ps_ctx_client(ctx, err, sizeof(err));
     if(!p.client)
@@ -503,6 +585,14 @@ ps_status_t ps_remove_login(ps_ctx_t *ctx, const char *login, ps_report_t *rep)
     int rc, fd = -1;
 
     st = ps_resolve_login(ctx->cfg, ctx->log, ctx->trigger, login, rep);
+    if(st == PS_ST_DRYRUN && ctx->dry_run && !rep->map.id) {
+        /* an email: its id when the cache has it (a dry run sends nothing) */
+        ps_result_t r;
+
+        if(ps_resolve_email(NULL, ctx->cfg->queue_dir, rep->map.organization, rep->map.email, 0, 0,
+                            rep->id_buf, NULL, &r) == PS_OUT_OK)
+            rep->map.id = rep->id_buf;
+    }
     if(st != PS_ST_DRYRUN || ctx->dry_run)
         return st;
 

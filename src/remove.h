@@ -35,6 +35,18 @@ ps_status_t ps_send_entry(ps_ctx_t *ctx, ps_qentry_t *e, int once, ps_report_t *
 /* A new spool entry for a mapping (recorded now, never sent). */
 void ps_entry_from_map(ps_qentry_t *e, const ps_mapping_t *m, const char *trigger);
 
+/* A user entry that gives an email instead of an id: its user id, through
+ * ps_resolve_email (members.h) with this context: the cache of
+ * ctx->cfg->queue_dir first, then ctx's client (created only on a cache
+ * miss, so that a cached email loads no libcurl), ctx->deadline, with
+ * retries unless `once` (the queue drain, which handles 429s itself).
+ * PS_OUT_OK (id_out), ABSENT (no member has the email: the credential read
+ * the whole list), TRANSIENT, REFUSED (the credential cannot read the
+ * list, or two members share the email) or CONFIG; r says why.
+ * ps_send_entry calls it for an entry whose id is not resolved yet. */
+ps_outcome_t ps_ctx_resolve_email(ps_ctx_t *ctx, const char *org, const char *email, int once,
+                                  char id_out[PS_ID_MAX + 1], int *from_cache, ps_result_t *r);
+
 /* Get (creating) the client and the queue; release both. */
 ps_client_t *ps_ctx_client(ps_ctx_t *ctx, char *err, size_t errlen);
 ps_queue_t *ps_ctx_queue(ps_ctx_t *ctx, char *err, size_t errlen);

@@ -631,6 +631,63 @@ static void test_bad_logins(void **state)
     expect_error_at(t, NULL, 4, "users[0]: missing id");
 }
 
+static void test_email_users(void **state)
+{
+    struct fx *t = *state;
+    ps_mapping_t m;
+
+    put_main_with(t, "users = (\n"
+                     "  { login = \"alice\"; email = \"Alice.Smith+ops@Example.com\"; },\n"
+                     "  { login = \"bob\"; id = \"x9z8\"; },\n"
+                     "  { login = \"carol\"; email = \"carol@example.com\"; organization = "
+                     "\"eu\"; delete_passwords = false; }\n"
+                     ");\n");
+    expect_ok(t, 0);
+    assert_int_equal(ps_config_map(t->cfg, "alice", &m), 0);
+    assert_null(m.id);
+    assert_string_equal(m.email, "Alice.Smith+ops@Example.com");
+    assert_string_equal(m.organization, "acme");
+    assert_int_equal(ps_config_map(t->cfg, "bob", &m), 0);
+    assert_string_equal(m.id, "x9z8");
+    assert_null(m.email);
+    assert_int_equal(ps_config_map(t->cfg, "carol", &m), 0);
+    assert_null(m.id);
+    assert_string_equal(m.email, "carol@example.com");
+    assert_string_equal(m.organization, "eu");
+    assert_int_equal(m.delete_passwords, 0);
+}
+
+static void test_email_errors(void **state)
+{
+    struct fx *t = *state;
+    static const char *const bad[] = { "alice",       "@example.com",   "alice@",
+                                       "a b@x.io",    "a@b@c",          "\\\"q\\\"@x.io",
+                                       "alice@x..io", "al\\u00e9@x.io", "a@[1.2.3.4]" };
+    char text[512];
+    size_t i;
+
+    for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(text, sizeof(text), "users = (\n  { login = \"a\"; email = \"%s\"; }\n);\n",
+                 bad[i]);
+        put_main_with(t, text);
+        expect_error_at(t, NULL, 4, "users[0].email: invalid email");
+    }
+    put_main_with(t, "users = (\n  { login = \"a\"; email = \"\"; }\n);\n");
+    expect_error_at(t, NULL, 4, "users[0].email: empty email");
+    put_main_with(t, "users = (\n  { login = \"a\"; email = 42; }\n);\n");
+    expect_error_at(t, NULL, 4, "users[0].email:");
+    put_main_with(t, "users = (\n  { login = \"a\";\n    id = \"x1\"; email = \"a@x.io\"; }\n);\n");
+    expect_error_at(t, NULL, 4, "users[0]: both id and email: give exactly one of them");
+    put_main_with(t, "users = (\n  { login = \"a\"; organization = \"o\"; }\n);\n");
+    expect_error_at(t, NULL, 4, "users[0]: missing id (the PlanetScale user id, or email");
+    /* an email over 254 bytes */
+    memset(text, 'a', sizeof(text));
+    snprintf(text, sizeof(text), "users = (\n  { login = \"a\"; email = \"a@%0250d.io\"; }\n);\n",
+             0);
+    put_main_with(t, text);
+    expect_error_at(t, NULL, 4, "users[0].email: invalid email");
+}
+
 static void test_no_organization(void **state)
 {
     struct fx *t = *state;
@@ -1230,6 +1287,8 @@ int main(void)
         T(test_bad_ids),
         T(test_bad_logins),
         T(test_no_organization),
+        T(test_email_users),
+        T(test_email_errors),
         T(test_secret_in_readable_file),
         T(test_bad_token_chars),
         T(test_credential_forms),

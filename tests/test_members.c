@@ -1,5 +1,7 @@
 /* test_members.c - unit tests of src/members.c (cmocka): the organizations
- * of a configuration, the login index, the words of `check --online`. */
+ * of a configuration, the login index, the words of `check --online`, the
+ * cache of resolved emails and the resolver's use of it. The resolver's
+ * requests are tested against the simulator (test_members_cli.py). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
 #endif
@@ -209,12 +211,223 @@ static void test_online_explain(void **state)
     assert_string_equal(out, "the token");
 }
 
+/* ------------------------------------------------------------ email cache */
+
+static void test_cache_name(void **state)
+{
+    char a[32], b[32], c[32];
+
+    (void)state;
+    ps_email_cache_name("acme", "Alice@Example.com", a);
+    ps_email_cache_name("acme", "alice@example.COM", b);
+    ps_email_cache_name("other", "alice@example.com", c);
+    assert_string_equal(a, b); /* one file whatever the case */
+    assert_string_not_equal(a, c);
+    assert_int_equal(strlen(a), 7 + 16);
+    assert_true(!strncmp(a, ".email-", 7));
+}
+
+static void test_cache_parse(void **state)
+{
+    static const struct {
+        const char *body;
+        const char *why;
+    } bad[] = {
+        { "", "not one JSON object" },
+        { "[]", "not one JSON object" },
+        { "{\"version\":1,\"organization\":\"acme\",\"email\":\"a@x.io\",\"id\":\"u1\","
+          "\"resolved\":5} x",
+          "not one JSON object" },
+        { "{\"version\":2,\"organization\":\"acme\",\"email\":\"a@x.io\",\"id\":\"u1\","
+          "\"resolved\":5}",
+          "version" },
+        { "{\"version\":\"1\",\"organization\":\"acme\",\"email\":\"a@x.io\",\"id\":\"u1\","
+          "\"resolved\":5}",
+          "version" },
+        { "{\"version\":1,\"organization\":\"..\",\"email\":\"a@x.io\",\"id\":\"u1\","
+          "\"resolved\":5}",
+          "organization" },
+        { "{\"version\":1,\"organization\":\"acme\",\"email\":\"nope\",\"id\":\"u1\","
+          "\"resolved\":5}",
+          "email" },
+        { "{\"version\":1,\"organization\":\"acme\",\"email\":\"a@x.io\",\"id\":\"u/1\","
+          "\"resolved\":5}",
+          "id is not" },
+        { "{\"version\":1,\"organization\":\"acme\",\"email\":\"a@x.io\",\"id\":\"u\\u00001\","
+          "\"resolved\":5}",
+          "id is not" },
+        { "{\"version\":1,\"organization\":\"acme\",\"email\":\"a@x.io\",\"id\":\"u1\","
+          "\"resolved\":\"5\"}",
+          "resolved" },
+        { "{\"version\":1,\"organization\":\"acme\",\"email\":\"a@x.io\",\"id\":\"u1\"}",
+          "missing" },
+        { "{\"version\":1,\"organization\":\"acme\",\"email\":\"a@x.io\",\"id\":\"u1\","
+          "\"resolved\":5,\"token\":\"x\"}",
+          "unknown field" },
+    };
+    ps_email_cache_entry_t e, back;
+    char err[256], *txt;
+    size_t i;
+
+    (void)state;
+    for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        if(ps_email_cache_parse(bad[i].body, strlen(bad[i].body), &e, err, sizeof(err)) != -1)
+            fail_msg("accepted %s", bad[i].body);
+        if(!strstr(err, bad[i].why))
+            fail_msg("%s: \"%s\" does not say \"%s\"", bad[i].body, err, bad[i].why);
+        assert_string_equal(e.id, "");
+    }
+    memset(&e, 0, sizeof(e));
+    snprintf(e.organization, sizeof(e.organization), "acme");
+    snprintf(e.email, sizeof(e.email), "Alice+x@Example.com");
+    snprintf(e.id, sizeof(e.id), "d4xkq1abc");
+    e.resolved = 1700000000;
+    txt = ps_email_cache_format(&e);
+    assert_non_null(txt);
+    assert_int_equal(ps_email_cache_parse(txt, strlen(txt), &back, err, sizeof(err)), 0);
+    assert_string_equal(back.organization, "acme");
+    assert_string_equal(back.email, "Alice+x@Example.com");
+    assert_string_equal(back.id, "d4xkq1abc");
+    assert_true(back.resolved == 1700000000);
+    free(txt);
+}
+
+static void test_cache_get_put(void **state)
+{
+    struct fx *t = *state;
+    char q[128], id[PS_ID_MAX + 1], err[512], name[32], path[256], target[128];
+    struct stat st;
+
+    snprintf(q, sizeof(q), "%s/queue", t->dir);
+    /* no queue directory yet: not cached */
+    assert_int_equal(ps_email_cache_get(q, "acme", "a@x.io", id, err, sizeof(err)), 1);
+    assert_int_equal(ps_email_cache_put(q, "acme", "A@X.io", "u1", err, sizeof(err)), 0);
+    assert_int_equal(stat(q, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    ps_email_cache_name("acme", "a@x.io", name);
+    snprintf(path, sizeof(path), "%s/%s", q, name);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(ps_email_cache_get(q, "acme", "a@x.io", id, err, sizeof(err)), 0);
+    assert_string_equal(id, "u1");
+    assert_int_equal(ps_email_cache_get(q, "acme", "b@x.io", id, err, sizeof(err)), 1);
+    assert_int_equal(ps_email_cache_get(q, "other", "a@x.io", id, err, sizeof(err)), 1);
+    /* a new resolution replaces the old one */
+    assert_int_equal(ps_email_cache_put(q, "acme", "a@x.io", "u2", err, sizeof(err)), 0);
+    assert_int_equal(ps_email_cache_get(q, "acme", "A@x.IO", id, err, sizeof(err)), 0);
+    assert_string_equal(id, "u2");
+    assert_int_equal(ps_email_cache_put(q, "acme", "nope", "u2", err, sizeof(err)), -1);
+    assert_int_equal(ps_email_cache_put(q, "acme", "a@x.io", "..", err, sizeof(err)), -1);
+    /* a file that others could have written is not trusted */
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_int_equal(ps_email_cache_get(q, "acme", "a@x.io", id, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "chmod 600"));
+    assert_int_equal(chmod(path, 0600), 0);
+    /* nor a symlink */
+    snprintf(target, sizeof(target), "%s/target", t->dir);
+    assert_int_equal(rename(path, target), 0);
+    assert_int_equal(symlink(target, path), 0);
+    assert_int_equal(ps_email_cache_get(q, "acme", "a@x.io", id, err, sizeof(err)), -1);
+    unlink(path);
+    unlink(target);
+    /* nor garbage */
+    assert_int_equal(ps_email_cache_put(q, "acme", "a@x.io", "u3", err, sizeof(err)), 0);
+    {
+        int fd = open(path, O_WRONLY | O_TRUNC);
+
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, "{\"id\":\"evil\"}", 14), 14);
+        close(fd);
+    }
+    assert_int_equal(ps_email_cache_get(q, "acme", "a@x.io", id, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "not a valid email cache file"));
+    assert_string_equal(id, "");
+    /* nor a directory others may write into */
+    assert_int_equal(chmod(q, 0755), 0);
+    assert_int_equal(ps_email_cache_get(q, "acme", "a@x.io", id, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "chmod 700"));
+    assert_int_equal(chmod(q, 0700), 0);
+}
+
+static void test_resolve_from_cache(void **state)
+{
+    struct fx *t = *state;
+    char q[128], id[PS_ID_MAX + 1], err[512];
+    ps_result_t r;
+    int from_cache = -1;
+
+    snprintf(q, sizeof(q), "%s/queue", t->dir);
+    /* no client and not cached: needs a request */
+    assert_int_equal(ps_resolve_email(NULL, q, "acme", "a@x.io", 0, 0, id, &from_cache, &r),
+                     PS_OUT_TRANSIENT);
+    assert_int_equal(from_cache, 0);
+    assert_int_equal(r.attempts, 0);
+    assert_non_null(strstr(r.message, "needs a request"));
+    assert_int_equal(ps_email_cache_put(q, "acme", "a@x.io", "u1", err, sizeof(err)), 0);
+    assert_int_equal(ps_resolve_email(NULL, q, "acme", "A@X.IO", 0, 0, id, &from_cache, &r),
+                     PS_OUT_OK);
+    assert_int_equal(from_cache, 1);
+    assert_string_equal(id, "u1");
+    assert_int_equal(r.attempts, 0);
+    /* a refresh ignores the cache */
+    assert_int_equal(
+        ps_resolve_email(NULL, q, "acme", "a@x.io", 0, PS_RESOLVE_REFRESH, id, &from_cache, &r),
+        PS_OUT_TRANSIENT);
+    assert_string_equal(id, "");
+    assert_int_equal(ps_resolve_email(NULL, q, "acme", "not an email", 0, 0, id, NULL, &r),
+                     PS_OUT_CONFIG);
+    assert_int_equal(ps_resolve_email(NULL, q, "../acme", "a@x.io", 0, 0, id, NULL, &r),
+                     PS_OUT_CONFIG);
+    /* an untrusted cache is a configuration problem, not a miss */
+    assert_int_equal(chmod(q, 0750), 0);
+    assert_int_equal(ps_resolve_email(NULL, q, "acme", "a@x.io", 0, 0, id, NULL, &r),
+                     PS_OUT_CONFIG);
+    assert_non_null(strstr(r.message, "may not be trusted"));
+    assert_int_equal(chmod(q, 0700), 0);
+}
+
+static void test_login_index_email(void **state)
+{
+    struct fx *t = *state;
+    ps_login_index_t *ix;
+    const char *logins[4];
+    ps_member_t m;
+
+    load(t, "organization = \"acme\";\n"
+            "users = ( { login = \"ann\"; email = \"Ann@Example.co\"; },\n"
+            "          { login = \"ann2\"; id = \"a1\"; },\n"
+            "          { login = \"bea\"; email = \"ann@example.com\"; },\n"
+            "          { login = \"cy\"; email = \"ann@example.co\"; organization = \"o\"; } );\n");
+    ix = ps_login_index_new(t->cfg, "acme");
+    assert_non_null(ix);
+    /* by email, ignoring case, and by id */
+    m = member("a1", "ANN@example.CO");
+    assert_int_equal(ps_login_index_find(ix, &m, logins, 4), 2);
+    assert_string_equal(logins[0], "ann");
+    assert_string_equal(logins[1], "ann2");
+    /* a prefix is not a match */
+    m = member("b1", "ann@example.com");
+    assert_int_equal(ps_login_index_find(ix, &m, logins, 4), 1);
+    assert_string_equal(logins[0], "bea");
+    m = member("c1", "ann@example.c");
+    assert_int_equal(ps_login_index_find(ix, &m, logins, 4), 0);
+    m = member("c1", "");
+    assert_int_equal(ps_login_index_find(ix, &m, logins, 4), 0);
+    ps_login_index_free(ix);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_organizations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_login_index, setup, teardown),
         cmocka_unit_test(test_online_explain),
+        cmocka_unit_test(test_cache_name),
+        cmocka_unit_test(test_cache_parse),
+        cmocka_unit_test_setup_teardown(test_cache_get_put, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolve_from_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_login_index_email, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

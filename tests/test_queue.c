@@ -372,6 +372,77 @@ static void test_roundtrip(void **state)
     free(list);
 }
 
+/* An entry of a user given by email: keyed by the email, its id "" until
+ * resolved, then written in under the same name. */
+static void test_email_entry(void **state)
+{
+    struct fx *f = *state;
+    ps_queue_t *q = open_q(f);
+    ps_qentry_t e, r;
+    ps_qentry_t *list = NULL;
+    size_t n = 0;
+    char err[256] = "", want[32], *txt;
+
+    mk_entry(&e, "ann", "acme", "", 1700000000);
+    snprintf(e.email, sizeof(e.email), "ann@example.co");
+    put_ok(q, &e);
+    ps_queue_name("ann", "acme", "ann@example.co", want);
+    assert_string_equal(e.name, want);
+    assert_int_equal(ps_queue_read(q, want, &r, err, sizeof(err)), 0);
+    assert_string_equal(r.email, "ann@example.co");
+    assert_string_equal(r.id, "");
+    /* resolved: the same entry, now with its id */
+    snprintf(e.id, sizeof(e.id), "ann1");
+    put_ok(q, &e);
+    assert_string_equal(e.name, want);
+    assert_int_equal(ps_queue_list(q, 0, &list, &n, NULL, NULL, err, sizeof(err)), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].id, "ann1");
+    assert_string_equal(list[0].email, "ann@example.co");
+    free(list);
+    /* another email under the same login is another request */
+    snprintf(e.email, sizeof(e.email), "ann@example.com");
+    e.id[0] = '\0';
+    put_ok(q, &e);
+    assert_string_not_equal(e.name, want);
+    /* an entry with neither, or with a bad email, is refused */
+    mk_entry(&e, "ann", "acme", "", 1700000000);
+    assert_int_equal(ps_queue_put(q, &e, err, sizeof(err)), -1);
+    snprintf(e.email, sizeof(e.email), "not-an-email");
+    assert_int_equal(ps_queue_put(q, &e, err, sizeof(err)), -1);
+    /* the text: "email" only when there is one */
+    mk_entry(&e, "bob", "acme", "x9z8", 1700000000);
+    txt = ps_queue_format(&e);
+    assert_non_null(txt);
+    assert_null(strstr(txt, "email"));
+    free(txt);
+    snprintf(e.email, sizeof(e.email), "Bob@Example.com");
+    txt = ps_queue_format(&e);
+    assert_non_null(txt);
+    assert_non_null(strstr(txt, "\"email\":\"Bob@Example.com\""));
+    assert_int_equal(ps_queue_parse(txt, strlen(txt), &r, err, sizeof(err)), 0);
+    assert_string_equal(r.email, "Bob@Example.com");
+    ps_queue_name("bob", "acme", "Bob@Example.com", want);
+    assert_string_equal(r.name, want);
+    free(txt);
+    /* version 2 text: id "" with an email parses, without one it does not */
+    mk_entry(&e, "bob", "acme", "", 1700000000);
+    snprintf(e.email, sizeof(e.email), "bob@example.com");
+    txt = ps_queue_format(&e);
+    assert_non_null(txt);
+    assert_int_equal(ps_queue_parse(txt, strlen(txt), &r, err, sizeof(err)), 0);
+    {
+        char *at = strstr(txt, ",\"email\":\"bob@example.com\"");
+        size_t cut = strlen(",\"email\":\"bob@example.com\"");
+
+        assert_non_null(at);
+        memmove(at, at + cut, strlen(at + cut) + 1);
+        assert_int_equal(ps_queue_parse(txt, strlen(txt), &r, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "no \"email\""));
+    }
+    free(txt);
+}
+
 static void test_same_key_keeps_older(void **state)
 {
     struct fx *f = *state;
@@ -958,6 +1029,10 @@ static void test_parse_strict(void **state)
     assert_int_equal(parse(ENTRY("\"a\"", "\"..\"", "\"i\"", LE)), -1);
     assert_int_equal(parse(ENTRY("\"a\"", "\"o\"", "\"..\"", LE)), -1);
     assert_int_equal(parse(ENTRY("\"a\"", "\"o\"", "\".\"", LE)), -1);
+    /* an empty id only next to a valid email (version 2) */
+    assert_int_equal(parse(ENTRY("\"a\"", "\"o\"", "\"\"", LE)), -1);
+    /* a version 1 entry never has an email */
+    assert_int_equal(parse(ENTRY("\"a\"", "\"o\"", "\"i\"", LE ",\"email\":\"a@b.c\"")), -1);
     assert_int_equal(parse(ENTRY("\"a\"", "\"o\"", "\"a/b\"", LE)), -1);
     assert_int_equal(parse(ENTRY("\"a\"", "\"o\"", "\"\"", LE)), -1);
     assert_int_equal(
@@ -1295,6 +1370,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_refuses_foreign_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_same_key_keeps_older, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_email_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recorded_defaults_to_now, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_refuses_invalid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_oldest_first, setup, teardown),
