@@ -130,7 +130,9 @@ static int load_libcurl(char *err, size_t errlen)
 #define PS_DEFAULT_BACKOFF_BASE    1.0
 #define PS_DEFAULT_BACKOFF_CAP     60.0
 #define PS_MIN_REQUEST_TIME        0.001 /* below this a request is not tried */
-#define PS_PACE_MARGIN             0.98  /* list pages stay below api.rate_limit, like retry */
+#define PS_PACE_MARGIN             0.98  /* every request stays below api.rate_limit */
+#define PS_PACE_FLOOR              0.1   /* a 429 storm never slows it below this */
+#define PS_PACE_MAX_PAUSE          60.0  /* the longest Retry-After honoured */
 #define PS_PAGE_MAX_MEMBERS        1000  /* a page with more entries is not a page */
 #define PS_NEXT_PAGE_MAX           100000000L
 
@@ -140,9 +142,10 @@ struct ps_client {
     double backoff_base;
     double backoff_cap;
     long connects;
-    double last_start; /* ps_now() when the previous request started, 0 = none */
-    double pace_rate;  /* ps_client_set_pace: requests per second, 0 = unpaced */
-    double not_before; /* ps_client_pause: no request before this ps_now() time */
+    double last_start;  /* ps_now() when the previous request started, 0 = none */
+    double pace_target; /* the configured rate: api.rate_limit * PS_PACE_MARGIN */
+    double pace_rate;   /* now (lowered by 429s), requests per second; 0 = unpaced */
+    double not_before;  /* ps_client_pause: no request before this ps_now() time */
     /* per transfer */
     size_t body_len;
     size_t body_limit; /* the answer's body may hold this many bytes */
@@ -168,18 +171,7 @@ static void copy_str(char *dst, size_t dstlen, const char *src, size_t srclen)
     dst[n] = '\0';
 }
 
-static void set_msg(char *msg, size_t msglen, const char *fmt, ...) PS_PRINTF(3, 4);
-
-static void set_msg(char *msg, size_t msglen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if(!msg || !msglen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(msg, msglen, fmt, ap);
-    va_end(ap);
-}
+#define set_msg ps_seterr
 
 const char *ps_outcome_name(ps_outcome_t o)
 {
@@ -958,6 +950,8 @@ ps_client_t *ps_client_new(const ps_config_t *cfg, char *err, size_t errlen)
     c->body_limit = PS_BODY_MAX;
     c->backoff_base = PS_DEFAULT_BACKOFF_BASE;
     c->backoff_cap = PS_DEFAULT_BACKOFF_CAP;
+    /* every request of every client below api.rate_limit */
+    ps_client_set_pace(c, cfg->rate_limit * PS_PACE_MARGIN);
     c->curl = curl_easy_init();
     if(!c->curl) {
         set_msg(err, errlen, "curl_easy_init failed");
@@ -1217,8 +1211,6 @@ static ps_outcome_t finish(const ps_client_t *c, ps_result_t *r, ps_outcome_t rv
     return rv;
 }
 
-static void sleep_seconds(double secs);
-
 /* Waits for this request's turn: ps_client_set_pace's rate since the
  * previous request started, and ps_client_pause's time. -1 when the turn
  * comes too late for the deadline. */
@@ -1232,21 +1224,36 @@ static int wait_turn(const ps_client_t *c, double deadline)
         return 0;
     if(deadline > 0 && next + PS_MIN_REQUEST_TIME >= deadline)
         return -1;
-    sleep_seconds(next - now);
+    ps_sleep_until(next);
     return 0;
 }
 
 void ps_client_set_pace(ps_client_t *c, double rate)
 {
-    c->pace_rate = rate > 0 ? rate : 0;
+    c->pace_target = c->pace_rate = rate > 0 ? rate : 0;
 }
 
-void ps_client_pause(ps_client_t *c, double seconds)
+double ps_client_pace(const ps_client_t *c)
 {
-    double until = ps_now() + (seconds > 0 ? seconds : 0);
+    return c->pace_rate;
+}
 
-    if(until > c->not_before)
-        c->not_before = until;
+void ps_client_pace_answer(ps_client_t *c, const ps_result_t *r, int settled)
+{
+    if(c->pace_target <= 0)
+        return;
+    if(r->http_status == 429) {
+        double wait;
+
+        c->pace_rate = c->pace_rate / 2 > PS_PACE_FLOOR ? c->pace_rate / 2 : PS_PACE_FLOOR;
+        wait = r->retry_after >= 0 ? r->retry_after : 1.0 / c->pace_rate;
+        if(wait > PS_PACE_MAX_PAUSE)
+            wait = PS_PACE_MAX_PAUSE;
+        if(ps_now() + wait > c->not_before)
+            c->not_before = ps_now() + wait;
+    } else if(settled && c->pace_rate < c->pace_target) {
+        c->pace_rate = c->pace_rate * 1.1 < c->pace_target ? c->pace_rate * 1.1 : c->pace_target;
+    }
 }
 
 /* One request over the client's handle: METHOD (NULL: GET) URL with the
@@ -1259,6 +1266,7 @@ static int transfer(ps_client_t *c, const char *method, const char *url, const c
     struct curl_slist *hdrs;
     long status = 0;
     long nconn = 0;
+    double pretransfer = 0;
     int rv = -1;
 
     if(wait_turn(c, deadline) != 0) {
@@ -1297,6 +1305,12 @@ static int transfer(ps_client_t *c, const char *method, const char *url, const c
         status = 0;
     if(!curl_easy_getinfo(c->curl, CURLINFO_NUM_CONNECTS, &nconn) && nconn > 0)
         c->connects += nconn;
+    /* The pacer counts from when the request left, after the connection
+     * and the TLS handshake: a request that waited for a handshake reaches
+     * the API that much later, and counting from its start would let the
+     * next one follow it closer than 1/rate. */
+    if(!curl_easy_getinfo(c->curl, CURLINFO_PRETRANSFER_TIME, &pretransfer) && pretransfer > 0)
+        c->last_start += pretransfer;
     r->http_status = status;
     if(c->retry_after[0])
         r->retry_after = ps_parse_retry_after(c->retry_after, time(NULL));
@@ -1385,20 +1399,6 @@ static double next_wait(const ps_client_t *c, const ps_result_t *r, int attempt)
     return wait > c->backoff_cap ? c->backoff_cap : wait;
 }
 
-static void sleep_seconds(double secs)
-{
-    struct timespec ts, rem;
-
-    if(secs <= 0)
-        return;
-    ts.tv_sec = (time_t)secs;
-    ts.tv_nsec = (long)((secs - (double)ts.tv_sec) * 1e9);
-    if(ts.tv_nsec >= 1000000000L)
-        ts.tv_nsec = 999999999L;
-    while(nanosleep(&ts, &rem) == -1 && errno == EINTR)
-        ts = rem;
-}
-
 /* One attempt of a request; fills r (r->outcome) and returns it. */
 typedef ps_outcome_t (*attempt_fn)(ps_client_t *c, void *arg, double deadline, ps_result_t *r);
 
@@ -1421,7 +1421,7 @@ static ps_outcome_t with_retries(ps_client_t *c, attempt_fn fn, void *arg, doubl
         wait = next_wait(c, r, attempt);
         if(deadline > 0 && ps_now() + wait + PS_MIN_REQUEST_TIME >= deadline)
             break;
-        sleep_seconds(wait);
+        ps_sleep_until(ps_now() + wait);
     }
     return r->outcome;
 }
@@ -1531,26 +1531,6 @@ ps_outcome_t ps_client_get_member_once(ps_client_t *c, const char *org, const ch
     return get_member_attempt(c, &q, deadline, r);
 }
 
-/* Waits until 1/api.rate_limit (with the margin) has passed since the
- * previous request started, as `retry` paces its requests. -1 when that
- * would pass the deadline. */
-static int pace(const ps_client_t *c, double deadline)
-{
-    double rate = c->cfg->rate_limit * PS_PACE_MARGIN;
-    double next, now;
-
-    if(rate <= 0 || c->last_start <= 0)
-        return 0;
-    next = c->last_start + 1.0 / rate;
-    now = ps_now();
-    if(next <= now)
-        return 0;
-    if(deadline > 0 && next + PS_MIN_REQUEST_TIME >= deadline)
-        return -1;
-    sleep_seconds(next - now);
-    return 0;
-}
-
 /* What a refusal of the member list means for the credential. */
 static void explain_list(const char *org, ps_outcome_t o, ps_result_t *r)
 {
@@ -1608,11 +1588,6 @@ static ps_outcome_t page_attempt(ps_client_t *c, void *arg, double deadline, ps_
         set_msg(r->message, sizeof(r->message),
                 "cannot build the member list URL: invalid api.url or organization");
         return finish(c, r, PS_OUT_CONFIG);
-    }
-    if(pace(c, deadline) != 0) {
-        free(url);
-        set_msg(r->message, sizeof(r->message), "deadline reached before the request");
-        return finish(c, r, PS_OUT_TRANSIENT);
     }
     o = get_once(c, url, deadline, q->limit, r);
     free(url);

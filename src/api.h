@@ -161,14 +161,20 @@ ps_outcome_t ps_client_probe_members(ps_client_t *c, const char *org, double dea
 ps_outcome_t ps_client_probe_members_once(ps_client_t *c, const char *org, double deadline,
                                           ps_result_t *r);
 
-/* Pacing of every request this client sends (the queue drain): each starts
- * at least 1/rate seconds after the previous one started (rate 0: no
- * pacing), and none before a pause (a 429's Retry-After) has passed. A
- * removal is one to three requests, so this is where the request rate is
- * bounded. A wait that would pass a request's deadline makes that request
- * TRANSIENT without sending it. */
+/* The one pacer of the command: every request a client sends starts at
+ * least 1/rate seconds after the previous one started, and none before a
+ * 429's pause has passed. A removal is one to three requests and a list one
+ * request a page, so this, not the callers, bounds the request rate. A
+ * client starts at api.rate_limit with a 2% margin; ps_client_set_pace
+ * changes it (0: unpaced). A wait that would pass a request's deadline makes
+ * that request TRANSIENT without sending it.
+ * ps_client_pace_answer adapts the pace to an answer: a 429 halves it (not
+ * below 0.1/s) and pauses for Retry-After (or 1/rate; at most 60 s); an
+ * answer that settled a removal raises it by 10%, back up to the start. The
+ * drain and the sender call it after each removal. */
 void ps_client_set_pace(ps_client_t *c, double rate);
-void ps_client_pause(ps_client_t *c, double seconds);
+double ps_client_pace(const ps_client_t *c);
+void ps_client_pace_answer(ps_client_t *c, const ps_result_t *r, int settled);
 
 /* Number of new TCP connections this client has opened (for tests/bench). */
 long ps_client_connects(const ps_client_t *c);

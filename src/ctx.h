@@ -20,7 +20,6 @@
  * drain) with one probe per organization. Kept in memory only, per process,
  * and dropped with the context (a reloaded configuration starts afresh). */
 #define PS_PROBE_TTL   600.0
-#define PS_PACE_MARGIN 0.98 /* requests stay this far below api.rate_limit */
 #define PS_PROBE_SLOTS 8
 
 struct ps_ctx;

@@ -1,10 +1,9 @@
 /* drain.c - `retry`: send what waits in the spool (see drain.h).
  *
- * Every request goes through the one client, which paces them below
+ * Every request goes through the one client, whose pacer keeps them below
  * api.rate_limit (api.c): a removal takes one to three requests (remove.c),
- * so pacing per entry would not bound the request rate. The drain lowers
- * that pace on a 429 (halving it, and waiting Retry-After when given) and
- * raises it again by 10% per confirmed removal. */
+ * so pacing per entry would not bound the request rate. After each entry
+ * the drain tells the pacer what the answer was (a 429 slows it down). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +15,6 @@
 
 #define PS_MAX_429_PER_ENTRY 8
 #define PS_OUTAGE_FAILURES   3
-#define PS_429_MAX_WAIT      60.0
 
 typedef enum next {
     NEXT_ENTRY, /* go on with the next entry */
@@ -28,8 +26,6 @@ typedef struct drain {
     ps_ctx_t *ctx;
     ps_drain_stats_t *st;
     char fingerprint[17]; /* of the configuration in use */
-    double target;        /* requests per second */
-    double rate;          /* current, lowered by 429s */
     int outage;           /* connection-level failures in a row */
     int tries429;         /* 429s for the current entry */
     ps_status_t stop;     /* the status a stop adds to the exit code */
@@ -153,19 +149,12 @@ static next_t after_send(drain_t *d, ps_status_t st, const ps_report_t *rep, con
         else
             d->st->absent++;
         d->outage = 0;
-        if(d->rate < d->target) {
-            d->rate = d->rate * 1.1 < d->target ? d->rate * 1.1 : d->target;
-            ps_client_set_pace(d->ctx->client, d->rate);
-        }
+        ps_client_pace_answer(d->ctx->client, res, 1);
         return NEXT_ENTRY;
     case PS_ST_QUEUED:
+        ps_client_pace_answer(d->ctx->client, res, 0);
         if(res->http_status == 429) {
-            double wait = res->retry_after >= 0 ? res->retry_after : 1.0 / d->rate;
-
             d->st->http_429++;
-            d->rate = d->rate / 2 > 0.1 ? d->rate / 2 : 0.1;
-            ps_client_set_pace(d->ctx->client, d->rate);
-            ps_client_pause(d->ctx->client, wait < PS_429_MAX_WAIT ? wait : PS_429_MAX_WAIT);
             return ++d->tries429 <= PS_MAX_429_PER_ENTRY ? NEXT_AGAIN : NEXT_ENTRY;
         }
         if((res->http_status == 0 || res->http_status >= 500) && ++d->outage >= PS_OUTAGE_FAILURES)
@@ -258,9 +247,6 @@ static int start(drain_t *d)
         stop(d, PS_ST_HELD_CONFIG, err, NULL);
         return -1;
     }
-    d->target = d->ctx->cfg->rate_limit * PS_PACE_MARGIN;
-    d->rate = d->target;
-    ps_client_set_pace(d->ctx->client, d->rate);
     return 0;
 }
 

@@ -1,10 +1,10 @@
-/* queue.c - the durable queue of removals that could not complete.
+/* queue.c - the durable spool of removals (layout and rules in queue.h).
  *
- * Every file operation is relative to a directory descriptor opened once
- * (O_NOFOLLOW, O_CLOEXEC): the queue directory, dead/ and invalid/. Nothing
- * is ever resolved through a path string after ps_queue_open(), so a
- * directory swapped for a symlink later cannot redirect a write. See
- * queue.h for the layout and ../shared/design.md "The durable queue". */
+ * The files are records of a record directory (recdir.h): every operation
+ * after ps_queue_open() goes through a descriptor opened once (O_NOFOLLOW):
+ * the spool directory, dead/ and invalid/, so a directory swapped for a
+ * symlink later cannot redirect a write. This file knows what an entry is:
+ * its JSON form, its name, its lock and its states. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* renameat2, RENAME_NOREPLACE */
 #endif
@@ -26,13 +26,12 @@
 #include <json-c/json.h>
 
 #include "queue.h"
+#include "recdir.h"
 
-#define QDIR_DEAD     "dead"
-#define QDIR_INVALID  "invalid"
-#define QTMP_PREFIX   ".tmp-"
-#define QSUFFIX       ".json"
-#define QLOCK_POLL_NS 20000000L /* 20 ms between lock attempts */
-#define QJSON_DEPTH   4         /* an entry is one flat object */
+#define QDIR_DEAD    "dead"
+#define QDIR_INVALID "invalid"
+#define QSUFFIX      ".json"
+#define QJSON_DEPTH  4 /* an entry is one flat object */
 
 struct ps_queue {
     char *dir;      /* path, for messages only */
@@ -43,27 +42,7 @@ struct ps_queue {
 
 /* ------------------------------------------------------------ helpers */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) PS_PRINTF(3, 4);
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if(!err || !errlen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static void close_keep_errno(int fd)
-{
-    int saved = errno;
-
-    if(fd >= 0)
-        close(fd);
-    errno = saved;
-}
+#define seterr ps_seterr
 
 static int has_suffix(const char *s, const char *suffix)
 {
@@ -93,107 +72,10 @@ static int fits(const char *s, size_t size)
     return memchr(s, '\0', size) != NULL;
 }
 
-static int owner_ok(const struct stat *st)
-{
-    return st->st_uid == 0 || st->st_uid == geteuid();
-}
-
-/* Opens subdirectory `name` of dfd (creating it 0700) and checks it. */
-static int open_subdir(int dfd, const char *dir, const char *name, char *err, size_t errlen)
-{
-    struct stat st;
-    int fd;
-
-    if(mkdirat(dfd, name, 0700) != 0 && errno != EEXIST) {
-        seterr(err, errlen, "%s/%s: cannot create directory: %s", dir, name, strerror(errno));
-        return -1;
-    }
-    fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if(fd < 0) {
-        if(errno == ELOOP || errno == ENOTDIR)
-            seterr(err, errlen,
-                   "%s/%s: not a directory (a symbolic link?); "
-                   "remove it and run again",
-                   dir, name);
-        else
-            seterr(err, errlen, "%s/%s: %s", dir, name, strerror(errno));
-        return -1;
-    }
-    if(fstat(fd, &st) != 0) {
-        seterr(err, errlen, "%s/%s: %s", dir, name, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if(!owner_ok(&st)) {
-        seterr(err, errlen,
-               "%s/%s: owned by uid %lu, must be owned by root; "
-               "fix: chown root %s/%s",
-               dir, name, (unsigned long)st.st_uid, dir, name);
-        close(fd);
-        return -1;
-    }
-    if(st.st_mode & (S_IRWXG | S_IRWXO)) {
-        seterr(err, errlen,
-               "%s/%s: accessible by group or others (mode %04o); "
-               "fix: chmod 700 %s/%s",
-               dir, name, (unsigned)(st.st_mode & 07777), dir, name);
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/* fsync a directory; EINVAL/EROFS-style "not supported" is not an error. */
-static int sync_dir(int fd)
-{
-    if(fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
-        return -1;
-    return 0;
-}
-
-/* Reads at most max + 1 bytes from the start of fd into buf (max + 1 big).
- * Returns the length, or -1 with errno. */
-static ssize_t read_all(int fd, char *buf, size_t max)
-{
-    size_t got = 0;
-
-    while(got <= max) {
-        ssize_t r = pread(fd, buf + got, max + 1 - got, (off_t)got);
-        if(r < 0) {
-            if(errno == EINTR)
-                continue;
-            return -1;
-        }
-        if(r == 0)
-            break;
-        got += (size_t)r;
-    }
-    return (ssize_t)got;
-}
-
-static int write_all(int fd, const char *buf, size_t len)
-{
-    while(len) {
-        ssize_t w = write(fd, buf, len);
-        if(w < 0) {
-            if(errno == EINTR)
-                continue;
-            return -1;
-        }
-        if(w == 0) {
-            errno = EIO;
-            return -1;
-        }
-        buf += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* ------------------------------------------------------------ open/close */
 
-/* Strips trailing slashes ("/var/spool/q/" -> "/var/spool/q"): a trailing
- * slash would make the kernel follow a symlink despite O_NOFOLLOW. */
+/* Strips trailing slashes ("/var/spool/q/" -> "/var/spool/q"), as the
+ * directory is opened. */
 static char *clean_dir(const char *dir)
 {
     char *d = strdup(dir);
@@ -210,7 +92,6 @@ static char *clean_dir(const char *dir)
 int ps_queue_open(ps_queue_t **qp, const char *dir, char *err, size_t errlen)
 {
     ps_queue_t *q = NULL;
-    struct stat st;
     int rv = -1;
 
     *qp = NULL;
@@ -229,45 +110,14 @@ int ps_queue_open(ps_queue_t **qp, const char *dir, char *err, size_t errlen)
         seterr(err, errlen, "queue: out of memory");
         goto out;
     }
-
     /* only the last component: the parent must exist */
-    if(mkdir(q->dir, 0700) != 0 && errno != EEXIST) {
-        seterr(err, errlen, "%s: cannot create queue directory: %s", q->dir, strerror(errno));
+    q->dfd = ps_recdir_open(q->dir, 1, err, errlen);
+    if(q->dfd < 0)
         goto out;
-    }
-    q->dfd = open(q->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if(q->dfd < 0) {
-        if(errno == ELOOP || (errno == ENOTDIR && lstat(q->dir, &st) == 0 && S_ISLNK(st.st_mode)))
-            seterr(err, errlen,
-                   "%s: is a symbolic link; point queue.dir at "
-                   "the directory itself",
-                   q->dir);
-        else
-            seterr(err, errlen, "%s: %s", q->dir, strerror(errno));
-        goto out;
-    }
-    if(fstat(q->dfd, &st) != 0) {
-        seterr(err, errlen, "%s: %s", q->dir, strerror(errno));
-        goto out;
-    }
-    if(!owner_ok(&st)) {
-        seterr(err, errlen,
-               "%s: owned by uid %lu, must be owned by root; "
-               "fix: chown root %s",
-               q->dir, (unsigned long)st.st_uid, q->dir);
-        goto out;
-    }
-    if(st.st_mode & (S_IRWXG | S_IRWXO)) {
-        seterr(err, errlen,
-               "%s: queue directory is accessible by group or "
-               "others (mode %04o); fix: chmod 700 %s",
-               q->dir, (unsigned)(st.st_mode & 07777), q->dir);
-        goto out;
-    }
-    q->dead_fd = open_subdir(q->dfd, q->dir, QDIR_DEAD, err, errlen);
+    q->dead_fd = ps_recdir_open_sub(q->dfd, q->dir, QDIR_DEAD, err, errlen);
     if(q->dead_fd < 0)
         goto out;
-    q->invalid_fd = open_subdir(q->dfd, q->dir, QDIR_INVALID, err, errlen);
+    q->invalid_fd = ps_recdir_open_sub(q->dfd, q->dir, QDIR_INVALID, err, errlen);
     if(q->invalid_fd < 0)
         goto out;
 
@@ -731,63 +581,49 @@ out:
 
 /* ------------------------------------------------------------ put */
 
-/* Creates ".tmp-KEY-XXXXXX" 0600 with O_EXCL; fills tmp. */
-static int open_temp(int dfd, const char *key, char *tmp, size_t tmpsz)
+/* A spool entry's bytes, parsed strictly, with a name that matches its
+ * content (recdir's parse callback). */
+static int entry_cb(void *arg, const char *name, const char *buf, size_t len, void *out, char *why,
+                    size_t whylen)
 {
-    static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    unsigned char rnd[6];
-    int tries;
-    int fd;
-    size_t i;
+    ps_qentry_t *e = out;
+    char want[32];
 
-    for(tries = 0; tries < 100; tries++) {
-        char sfx[sizeof(rnd) + 1];
-        if(getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd)) {
-            /* no entropy yet (early boot): uniqueness is all we need */
-            struct timespec ts;
-            unsigned long long v;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            v = (unsigned long long)ts.tv_nsec ^ ((unsigned long long)getpid() << 20) ^
-                ((unsigned long long)tries << 40);
-            for(i = 0; i < sizeof(rnd); i++)
-                rnd[i] = (unsigned char)(v >> (i * 8));
-        }
-        for(i = 0; i < sizeof(rnd); i++)
-            sfx[i] = chars[rnd[i] % (sizeof(chars) - 1)];
-        sfx[sizeof(rnd)] = '\0';
-        snprintf(tmp, tmpsz, QTMP_PREFIX "%s-%s", key, sfx);
-        fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if(fd >= 0 || errno != EEXIST)
-            return fd;
+    (void)arg;
+    if(ps_queue_parse(buf, len, e, why, whylen) != 0)
+        return -1;
+    ps_queue_entry_name(e, want);
+    if(strcmp(want, name) != 0) {
+        seterr(why, whylen, "name does not match its content (expected %s)", want);
+        return -1;
     }
-    errno = EEXIST;
-    return -1;
+    return 0;
+}
+
+/* The same, keeping only what `retry` sorts and selects by (ps_qref_t). */
+static int ref_cb(void *arg, const char *name, const char *buf, size_t len, void *out, char *why,
+                  size_t whylen)
+{
+    ps_qref_t *ref = out;
+    ps_qentry_t e;
+
+    if(entry_cb(arg, name, buf, len, &e, why, whylen) != 0)
+        return -1;
+    memcpy(ref->name, e.name, sizeof(ref->name));
+    ref->recorded = e.recorded;
+    ref->first_attempt = e.first_attempt;
+    ref->state = e.state;
+    memcpy(ref->held_config, e.held_config, sizeof(ref->held_config));
+    return 0;
 }
 
 /* Reads the current entry `name`, if any and valid, into old.
  * Returns 1 when found, 0 when absent or unreadable/invalid. */
 static int read_existing(int dfd, const char *name, ps_qentry_t *old)
 {
-    char buf[PS_QENTRY_MAX + 1];
-    char perr[128];
-    struct stat st;
-    ssize_t len;
-    int fd;
-    int rv = 0;
+    char why[256];
 
-    fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if(fd < 0)
-        return 0;
-    if(fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > PS_QENTRY_MAX)
-        goto out;
-    len = read_all(fd, buf, PS_QENTRY_MAX);
-    if(len < 0 || len > PS_QENTRY_MAX)
-        goto out;
-    if(ps_queue_parse(buf, (size_t)len, old, perr, sizeof(perr)) == 0)
-        rv = 1;
-out:
-    close(fd);
-    return rv;
+    return ps_recdir_read(dfd, name, PS_QENTRY_MAX, entry_cb, NULL, old, why, sizeof(why)) == 0;
 }
 
 int ps_queue_put(ps_queue_t *q, ps_qentry_t *e, char *err, size_t errlen)
@@ -846,181 +682,7 @@ int ps_queue_put(ps_queue_t *q, ps_qentry_t *e, char *err, size_t errlen)
     return rv;
 }
 
-int ps_write_file_atomic(int dfd, const char *dir, const char *name, const char *data, char *err,
-                         size_t errlen)
-{
-    char tmp[NAME_MAX + 1];
-    char tag[17];
-    int fd = -1;
-    int have_tmp = 0;
-    int rv = -1;
-
-    /* the temp name carries the first 16 characters of the name */
-    snprintf(tag, sizeof(tag), "%s", name);
-    if(strchr(tag, '.'))
-        *strchr(tag, '.') = '\0';
-    fd = open_temp(dfd, tag, tmp, sizeof(tmp));
-    if(fd < 0) {
-        seterr(err, errlen, "%s/" QTMP_PREFIX "%s-*: %s", dir, tag, strerror(errno));
-        goto out;
-    }
-    have_tmp = 1;
-    /* exactly 0600 whatever the umask */
-    if(fchmod(fd, 0600) != 0) {
-        seterr(err, errlen, "%s/%s: chmod: %s", dir, tmp, strerror(errno));
-        goto out;
-    }
-    if(write_all(fd, data, strlen(data)) != 0) {
-        seterr(err, errlen, "%s/%s: write: %s", dir, tmp, strerror(errno));
-        goto out;
-    }
-    if(fsync(fd) != 0) {
-        seterr(err, errlen, "%s/%s: fsync: %s", dir, tmp, strerror(errno));
-        goto out;
-    }
-    if(close(fd) != 0) {
-        fd = -1;
-        seterr(err, errlen, "%s/%s: close: %s", dir, tmp, strerror(errno));
-        goto out;
-    }
-    fd = -1;
-    if(renameat(dfd, tmp, dfd, name) != 0) {
-        seterr(err, errlen, "%s/%s: rename to %s: %s", dir, tmp, name, strerror(errno));
-        goto out;
-    }
-    have_tmp = 0;
-    if(sync_dir(dfd) != 0) {
-        /* the file is in place but may not survive a crash: fail loudly */
-        seterr(err, errlen, "%s: fsync: %s", dir, strerror(errno));
-        goto out;
-    }
-    rv = 0;
-out:
-    close_keep_errno(fd);
-    if(have_tmp)
-        unlinkat(dfd, tmp, 0);
-    return rv;
-}
-
 /* ------------------------------------------------------------ list */
-
-/* Moves `name` from dir fd `from` into invalid/, never replacing a file
- * already there (adds ".1", ".2", ...). Returns 0 or -1 with errno. */
-static int move_invalid(ps_queue_t *q, int from, const char *name)
-{
-    char dst[NAME_MAX + 1];
-    int i;
-
-    for(i = 0; i < 1000; i++) {
-        if(i == 0)
-            snprintf(dst, sizeof(dst), "%s", name);
-        else if(snprintf(dst, sizeof(dst), "%.240s.%d", name, i) < 0)
-            return -1;
-        if(renameat2(from, name, q->invalid_fd, dst, RENAME_NOREPLACE) == 0)
-            goto done;
-        if(errno == EINVAL || errno == ENOSYS) {
-            /* file system without RENAME_NOREPLACE: check, then rename */
-            struct stat st;
-            if(fstatat(q->invalid_fd, dst, &st, AT_SYMLINK_NOFOLLOW) == 0)
-                continue;
-            if(renameat(from, name, q->invalid_fd, dst) == 0)
-                goto done;
-            return -1;
-        }
-        if(errno != EEXIST)
-            return -1;
-    }
-    errno = EEXIST;
-    return -1;
-done:
-    sync_dir(q->invalid_fd);
-    sync_dir(from);
-    return 0;
-}
-
-static void report_invalid(ps_queue_t *q, int from, const char *name, const char *reason,
-                           ps_queue_invalid_cb cb, void *arg)
-{
-    char msg[512];
-
-    if(move_invalid(q, from, name) != 0) {
-        if(errno == ENOENT)
-            return; /* gone meanwhile: nothing to report */
-        snprintf(msg, sizeof(msg), "%s (could not move it to %s/: %s)", reason, QDIR_INVALID,
-                 strerror(errno));
-        reason = msg;
-    }
-    if(cb)
-        cb(arg, name, reason);
-}
-
-/* Checks and reads one entry. Returns 0 with e filled, 1 when invalid (reason
- * in why), 2 when it vanished, -1 on a resource error (err). */
-static int check_entry(int dirfd, const char *name, ps_qentry_t *e, char *why, size_t whylen)
-{
-    char buf[PS_QENTRY_MAX + 1];
-    char perr[256];
-    char want[32];
-    struct stat st;
-    ssize_t len;
-    int fd;
-    int rv = 1;
-
-    fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if(fd < 0) {
-        switch(errno) {
-        case ENOENT: return 2;
-        case ELOOP: seterr(why, whylen, "a symbolic link, not a regular file"); return 1;
-        case EMFILE:
-        case ENFILE:
-        case ENOMEM:
-        case EINTR: seterr(why, whylen, "%s: %s", name, strerror(errno)); return -1;
-        default: seterr(why, whylen, "cannot open: %s", strerror(errno)); return 1;
-        }
-    }
-    if(fstat(fd, &st) != 0) {
-        seterr(why, whylen, "cannot stat: %s", strerror(errno));
-        goto out;
-    }
-    if(!S_ISREG(st.st_mode)) {
-        seterr(why, whylen, "not a regular file");
-        goto out;
-    }
-    if(!owner_ok(&st)) {
-        seterr(why, whylen, "owned by uid %lu, not root", (unsigned long)st.st_uid);
-        goto out;
-    }
-    if((st.st_mode & 07777) != 0600) {
-        seterr(why, whylen, "mode %04o, expected 0600", (unsigned)(st.st_mode & 07777));
-        goto out;
-    }
-    if(st.st_size > PS_QENTRY_MAX) {
-        seterr(why, whylen, "larger than %d bytes", PS_QENTRY_MAX);
-        goto out;
-    }
-    len = read_all(fd, buf, PS_QENTRY_MAX);
-    if(len < 0) {
-        seterr(why, whylen, "cannot read: %s", strerror(errno));
-        goto out;
-    }
-    if(len > PS_QENTRY_MAX) {
-        seterr(why, whylen, "larger than %d bytes", PS_QENTRY_MAX);
-        goto out;
-    }
-    if(ps_queue_parse(buf, (size_t)len, e, perr, sizeof(perr)) != 0) {
-        seterr(why, whylen, "%s", perr);
-        goto out;
-    }
-    ps_queue_entry_name(e, want);
-    if(strcmp(want, name)) {
-        seterr(why, whylen, "name does not match its content (expected %s)", want);
-        goto out;
-    }
-    rv = 0;
-out:
-    close(fd);
-    return rv;
-}
 
 static int cmp_entry(const void *a, const void *b)
 {
@@ -1042,112 +704,26 @@ static int cmp_ref(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-/* Lists and validates; `compact` keeps only name and first attempt per
- * entry (ps_qref_t), so that a long queue costs little memory. */
+/* Lists and validates; `compact` keeps only what ps_qref_t holds, so that a
+ * long queue costs little memory. */
 static int list_core(ps_queue_t *q, int dead, int compact, void **entries, size_t *n,
                      ps_queue_invalid_cb on_invalid, void *arg, char *err, size_t errlen)
 {
-    const char *where = dead ? "/" QDIR_DEAD : "";
-    const size_t elem = compact ? sizeof(ps_qref_t) : sizeof(ps_qentry_t);
-    char *list = NULL;
-    size_t count = 0;
-    size_t cap = 0;
-    struct dirent *de;
-    DIR *d = NULL;
-    int dirfd;
-    int fd;
-    int rv = -1;
+    char where[PATH_MAX];
+    ps_recdir_list_opts_t o;
 
-    *entries = NULL;
-    *n = 0;
-    dirfd = dead ? q->dead_fd : q->dfd;
-    /* a fresh open file description: the held one's offset stays untouched */
-    fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if(fd < 0) {
-        seterr(err, errlen, "%s%s: %s", q->dir, where, strerror(errno));
-        goto out;
-    }
-    d = fdopendir(fd);
-    if(!d) {
-        seterr(err, errlen, "%s%s: %s", q->dir, where, strerror(errno));
-        close(fd);
-        goto out;
-    }
-
-    for(;;) {
-        char why[384];
-        struct stat st;
-        ps_qentry_t e;
-        int r;
-
-        errno = 0;
-        de = readdir(d);
-        if(!de) {
-            if(errno) {
-                seterr(err, errlen, "%s%s: readdir: %s", q->dir, where, strerror(errno));
-                goto out;
-            }
-            break;
-        }
-        if(de->d_name[0] == '.')
-            continue; /* ".", "..", temp files, .lock */
-        if(fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-            continue; /* vanished */
-        if(S_ISDIR(st.st_mode))
-            continue; /* dead/, invalid/ */
-        if(!has_suffix(de->d_name, QSUFFIX) || strlen(de->d_name) >= 32) {
-            report_invalid(q, dirfd, de->d_name, "not a queue entry name", on_invalid, arg);
-            continue;
-        }
-        memset(&e, 0, sizeof(e));
-        r = check_entry(dirfd, de->d_name, &e, why, sizeof(why));
-        if(r < 0) {
-            seterr(err, errlen, "%s%s/%s", q->dir, where, why);
-            goto out;
-        }
-        if(r == 2)
-            continue;
-        if(r == 1) {
-            report_invalid(q, dirfd, de->d_name, why, on_invalid, arg);
-            continue;
-        }
-        if(count == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            char *nl = realloc(list, ncap * elem);
-            if(!nl) {
-                seterr(err, errlen, "%s%s: out of memory", q->dir, where);
-                goto out;
-            }
-            list = nl;
-            cap = ncap;
-        }
-        if(compact) {
-            ps_qref_t ref;
-
-            memset(&ref, 0, sizeof(ref));
-            memcpy(ref.name, e.name, sizeof(ref.name));
-            ref.recorded = e.recorded;
-            ref.first_attempt = e.first_attempt;
-            ref.state = e.state;
-            memcpy(ref.held_config, e.held_config, sizeof(ref.held_config));
-            memcpy(list + count * elem, &ref, elem);
-        } else {
-            memcpy(list + count * elem, &e, elem);
-        }
-        count++;
-    }
-
-    if(count)
-        qsort(list, count, elem, compact ? cmp_ref : cmp_entry);
-    *entries = list;
-    *n = count;
-    list = NULL;
-    rv = 0;
-out:
-    if(d)
-        closedir(d);
-    free(list);
-    return rv;
+    snprintf(where, sizeof(where), "%s%s", q->dir, dead ? "/" QDIR_DEAD : "");
+    memset(&o, 0, sizeof(o));
+    o.suffix = QSUFFIX;
+    o.name_max = 32;
+    o.max = PS_QENTRY_MAX;
+    o.size = compact ? sizeof(ps_qref_t) : sizeof(ps_qentry_t);
+    o.parse = compact ? ref_cb : entry_cb;
+    o.cmp = compact ? cmp_ref : cmp_entry;
+    o.invalid_fd = q->invalid_fd;
+    o.on_invalid = on_invalid;
+    o.invalid_arg = arg;
+    return ps_recdir_list(dead ? q->dead_fd : q->dfd, where, &o, entries, n, err, errlen);
 }
 
 int ps_queue_list(ps_queue_t *q, int dead, ps_qentry_t **entries, size_t *n,
@@ -1172,13 +748,6 @@ int ps_queue_list_refs(ps_queue_t *q, int dead, ps_qref_t **refs, size_t *n,
 
 /* ------------------------------------------------------------ lock */
 
-static void sleep_poll(void)
-{
-    struct timespec ts = { 0, QLOCK_POLL_NS };
-
-    nanosleep(&ts, NULL);
-}
-
 /* Opens `name` and takes its flock, polling until `deadline`. Returns 0
  * with *fdp, 1 when busy, 2 when there is no such entry, -1 (err). */
 /* Each key has a lock file ".NAME.lock" beside its entry. The entry itself
@@ -1195,7 +764,7 @@ static int lock_key(ps_queue_t *q, const char *name, double deadline, int *fdp, 
                     size_t errlen)
 {
     char lname[48];
-    int tries;
+    int tries, r;
 
     *fdp = -1;
     lock_file_name(name, lname);
@@ -1208,19 +777,15 @@ static int lock_key(ps_queue_t *q, const char *name, double deadline, int *fdp, 
             seterr(err, errlen, "%s/%s: %s", q->dir, lname, strerror(errno));
             return -1;
         }
-        while(flock(fd, LOCK_EX | LOCK_NB) != 0) {
-            if(errno == EINTR)
-                continue;
-            if(errno != EWOULDBLOCK) {
-                seterr(err, errlen, "%s/%s: lock: %s", q->dir, lname, strerror(errno));
-                close(fd);
-                return -1;
-            }
-            if(ps_now() >= deadline) {
-                close(fd);
-                return 1;
-            }
-            sleep_poll();
+        r = ps_recdir_flock(fd, deadline);
+        if(r < 0) {
+            seterr(err, errlen, "%s/%s: lock: %s", q->dir, lname, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        if(r == 1) {
+            close(fd);
+            return 1;
         }
         if(fstat(fd, &st) == 0 && fstatat(q->dfd, lname, &cur, AT_SYMLINK_NOFOLLOW) == 0 &&
            st.st_dev == cur.st_dev && st.st_ino == cur.st_ino) {
@@ -1276,49 +841,21 @@ int ps_queue_adopt_lock(ps_queue_t *q, const char *name, int fd, char *err, size
 
 int ps_queue_read(ps_queue_t *q, const char *name, ps_qentry_t *e, char *err, size_t errlen)
 {
-    char buf[PS_QENTRY_MAX + 1];
-    char perr[256];
-    struct stat st;
-    ssize_t len;
-    int fd;
-    int rv = -1;
+    char why[512];
+    int r;
 
     if(!q || !e || !entry_name_ok(name)) {
         seterr(err, errlen, "queue: invalid entry name");
         return -1;
     }
-    fd = openat(q->dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if(fd < 0) {
-        if(errno == ENOENT)
-            return 2;
-        seterr(err, errlen, "%s/%s: %s", q->dir, name, strerror(errno));
+    r = ps_recdir_read(q->dfd, name, PS_QENTRY_MAX, entry_cb, NULL, e, why, sizeof(why));
+    if(r == 2)
+        return 2;
+    if(r != 0) {
+        seterr(err, errlen, "%s/%s: %s", q->dir, name, why);
         return -1;
     }
-    if(fstat(fd, &st) != 0) {
-        seterr(err, errlen, "%s/%s: %s", q->dir, name, strerror(errno));
-        goto out;
-    }
-    if(!S_ISREG(st.st_mode) || !owner_ok(&st) || (st.st_mode & 07777) != 0600) {
-        seterr(err, errlen, "%s/%s: not a regular 0600 file owned by root", q->dir, name);
-        goto out;
-    }
-    len = read_all(fd, buf, PS_QENTRY_MAX);
-    if(len < 0) {
-        seterr(err, errlen, "%s/%s: read: %s", q->dir, name, strerror(errno));
-        goto out;
-    }
-    if(ps_queue_parse(buf, (size_t)len, e, perr, sizeof(perr)) != 0) {
-        seterr(err, errlen, "%s/%s: %s", q->dir, name, perr);
-        goto out;
-    }
-    if(strcmp(e->name, name)) {
-        seterr(err, errlen, "%s/%s: name does not match its content", q->dir, name);
-        goto out;
-    }
-    rv = 0;
-out:
-    close(fd);
-    return rv;
+    return 0;
 }
 
 /* The holder of a key whose entry is gone drops the lock file. */
@@ -1374,7 +911,7 @@ int ps_queue_done(ps_queue_t *q, const char *name, char *err, size_t errlen)
         return -1;
     }
     unlink_lock_file(q, name);
-    if(sync_dir(q->dfd) != 0) {
+    if(ps_recdir_sync(q->dfd) != 0) {
         seterr(err, errlen, "%s: fsync: %s", q->dir, strerror(errno));
         return -1;
     }
@@ -1392,7 +929,7 @@ int ps_queue_dead_letter(ps_queue_t *q, const char *name, char *err, size_t errl
         return -1;
     }
     unlink_lock_file(q, name);
-    if(sync_dir(q->dead_fd) != 0 || sync_dir(q->dfd) != 0) {
+    if(ps_recdir_sync(q->dead_fd) != 0 || ps_recdir_sync(q->dfd) != 0) {
         seterr(err, errlen, "%s: fsync: %s", q->dir, strerror(errno));
         return -1;
     }
@@ -1422,17 +959,15 @@ int ps_queue_drop(ps_queue_t *q, const char *name, double wait, ps_qentry_t *e, 
     if(rv != 2)
         return rv;
     /* not live: a dead letter? */
-    fd = openat(q->dead_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if(fd < 0) {
-        if(errno == ENOENT) {
-            seterr(err, errlen, "%s: no entry %s (see `queue`)", q->dir, name);
-            return 2;
-        }
-        seterr(err, errlen, "%s/" QDIR_DEAD "/%s: %s", q->dir, name, strerror(errno));
-        return -1;
+    rv = ps_recdir_read(q->dead_fd, name, PS_QENTRY_MAX, entry_cb, NULL, e, err, errlen);
+    if(rv == 2) {
+        seterr(err, errlen, "%s: no entry %s (see `queue`)", q->dir, name);
+        return 2;
     }
-    close(fd);
-    if(check_entry(q->dead_fd, name, e, err, errlen) != 0) {
+    if(rv < 0)
+        return -1;
+    if(rv == 1) {
+        /* not a valid entry, but the administrator asked for this file */
         memset(e, 0, sizeof(*e));
         snprintf(e->name, sizeof(e->name), "%s", name);
     }
@@ -1440,7 +975,7 @@ int ps_queue_drop(ps_queue_t *q, const char *name, double wait, ps_qentry_t *e, 
         seterr(err, errlen, "%s/" QDIR_DEAD "/%s: remove: %s", q->dir, name, strerror(errno));
         return -1;
     }
-    if(sync_dir(q->dead_fd) != 0) {
+    if(ps_recdir_sync(q->dead_fd) != 0) {
         seterr(err, errlen, "%s/" QDIR_DEAD ": fsync: %s", q->dir, strerror(errno));
         return -1;
     }
@@ -1475,7 +1010,7 @@ int ps_queue_revive(ps_queue_t *q, const char *name, char *err, size_t errlen)
             return -1;
         }
     }
-    if(sync_dir(q->dfd) != 0 || sync_dir(q->dead_fd) != 0) {
+    if(ps_recdir_sync(q->dfd) != 0 || ps_recdir_sync(q->dead_fd) != 0) {
         seterr(err, errlen, "%s: fsync: %s", q->dir, strerror(errno));
         return -1;
     }

@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <time.h>
+#include "recdir.h" /* ps_write_file_atomic */
 #include "util.h"
 
 #define PS_QENTRY_MAX 4096 /* an entry file larger than this is invalid */
@@ -63,12 +64,6 @@ const char *ps_queue_dir(const ps_queue_t *q);
  * entry first). recorded = now when 0. Fills e->name.
  * Returns 0, or -1 with err (ENOSPC, EIO ...: the caller must fail loudly). */
 int ps_queue_put(ps_queue_t *q, ps_qentry_t *e, char *err, size_t errlen);
-
-/* The atomic write behind ps_queue_put, for other files of the same kind
- * (unresolved.c): temp file ".tmp-..." 0600 in dfd, write, fsync, rename to
- * name, fsync dfd. `dir` is for messages. 0, or -1 with err. */
-int ps_write_file_atomic(int dfd, const char *dir, const char *name, const char *data, char *err,
-                         size_t errlen);
 
 /* Parses and validates an entry's bytes (strict JSON object, known fields
  * only, right types, ps_login_valid/ps_id_valid). Version 1 entries (no

@@ -60,11 +60,6 @@ ps_client_t *ps_ctx_client(ps_ctx_t *ctx, char *err, size_t errlen)
         ctx->client = ps_client_new(ctx->cfg, err, errlen);
         if(ctx->client && ctx->backoff_base > 0)
             ps_client_set_backoff(ctx->client, ctx->backoff_base, 60.0);
-        /* every request below api.rate_limit: a removal is one to three
-         * requests, and one process may send many (remove a b c, a drain,
-         * the sender) */
-        if(ctx->client)
-            ps_client_set_pace(ctx->client, ctx->cfg->rate_limit * PS_PACE_MARGIN);
     }
     return ctx->client;
 }

@@ -13,8 +13,6 @@
 #include "remove.h"
 #include "sender_worker.h"
 
-#define PACE_MARGIN 0.98 /* requests go at this share of api.rate_limit */
-
 /* ------------------------------------------------------------ configurations */
 
 struct ps_shared_cfg {
@@ -113,25 +111,7 @@ struct ps_worker {
     /* the worker thread's own */
     ps_ctx_t ctx;         /* its API client (the warm connection) and queue */
     ps_shared_cfg_t *cur; /* the configuration ctx was made from */
-    double tokens;        /* pacing: a token bucket of one */
-    double last_fill;
-    double rate;
 };
-
-static void sleep_until(double t)
-{
-    for(;;) {
-        double left = t - ps_now();
-        struct timespec ts;
-
-        if(left <= 0)
-            return;
-        ts.tv_sec = (time_t)left;
-        ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
-        if(nanosleep(&ts, NULL) == 0 || errno != EINTR)
-            return;
-    }
-}
 
 static double thread_cpu(void)
 {
@@ -152,7 +132,6 @@ static void use_config(ps_worker_t *w, ps_shared_cfg_t *cfg)
     ps_shared_cfg_unref(w->cur);
     w->cur = ps_shared_cfg_ref(cfg);
     w->ctx.cfg = ps_shared_cfg_get(cfg);
-    w->rate = w->ctx.cfg->rate_limit * PACE_MARGIN;
 }
 
 /* The one place an accepted entry is sent. */
@@ -162,19 +141,15 @@ static void send_entry(ps_worker_t *w, ps_job_t *job, ps_result_t *res)
     ps_send_entry(&w->ctx, &job->entry, 0, &job->rep, res);
 }
 
-/* Sends a job. Pacing is a token bucket that holds one token: a lone
- * removal goes at once, a burst of hooks (a mass offboarding) is spread
- * below the limit on the one connection. (A bucket of one second's worth
- * would let a burst send twice api.rate_limit within one second.) The
- * bucket refills from the end of the previous request, so requests are at
- * least 1/rate apart as the API sees them. */
+/* Sends a job. The pacing is the API client's (api.c), the same as
+ * `retry`'s: every request starts at least 1/rate after the previous one,
+ * so a burst of hooks (a mass offboarding) is spread below the limit on the
+ * one connection, and a 429 slows it down. A request whose turn would come
+ * after the client's deadline is not sent: the entry stays in the queue. */
 static void send_paced(ps_worker_t *w, ps_job_t *job)
 {
-    const ps_config_t *cfg = w->ctx.cfg;
     ps_result_t res;
     char err[512];
-    double now = ps_now(), wait;
-    double target = cfg->rate_limit * PACE_MARGIN;
 
     if(!ps_ctx_queue(&w->ctx, err, sizeof(err))) {
         ps_logf(w->log, LOG_ERR, "sender: %s", err);
@@ -182,32 +157,10 @@ static void send_paced(ps_worker_t *w, ps_job_t *job)
         job->rep.status = PS_ST_ERROR;
         return;
     }
-    w->tokens += (now - w->last_fill) * w->rate;
-    w->last_fill = now;
-    if(w->tokens > 1)
-        w->tokens = 1;
-    wait = w->tokens >= 1 ? 0 : (1 - w->tokens) / w->rate;
-    if(job->deadline > 0 && now + wait >= job->deadline) {
-        kept(w->log, job, LOG_NOTICE,
-             "the rate limit leaves no slot before the deadline; kept in the queue for retry");
-        return;
-    }
-    sleep_until(now + wait);
-    w->tokens += wait * w->rate - 1;
-    w->last_fill = now + wait;
-
     send_entry(w, job, &res);
-    /* The next slot counts from the answer, not from the start: the API
-     * may have seen this request as late as its answer came (the first on
-     * a connection waits for the TLS handshake), and a slot counted from
-     * the start would put two requests closer than 1/rate at the API. */
-    w->last_fill = ps_now();
-    if(res.http_status == 429) {
-        w->rate = w->rate / 2 > 0.1 ? w->rate / 2 : 0.1; /* slow down, no burst */
-        w->tokens = 0;
-    } else if(job->rep.status == PS_ST_REMOVED || job->rep.status == PS_ST_ABSENT) {
-        w->rate = w->rate * 1.1 < target ? w->rate * 1.1 : target;
-    }
+    if(w->ctx.client)
+        ps_client_pace_answer(w->ctx.client, &res,
+                              job->rep.status == PS_ST_REMOVED || job->rep.status == PS_ST_ABSENT);
 }
 
 static void wake(ps_worker_t *w)
@@ -269,8 +222,6 @@ ps_worker_t *ps_worker_start(const ps_log_t *lg, char *err, size_t errlen)
     }
     w->log = lg;
     w->ctx.log = lg;
-    w->tokens = 1;
-    w->last_fill = ps_now();
     if(pipe2(w->wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         free(w);

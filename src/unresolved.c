@@ -1,6 +1,7 @@
 /* unresolved.c - removals asked for while the configuration could not be
- * loaded; see unresolved.h. Every file operation after the directory is
- * opened goes through its descriptor (O_NOFOLLOW), as in queue.c. */
+ * loaded; see unresolved.h. The records are a record directory (recdir.h),
+ * like the spool: every file operation after the directory is opened goes
+ * through its descriptor (O_NOFOLLOW). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* renameat2 */
 #endif
@@ -23,27 +24,16 @@
 #include <json-c/json.h>
 
 #include "helper.h"
+#include "recdir.h"
 #include "unresolved.h"
 
 #define U_MAX           4096 /* a record larger than this is invalid */
 #define U_SUFFIX        ".json"
-#define U_INVALID       "invalid"
 #define U_SOURCE_REMOVE "remove"
 #define U_SOURCE_PAM    "pam"
 #define U_LOCK_WAIT     5.0 /* seconds a second `retry` waits for the first */
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) PS_PRINTF(3, 4);
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if(!err || !errlen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#define seterr ps_seterr
 
 const char *ps_unresolved_dir(void)
 {
@@ -162,69 +152,23 @@ long long ps_account_expire(const char *login)
     return sp->sp_expire;
 }
 
-static int check_dir_fd(int fd, const char *dir, char *err, size_t errlen)
-{
-    struct stat st;
-
-    if(fstat(fd, &st) != 0) {
-        seterr(err, errlen, "%s: %s", dir, strerror(errno));
-        return -1;
-    }
-    if(st.st_uid != 0 && st.st_uid != geteuid()) {
-        seterr(err, errlen, "%s: owned by uid %lu, must be owned by root; fix: chown root %s", dir,
-               (unsigned long)st.st_uid, dir);
-        return -1;
-    }
-    if(st.st_mode & (S_IRWXG | S_IRWXO)) {
-        seterr(err, errlen, "%s: accessible by group or others (mode %04o); fix: chmod 700 %s", dir,
-               (unsigned)(st.st_mode & 07777), dir);
-        return -1;
-    }
-    return 0;
-}
-
 /* Opens dir (creating it and its parent 0700 when `create`), checked like
- * the queue directory. Returns the descriptor, -2 when it does not exist
+ * the spool directory. Returns the descriptor, -2 when it does not exist
  * and !create, or -1 with err. */
 static int open_dir(const char *dir, int create, char *err, size_t errlen)
 {
-    int fd;
-
-    if(create && mkdir(dir, 0700) != 0 && errno == ENOENT) {
-        /* the parent too (the default queue directory), never further up */
-        char parent[PS_UNRESOLVED_PATH_MAX];
-        char *slash;
-
-        snprintf(parent, sizeof(parent), "%s", dir);
-        slash = strrchr(parent, '/');
-        if(slash && slash != parent) {
-            *slash = '\0';
-            if(mkdir(parent, 0700) != 0 && errno != EEXIST) {
-                seterr(err, errlen, "%s: cannot create directory: %s", parent, strerror(errno));
-                return -1;
-            }
-        }
-        if(mkdir(dir, 0700) != 0 && errno != EEXIST) {
-            seterr(err, errlen, "%s: cannot create directory: %s", dir, strerror(errno));
-            return -1;
-        }
-    }
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if(fd < 0) {
-        if(errno == ENOENT && !create)
-            return -2;
-        seterr(err, errlen, "%s: %s", dir,
-               errno == ELOOP ? "a symbolic link, not a directory" : strerror(errno));
-        return -1;
-    }
-    if(check_dir_fd(fd, dir, err, errlen) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
+    return ps_recdir_open(dir, create ? 2 : 0, err, errlen);
 }
 
-static int read_record(int dfd, const char *name, ps_unresolved_t *u, char *why, size_t whylen);
+static int record_cb(void *arg, const char *name, const char *buf, size_t len, void *out, char *why,
+                     size_t whylen);
+
+/* Reads and checks one record; 0, 1 invalid (why), 2 vanished, -1 this
+ * process could not read it (why). */
+static int read_record(int dfd, const char *name, ps_unresolved_t *u, char *why, size_t whylen)
+{
+    return ps_recdir_read(dfd, name, U_MAX, record_cb, NULL, u, why, whylen);
+}
 
 static char *format_record(const ps_unresolved_t *u)
 {
@@ -467,6 +411,10 @@ int ps_unresolved_record(const char *dir, ps_unresolved_t *u, char *err, size_t 
         r = read_record(dfd, u->name, &old, why, sizeof(why));
         if(r == 2)
             break; /* a free name */
+        if(r < 0) {
+            seterr(err, errlen, "%s/%s", dir, why);
+            goto out;
+        }
         if(r == 0 && same_request(&old, u)) {
             rv = 0; /* recorded before: keep the older time */
             goto out;
@@ -485,70 +433,22 @@ out:
     return rv;
 }
 
-/* Moves a bad file aside into invalid/ (never replacing one there). */
-static void move_invalid(int dfd, const char *name)
+/* A record's bytes, parsed strictly, under one of the names its content may
+ * have (recdir's parse callback): its identity is its content. */
+static int record_cb(void *arg, const char *name, const char *buf, size_t len, void *out, char *why,
+                     size_t whylen)
 {
-    char dst[NAME_MAX + 1];
-    int ifd, i;
+    ps_unresolved_t *u = out;
 
-    if(mkdirat(dfd, U_INVALID, 0700) != 0 && errno != EEXIST)
-        return;
-    ifd = openat(dfd, U_INVALID, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if(ifd < 0)
-        return;
-    for(i = 0; i < 1000; i++) {
-        if(i == 0)
-            snprintf(dst, sizeof(dst), "%s", name);
-        else
-            snprintf(dst, sizeof(dst), "%.240s.%d", name, i);
-        if(renameat2(dfd, name, ifd, dst, RENAME_NOREPLACE) == 0 || errno != EEXIST)
-            break;
-    }
-    fsync(ifd);
-    fsync(dfd);
-    close(ifd);
-}
-
-/* Reads and checks one record; 0, 1 invalid (why), 2 vanished. */
-static int read_record(int dfd, const char *name, ps_unresolved_t *u, char *why, size_t whylen)
-{
-    char buf[U_MAX + 1];
-    struct stat st;
-    ssize_t len;
-    int fd, rv = 1;
-
-    fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-    if(fd < 0) {
-        if(errno == ENOENT)
-            return 2;
-        seterr(why, whylen, "cannot open: %s", strerror(errno));
-        return 1;
-    }
-    if(fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        seterr(why, whylen, "not a regular file");
-        goto out;
-    }
-    if((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 07777) != 0600) {
-        seterr(why, whylen, "owner uid %lu, mode %04o: expected root and 0600",
-               (unsigned long)st.st_uid, (unsigned)(st.st_mode & 07777));
-        goto out;
-    }
-    len = pread(fd, buf, U_MAX + 1, 0);
-    if(len < 0 || len > U_MAX) {
-        seterr(why, whylen, len < 0 ? "cannot read" : "larger than %d bytes", U_MAX);
-        goto out;
-    }
-    if(ps_unresolved_parse(buf, (size_t)len, u, why, whylen) != 0)
-        goto out;
+    (void)arg;
+    if(ps_unresolved_parse(buf, len, u, why, whylen) != 0)
+        return -1;
     if(!name_fits(u, name)) {
         seterr(why, whylen, "name does not match its content (expected %s)", u->name);
-        goto out;
+        return -1;
     }
     snprintf(u->name, sizeof(u->name), "%s", name);
-    rv = 0;
-out:
-    close(fd);
-    return rv;
+    return 0;
 }
 
 static int cmp_record(const void *a, const void *b)
@@ -560,67 +460,35 @@ static int cmp_record(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+static void count_invalid(void *arg, const char *name, const char *why)
+{
+    size_t *invalid = arg;
+
+    (void)name;
+    (void)why;
+    if(invalid)
+        (*invalid)++;
+}
+
 static int list_fd(int dfd, const char *dir, ps_unresolved_t **out, size_t *n, size_t *invalid,
                    char *err, size_t errlen)
 {
-    ps_unresolved_t *list = NULL;
-    size_t count = 0, cap = 0;
-    struct dirent *de;
-    DIR *d;
-    int fd, rv = -1;
+    ps_recdir_list_opts_t o;
+    void *list = NULL;
+    int rv;
 
-    *out = NULL;
-    *n = 0;
-    if((fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || !(d = fdopendir(fd))) {
-        seterr(err, errlen, "%s: %s", dir, strerror(errno));
-        if(fd >= 0)
-            close(fd);
-        return -1;
-    }
-    while((errno = 0, de = readdir(d)) != NULL) {
-        char why[384];
-        struct stat st;
-        ps_unresolved_t u;
-        int r;
-
-        if(de->d_name[0] == '.' ||
-           (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)))
-            continue; /* ., .., temp files, invalid/ */
-        r = read_record(dfd, de->d_name, &u, why, sizeof(why));
-        if(r == 2)
-            continue;
-        if(r == 1) {
-            move_invalid(dfd, de->d_name);
-            if(invalid)
-                (*invalid)++;
-            continue;
-        }
-        if(count == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            ps_unresolved_t *nl = realloc(list, ncap * sizeof(*nl));
-
-            if(!nl) {
-                seterr(err, errlen, "%s: out of memory", dir);
-                goto out;
-            }
-            list = nl;
-            cap = ncap;
-        }
-        list[count++] = u;
-    }
-    if(errno) {
-        seterr(err, errlen, "%s: readdir: %s", dir, strerror(errno));
-        goto out;
-    }
-    if(count)
-        qsort(list, count, sizeof(*list), cmp_record);
+    memset(&o, 0, sizeof(o));
+    o.suffix = U_SUFFIX;
+    o.name_max = 32;
+    o.max = U_MAX;
+    o.size = sizeof(ps_unresolved_t);
+    o.parse = record_cb;
+    o.cmp = cmp_record;
+    o.invalid_fd = -1; /* dir/invalid/ */
+    o.on_invalid = count_invalid;
+    o.invalid_arg = invalid;
+    rv = ps_recdir_list(dfd, dir, &o, &list, n, err, errlen);
     *out = list;
-    *n = count;
-    list = NULL;
-    rv = 0;
-out:
-    closedir(d);
-    free(list);
     return rv;
 }
 
@@ -641,26 +509,16 @@ int ps_unresolved_list(const char *dir, ps_unresolved_t **out, size_t *n, size_t
 }
 
 /* Takes the directory's lock (flock on the directory itself), waiting up
- * to U_LOCK_WAIT seconds. 0 locked, 1 busy. */
+ * to U_LOCK_WAIT seconds. 0 locked, 1 busy or failed. */
 static int lock_dir(int dfd)
 {
-    double until = ps_now() + U_LOCK_WAIT;
-
-    for(;;) {
-        struct timespec ts = { 0, 50000000L };
-
-        if(flock(dfd, LOCK_EX | LOCK_NB) == 0)
-            return 0;
-        if((errno != EWOULDBLOCK && errno != EINTR) || ps_now() >= until)
-            return 1;
-        nanosleep(&ts, NULL);
-    }
+    return ps_recdir_flock(dfd, ps_now() + U_LOCK_WAIT) == 0 ? 0 : 1;
 }
 
 static void drop_record(int dfd, const char *name)
 {
     unlinkat(dfd, name, 0);
-    fsync(dfd);
+    ps_recdir_sync(dfd);
 }
 
 /* Rewrites the record as held with `why` (it stays, visible, never sent). */
@@ -885,7 +743,7 @@ int ps_unresolved_drop(const char *dir, const char *name, ps_unresolved_t *u, ch
             seterr(err, errlen, "%s/%s: remove: %s", dir, name, strerror(errno));
             rc = -1;
         } else {
-            fsync(dfd);
+            ps_recdir_sync(dfd);
         }
     } else if(rc == 1) {
         seterr(err, errlen, "%s/%s: %s", dir, name, why);

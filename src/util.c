@@ -1,6 +1,7 @@
 /* util.c - small helpers shared by the module, the command and the tests.
  * libc only (see util.h). */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -414,4 +415,30 @@ void ps_key_hex(const char *a, const char *b, const char *c, char out[17])
     h = fnv1a_nul(h);
     h = fnv1a(h, c);
     snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+void ps_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if(!err || !errlen)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+void ps_sleep_until(double t)
+{
+    for(;;) {
+        double left = t - ps_now();
+        struct timespec ts;
+
+        if(left <= 0)
+            return;
+        ts.tv_sec = (time_t)left;
+        ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+        if(nanosleep(&ts, NULL) == 0 || errno != EINTR)
+            return;
+    }
 }

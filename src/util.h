@@ -70,6 +70,14 @@ const char *ps_file_kind(mode_t mode);
  * Owner and mode are the caller's to check (ps_check_fd_perms). */
 int ps_open_regular(const char *path, int nofollow, char *err, size_t errlen);
 
+/* Formats an error message into err (errlen bytes, always terminated;
+ * nothing when err is NULL or errlen 0): the one error setter of the core. */
+void ps_seterr(char *err, size_t errlen, const char *fmt, ...) PS_PRINTF(3, 4);
+
+/* Sleeps until ps_now() reaches t (through EINTR); at once when t has
+ * passed. */
+void ps_sleep_until(double t);
+
 /* Monotonic clock in seconds. */
 double ps_now(void);
 
