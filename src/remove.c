@@ -372,8 +372,10 @@ static ps_status_t settle(ps_ctx_t *ctx, ps_qentry_t *e, ps_status_t st, long ht
     rep->http_status = http;
     if(why && why[0])
         snprintf(rep->message, sizeof(rep->message), "%s", why);
-    if(recorded && row->spool == PS_SPOOL_SETTLE) {
-        if(ps_queue_done(q, e->name, err, sizeof(err)) != 0)
+    if(row->spool == PS_SPOOL_SETTLE) {
+        /* the audit line first: whoever sees the entry gone finds the line */
+        audit_map(ctx, e->trigger, st, &m, http, NULL);
+        if(recorded && ps_queue_done(q, e->name, err, sizeof(err)) != 0)
             ps_logf(ctx->log, LOG_ERR,
                     "%s (the member is removed; the entry stays until a retry "
                     "confirms it again)",
@@ -395,7 +397,8 @@ static ps_status_t settle(ps_ctx_t *ctx, ps_qentry_t *e, ps_status_t st, long ht
                     "entry is kept)",
                     err);
     }
-    audit_map(ctx, e->trigger, st, &m, http, row->spool == PS_SPOOL_SETTLE ? NULL : rep->message);
+    if(row->spool != PS_SPOOL_SETTLE)
+        audit_map(ctx, e->trigger, st, &m, http, rep->message);
     return st;
 }
 
