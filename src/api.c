@@ -30,6 +30,7 @@
 #include <json-c/json.h>
 
 #include "api.h"
+#include "jsonstrict.h"
 #include "config.h"
 #include "util.h"
 
@@ -343,42 +344,10 @@ char *ps_build_list_url(const char *base, const char *organization, const char *
 
 /* ------------------------------------------------------------------ HTTP */
 
-static int json_ws(char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
-}
-
-/* The JSON object that `body` is, exactly: strict JSON, at most
- * PS_JSON_DEPTH deep, nothing but whitespace after it (json_tokener_parse
- * would accept trailing garbage: we do not). NULL otherwise. The caller
- * releases it with json_object_put. */
+/* The JSON object that `body` is, exactly (jsonstrict.h), or NULL. */
 static json_object *parse_object(const char *body, size_t len)
 {
-    json_tokener *tok;
-    json_object *obj = NULL;
-    size_t end;
-
-    if(!body || !len || len > INT_MAX)
-        return NULL;
-    tok = json_tokener_new_ex(PS_JSON_DEPTH);
-    if(!tok)
-        return NULL;
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    obj = json_tokener_parse_ex(tok, body, (int)len);
-    if(!obj || json_tokener_get_error(tok) != json_tokener_success)
-        goto bad;
-    for(end = json_tokener_get_parse_end(tok); end < len; end++) {
-        if(!json_ws(body[end]))
-            goto bad;
-    }
-    if(!json_object_is_type(obj, json_type_object))
-        goto bad;
-    json_tokener_free(tok);
-    return obj;
-bad:
-    json_object_put(obj);
-    json_tokener_free(tok);
-    return NULL;
+    return ps_json_object(body, len, PS_JSON_DEPTH, NULL, 0);
 }
 
 /* Copies the top-level string "message" of a body that is exactly one JSON

@@ -14,6 +14,7 @@
 
 #include <json-c/json.h>
 
+#include "jsonstrict.h"
 #include "members.h"
 #include "queue.h"
 #include "util.h"
@@ -236,39 +237,13 @@ void ps_email_cache_name(const char *org, const char *email, char out[32])
     snprintf(out, 32, "%s%s", CACHE_PREFIX, key);
 }
 
-static int json_ws(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
 /* The JSON object buf is, exactly (strict, nothing but whitespace after
  * it), or NULL. */
 static json_object *parse_object(const char *buf, size_t len)
 {
-    json_tokener *tok;
-    json_object *obj;
-    size_t end;
-
     if(!buf || !len || len > PS_EMAIL_CACHE_MAX)
         return NULL;
-    tok = json_tokener_new_ex(8);
-    if(!tok)
-        return NULL;
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    obj = json_tokener_parse_ex(tok, buf, (int)len);
-    if(obj && json_tokener_get_error(tok) == json_tokener_success) {
-        for(end = json_tokener_get_parse_end(tok); end < len; end++) {
-            if(!json_ws(buf[end]))
-                break;
-        }
-        if(end == len && json_object_is_type(obj, json_type_object)) {
-            json_tokener_free(tok);
-            return obj;
-        }
-    }
-    json_object_put(obj);
-    json_tokener_free(tok);
-    return NULL;
+    return ps_json_object(buf, len, 8, NULL, 0);
 }
 
 /* A string field without NUL of at most max bytes, copied into dst. */

@@ -25,6 +25,7 @@
 
 #include <json-c/json.h>
 
+#include "jsonstrict.h"
 #include "queue.h"
 #include "recdir.h"
 
@@ -228,31 +229,6 @@ out:
     return out;
 }
 
-/* Copies a JSON string that must be non-empty, hold no NUL and fit. */
-static int get_str(json_object *v, const char *key, char *dst, size_t dstsz, char *err,
-                   size_t errlen)
-{
-    const char *s;
-    size_t len;
-
-    if(!json_object_is_type(v, json_type_string)) {
-        seterr(err, errlen, "\"%s\" is not a string", key);
-        return -1;
-    }
-    s = json_object_get_string(v);
-    len = (size_t)json_object_get_string_len(v);
-    if(!s || strlen(s) != len) {
-        seterr(err, errlen, "\"%s\" holds a NUL character", key);
-        return -1;
-    }
-    if(len >= dstsz) {
-        seterr(err, errlen, "\"%s\" is too long", key);
-        return -1;
-    }
-    memcpy(dst, s, len + 1);
-    return 0;
-}
-
 static int get_time(json_object *v, const char *key, long long *dst, char *err, size_t errlen)
 {
     int64_t t;
@@ -407,7 +383,7 @@ static int parse_field(const char *key, json_object *v, ps_qentry_t *e, int *ver
         return F_STATE;
     }
     if(!strcmp(key, "login")) {
-        if(get_str(v, key, e->login, sizeof(e->login), err, errlen))
+        if(ps_json_str(v, key, e->login, sizeof(e->login), err, errlen))
             return -1;
         if(!ps_login_valid(e->login)) {
             seterr(err, errlen, "\"login\" is not a valid login");
@@ -419,7 +395,7 @@ static int parse_field(const char *key, json_object *v, ps_qentry_t *e, int *ver
         int is_id = key[0] == 'i';
         char *dst = is_id ? e->id : e->organization;
         size_t sz = is_id ? sizeof(e->id) : sizeof(e->organization);
-        if(get_str(v, key, dst, sz, err, errlen))
+        if(ps_json_str(v, key, dst, sz, err, errlen))
             return -1;
         if(is_id && !dst[0])
             return F_ID; /* allowed next to an email (checked once every field is read) */
@@ -431,7 +407,7 @@ static int parse_field(const char *key, json_object *v, ps_qentry_t *e, int *ver
         return is_id ? F_ID : F_ORG;
     }
     if(!strcmp(key, "email")) {
-        if(get_str(v, key, e->email, sizeof(e->email), err, errlen))
+        if(ps_json_str(v, key, e->email, sizeof(e->email), err, errlen))
             return -1;
         if(!ps_email_valid(e->email)) {
             seterr(err, errlen, "\"email\" is not a valid email address");
@@ -468,11 +444,8 @@ static int parse_field(const char *key, json_object *v, ps_qentry_t *e, int *ver
 
 int ps_queue_parse(const char *buf, size_t len, ps_qentry_t *out, char *err, size_t errlen)
 {
-    struct json_tokener *tok = NULL;
     json_object *root = NULL;
     ps_qentry_t e;
-    enum json_tokener_error jerr;
-    size_t end;
     int seen = 0;
     int version = 0;
     int want;
@@ -487,38 +460,9 @@ int ps_queue_parse(const char *buf, size_t len, ps_qentry_t *out, char *err, siz
         seterr(err, errlen, "larger than %d bytes", PS_QENTRY_MAX);
         return -1;
     }
-    if(memchr(buf, '\0', len)) {
-        seterr(err, errlen, "holds a NUL byte");
-        return -1;
-    }
-    tok = json_tokener_new_ex(QJSON_DEPTH);
-    if(!tok) {
-        seterr(err, errlen, "out of memory");
-        return -1;
-    }
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    root = json_tokener_parse_ex(tok, buf, (int)len);
-    jerr = json_tokener_get_error(tok);
-    if(!root) {
-        if(jerr == json_tokener_continue)
-            seterr(err, errlen, "not JSON: unexpected end of data");
-        else
-            seterr(err, errlen, "not JSON: %s at byte %zu", json_tokener_error_desc(jerr),
-                   json_tokener_get_parse_end(tok));
+    root = ps_json_object(buf, len, QJSON_DEPTH, err, errlen);
+    if(!root)
         goto out;
-    }
-    /* json_tokener_parse() would accept trailing garbage: everything after
-     * the object must be white space */
-    for(end = json_tokener_get_parse_end(tok); end < len; end++) {
-        if(!strchr(" \t\r\n", buf[end])) {
-            seterr(err, errlen, "not JSON: trailing data at byte %zu", end);
-            goto out;
-        }
-    }
-    if(!json_object_is_type(root, json_type_object)) {
-        seterr(err, errlen, "not a JSON object");
-        goto out;
-    }
     {
         json_object_object_foreach(root, key, val)
         {
@@ -575,7 +519,6 @@ int ps_queue_parse(const char *buf, size_t len, ps_qentry_t *out, char *err, siz
     rv = 0;
 out:
     json_object_put(root);
-    json_tokener_free(tok);
     return rv;
 }
 

@@ -24,6 +24,7 @@
 #include <json-c/json.h>
 
 #include "helper.h"
+#include "jsonstrict.h"
 #include "recdir.h"
 #include "unresolved.h"
 
@@ -203,27 +204,11 @@ static char *format_record(const ps_unresolved_t *u)
     return out;
 }
 
-static int get_string(json_object *v, const char *key, char *dst, size_t sz, char *err,
-                      size_t errlen)
-{
-    const char *s = json_object_get_string(v);
-
-    if(!json_object_is_type(v, json_type_string) || !s ||
-       strlen(s) != (size_t)json_object_get_string_len(v) || strlen(s) >= sz) {
-        seterr(err, errlen, "\"%s\" is not a string of at most %zu bytes", key, sz - 1);
-        return -1;
-    }
-    memcpy(dst, s, strlen(s) + 1);
-    return 0;
-}
-
 int ps_unresolved_parse(const char *buf, size_t len, ps_unresolved_t *out, char *err, size_t errlen)
 {
-    struct json_tokener *tok = NULL;
     json_object *root = NULL;
     ps_unresolved_t u;
     char source[16] = "", account[16] = "";
-    size_t end;
     int seen_version = 0, seen_recorded = 0, seen_v2 = 0, rv = -1;
 
     memset(&u, 0, sizeof(u));
@@ -233,26 +218,9 @@ int ps_unresolved_parse(const char *buf, size_t len, ps_unresolved_t *out, char 
         seterr(err, errlen, "empty, larger than %d bytes or holds a NUL byte", U_MAX);
         return -1;
     }
-    if(!(tok = json_tokener_new_ex(4))) {
-        seterr(err, errlen, "out of memory");
-        return -1;
-    }
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    root = json_tokener_parse_ex(tok, buf, (int)len);
-    if(!root) {
-        seterr(err, errlen, "not JSON: %s", json_tokener_error_desc(json_tokener_get_error(tok)));
+    root = ps_json_object(buf, len, 4, err, errlen);
+    if(!root)
         goto out;
-    }
-    if(!json_object_is_type(root, json_type_object)) {
-        seterr(err, errlen, "not a JSON object");
-        goto out;
-    }
-    for(end = json_tokener_get_parse_end(tok); end < len; end++) {
-        if(!strchr(" \t\r\n", buf[end])) {
-            seterr(err, errlen, "not JSON: trailing data at byte %zu", end);
-            goto out;
-        }
-    }
     {
         json_object_object_foreach(root, key, val)
         {
@@ -266,7 +234,7 @@ int ps_unresolved_parse(const char *buf, size_t len, ps_unresolved_t *out, char 
                 }
                 seen_version = (int)v;
             } else if(!strcmp(key, "account")) {
-                if(get_string(val, key, account, sizeof(account), err, errlen))
+                if(ps_json_str(val, key, account, sizeof(account), err, errlen))
                     goto out;
                 seen_v2 |= 1;
             } else if(!strcmp(key, "uid") || !strcmp(key, "expire") || !strcmp(key, "held_at")) {
@@ -281,23 +249,23 @@ int ps_unresolved_parse(const char *buf, size_t len, ps_unresolved_t *out, char 
                 *dst = (long long)t;
                 seen_v2 |= key[0] == 'u' ? 2 : key[0] == 'e' ? 4 : 8;
             } else if(!strcmp(key, "held_reason")) {
-                if(get_string(val, key, u.held_reason, sizeof(u.held_reason), err, errlen))
+                if(ps_json_str(val, key, u.held_reason, sizeof(u.held_reason), err, errlen))
                     goto out;
                 seen_v2 |= 16;
             } else if(!strcmp(key, "login")) {
-                if(get_string(val, key, u.login, sizeof(u.login), err, errlen))
+                if(ps_json_str(val, key, u.login, sizeof(u.login), err, errlen))
                     goto out;
             } else if(!strcmp(key, "config")) {
-                if(get_string(val, key, u.config, sizeof(u.config), err, errlen))
+                if(ps_json_str(val, key, u.config, sizeof(u.config), err, errlen))
                     goto out;
             } else if(!strcmp(key, "source")) {
-                if(get_string(val, key, source, sizeof(source), err, errlen))
+                if(ps_json_str(val, key, source, sizeof(source), err, errlen))
                     goto out;
             } else if(!strcmp(key, "service")) {
-                if(get_string(val, key, u.service, sizeof(u.service), err, errlen))
+                if(ps_json_str(val, key, u.service, sizeof(u.service), err, errlen))
                     goto out;
             } else if(!strcmp(key, "mode")) {
-                if(get_string(val, key, u.mode, sizeof(u.mode), err, errlen))
+                if(ps_json_str(val, key, u.mode, sizeof(u.mode), err, errlen))
                     goto out;
             } else if(!strcmp(key, "recorded")) {
                 int64_t t = json_object_get_int64(val);
@@ -373,7 +341,6 @@ int ps_unresolved_parse(const char *buf, size_t len, ps_unresolved_t *out, char 
     rv = 0;
 out:
     json_object_put(root);
-    json_tokener_free(tok);
     return rv;
 }
 
