@@ -225,13 +225,27 @@ static char *append_segment(char *out, const char *seg)
     return out;
 }
 
-char *ps_build_url(const char *base, const char *organization, const char *id, int flags_mode,
-                   int delete_passwords, int delete_service_tokens)
+/* Bytes of the %XX-escaped form of any string (a query value). */
+static size_t escaped_len(const char *s)
+{
+    const unsigned char *p;
+    size_t n = 0;
+
+    for(p = (const unsigned char *)s; *p; p++)
+        n += unreserved(*p) ? 1 : 3;
+    return n;
+}
+
+/* BASE/organizations/ORG/members[/ID][?[q=Q&]TAIL], the path segments
+ * escaped (segment_len refuses "." and ".."), Q escaped as a query value.
+ * NULL when the base carries a query or a fragment (it cannot take a path),
+ * a segment is unusable, or memory runs out. */
+static char *member_url(const char *base, const char *organization, const char *id, const char *q,
+                        const char *tail)
 {
     static const char orgs[] = "/organizations/";
-    static const char members[] = "/members/";
-    char query[96];
-    size_t blen, olen, ilen, qlen = 0, total;
+    static const char members[] = "/members";
+    size_t blen, olen, ilen = 0, qlen = 0, tlen = tail ? strlen(tail) : 0, total;
     char *url, *p;
 
     if(!base)
@@ -239,22 +253,17 @@ char *ps_build_url(const char *base, const char *organization, const char *id, i
     blen = strlen(base);
     while(blen && base[blen - 1] == '/')
         blen--;
-    /* a base that carries a query or a fragment cannot take a path */
     if(!blen || memchr(base, '?', blen) || memchr(base, '#', blen))
         return NULL;
     olen = segment_len(organization);
-    ilen = segment_len(id);
-    if(!olen || !ilen)
+    if(!olen)
         return NULL;
-    if(flags_mode != PS_FLAGS_BODY) { /* query mode, the default */
-        int n =
-            snprintf(query, sizeof(query), "?delete_passwords=%s&delete_service_tokens=%s",
-                     delete_passwords ? "true" : "false", delete_service_tokens ? "true" : "false");
-        if(n < 0 || (size_t)n >= sizeof(query))
-            return NULL;
-        qlen = (size_t)n;
-    }
-    total = blen + sizeof(orgs) - 1 + olen + sizeof(members) - 1 + ilen + qlen + 1;
+    if(id && !(ilen = segment_len(id)))
+        return NULL;
+    if(q && *q)
+        qlen = 2 + escaped_len(q) + (tlen ? 1 : 0); /* "q=" ... ["&"] */
+    total = blen + sizeof(orgs) - 1 + olen + sizeof(members) - 1 + (id ? 1 + ilen : 0) +
+            (qlen + tlen ? 1 : 0) + qlen + tlen + 1;
     url = malloc(total);
     if(!url)
         return NULL;
@@ -264,13 +273,38 @@ char *ps_build_url(const char *base, const char *organization, const char *id, i
     memcpy(p, orgs, sizeof(orgs) - 1);
     p = append_segment(p + sizeof(orgs) - 1, organization);
     memcpy(p, members, sizeof(members) - 1);
-    p = append_segment(p + sizeof(members) - 1, id);
-    if(qlen) {
-        memcpy(p, query, qlen);
-        p += qlen;
+    p += sizeof(members) - 1;
+    if(id) {
+        *p++ = '/';
+        p = append_segment(p, id);
     }
-    *p = '\0';
+    if(qlen + tlen)
+        *p++ = '?';
+    if(qlen) {
+        *p++ = 'q';
+        *p++ = '=';
+        p = append_segment(p, q);
+        if(tlen)
+            *p++ = '&';
+    }
+    memcpy(p, tail ? tail : "", tlen);
+    p[tlen] = '\0';
     return url;
+}
+
+char *ps_build_url(const char *base, const char *organization, const char *id, int flags_mode,
+                   int delete_passwords, int delete_service_tokens)
+{
+    char query[96];
+
+    if(!id)
+        return NULL;
+    if(flags_mode == PS_FLAGS_BODY)
+        return member_url(base, organization, id, NULL, NULL);
+    /* query mode, the default */
+    snprintf(query, sizeof(query), "delete_passwords=%s&delete_service_tokens=%s",
+             delete_passwords ? "true" : "false", delete_service_tokens ? "true" : "false");
+    return member_url(base, organization, id, NULL, query);
 }
 
 char *ps_build_body(int delete_passwords, int delete_service_tokens)
@@ -283,63 +317,15 @@ char *ps_build_body(int delete_passwords, int delete_service_tokens)
     return body;
 }
 
-/* Bytes of the %XX-escaped form of any string (a query value). */
-static size_t escaped_len(const char *s)
-{
-    const unsigned char *p;
-    size_t n = 0;
-
-    for(p = (const unsigned char *)s; *p; p++)
-        n += unreserved(*p) ? 1 : 3;
-    return n;
-}
-
 char *ps_build_list_url(const char *base, const char *organization, const char *q, long page,
                         int per_page)
 {
-    static const char orgs[] = "/organizations/";
-    static const char members[] = "/members?";
     char tail[64];
-    size_t blen, olen, qlen = 0, tlen, total;
-    char *url, *p;
-    int n;
 
-    if(!base || page < 1 || per_page < 1 || per_page > PS_PER_PAGE_MAX)
+    if(page < 1 || per_page < 1 || per_page > PS_PER_PAGE_MAX)
         return NULL;
-    blen = strlen(base);
-    while(blen && base[blen - 1] == '/')
-        blen--;
-    if(!blen || memchr(base, '?', blen) || memchr(base, '#', blen))
-        return NULL;
-    olen = segment_len(organization);
-    if(!olen)
-        return NULL;
-    if(q && *q)
-        qlen = 2 + escaped_len(q) + 1; /* "q=" ... "&" */
-    n = snprintf(tail, sizeof(tail), "page=%ld&per_page=%d", page, per_page);
-    if(n < 0 || (size_t)n >= sizeof(tail))
-        return NULL;
-    tlen = (size_t)n;
-    total = blen + sizeof(orgs) - 1 + olen + sizeof(members) - 1 + qlen + tlen + 1;
-    url = malloc(total);
-    if(!url)
-        return NULL;
-    p = url;
-    memcpy(p, base, blen);
-    p += blen;
-    memcpy(p, orgs, sizeof(orgs) - 1);
-    p = append_segment(p + sizeof(orgs) - 1, organization);
-    memcpy(p, members, sizeof(members) - 1);
-    p += sizeof(members) - 1;
-    if(qlen) {
-        *p++ = 'q';
-        *p++ = '=';
-        p = append_segment(p, q);
-        *p++ = '&';
-    }
-    memcpy(p, tail, tlen);
-    p[tlen] = '\0';
-    return url;
+    snprintf(tail, sizeof(tail), "page=%ld&per_page=%d", page, per_page);
+    return member_url(base, organization, NULL, q, tail);
 }
 
 /* ------------------------------------------------------------------ HTTP */
