@@ -29,6 +29,7 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#define PS_TEST_HOOKS /* defines them */
 #include "api.h"
 #include "jsonstrict.h"
 #include "config.h"

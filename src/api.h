@@ -38,9 +38,12 @@ typedef struct ps_client ps_client_t;
 ps_client_t *ps_client_new(const ps_config_t *cfg, char *err, size_t errlen);
 void ps_client_free(ps_client_t *c); /* curl_global_cleanup: reference-counted */
 
-/* Test hook: base of the exponential backoff in seconds (default 1.0) and
- * the cap of any single wait (default 60). */
+#ifdef PS_TEST_HOOKS
+/* For the tests only (built with -DPS_TEST_HOOKS): the base of the
+ * exponential backoff in seconds (default 1.0) and the cap of any single
+ * wait (default 60), so that a retried request does not make a test wait. */
 void ps_client_set_backoff(ps_client_t *c, double base, double cap);
+#endif
 
 /* One DELETE, no retry. Fills r (attempts = 1). Returns r->outcome. */
 ps_outcome_t ps_client_delete_once(ps_client_t *c, const ps_mapping_t *m, ps_result_t *r);

@@ -39,7 +39,6 @@ typedef struct ps_ctx {
     int dry_run;
     int no_queue;
     double deadline;       /* ps_now() value, 0 = none */
-    double backoff_base;   /* 0 = the client's default */
     ps_handoff_fn handoff; /* NULL: ps_remove_login sends everything itself */
     const char *trigger;   /* what asked for the removals: "remove", "pam", ... */
     int retry_held;        /* `retry --held`: send every held entry again */

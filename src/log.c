@@ -13,16 +13,6 @@
 #define PS_LOG_LINE   2048
 #define PS_AUDIT_LINE 4096
 
-/* A log line is one line: a control character left in the formatted text
- * (a caller forgot ps_escape) becomes '?' instead of splitting the record. */
-static void one_line(char *s)
-{
-    for(; *s; s++) {
-        if((unsigned char)*s < 0x20 || *s == 0x7f)
-            *s = '?';
-    }
-}
-
 static int stderr_wanted(const ps_log_t *lg, int prio)
 {
     if(!lg->to_stderr)
@@ -49,7 +39,9 @@ void ps_logf(const ps_log_t *lg, int prio, const char *fmt, ...)
     if(stderr_wanted(lg, prio))
         fprintf(stderr, PS_LOG_PREFIX "%s\n", buf);
     if(lg->to_syslog) {
-        one_line(buf);
+        /* a control character left in the text (a caller forgot
+         * ps_escape) becomes '?' instead of splitting the record */
+        ps_one_line(buf);
         syslog(LOG_AUTHPRIV | prio, "%s", buf);
     }
 }

@@ -58,8 +58,6 @@ ps_client_t *ps_ctx_client(ps_ctx_t *ctx, char *err, size_t errlen)
 {
     if(!ctx->client) {
         ctx->client = ps_client_new(ctx->cfg, err, errlen);
-        if(ctx->client && ctx->backoff_base > 0)
-            ps_client_set_backoff(ctx->client, ctx->backoff_base, 60.0);
     }
     return ctx->client;
 }

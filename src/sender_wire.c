@@ -207,12 +207,8 @@ int ps_wire_peer_trusted(int fd, uid_t *uid)
 
 void ps_wire_one_line(const char *in, char *out, size_t outlen)
 {
-    size_t i;
-
     snprintf(out, outlen, "%s", in);
-    for(i = 0; out[i]; i++)
-        if((unsigned char)out[i] < 0x20 || out[i] == 0x7f)
-            out[i] = '?';
+    ps_one_line(out);
 }
 
 /* ------------------------------------------------------------ lines */

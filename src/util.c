@@ -442,3 +442,10 @@ void ps_sleep_until(double t)
             return;
     }
 }
+
+void ps_one_line(char *s)
+{
+    for(; *s; s++)
+        if((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+}

@@ -74,6 +74,10 @@ int ps_open_regular(const char *path, int nofollow, char *err, size_t errlen);
  * nothing when err is NULL or errlen 0): the one error setter of the core. */
 void ps_seterr(char *err, size_t errlen, const char *fmt, ...) PS_PRINTF(3, 4);
 
+/* Replaces every control character (and DEL) in s with '?', so that a text
+ * written as one line (syslog, a protocol line) stays one line. */
+void ps_one_line(char *s);
+
 /* Sleeps until ps_now() reaches t (through EINTR); at once when t has
  * passed. */
 void ps_sleep_until(double t);
