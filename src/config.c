@@ -1,5 +1,5 @@
-/* config.c - load and validate the libconfig configuration described in
- * ../shared/design.md ("Configuration (libconfig syntax)").
+/* config.c - load and validate the configuration (libconfig syntax; every
+ * key is described in planetscale-deprovision.conf(5)).
  *
  * libconfig 1.5 accepts any key, so every group is walked against a table of
  * the keys we know; anything else is an error naming FILE:LINE. Numbers may be

@@ -1,4 +1,5 @@
-/* config.h - the libconfig configuration of ../shared/design.md. */
+/* config.h - the configuration: /etc/planetscale/deprovision.conf and its
+ * include_dir, as planetscale-deprovision.conf(5) describes them. */
 #ifndef PS_CONFIG_H
 #define PS_CONFIG_H
 
