@@ -1,10 +1,11 @@
 #!/bin/sh
-# bench/run.sh BUILD_DIR [--quick] [--only login,removal,drain,memory]
+# bench/run.sh BUILD_DIR [--quick] [--only login,removal,drain,memory,confirm]
 #
 # The pam-planetscale benchmark suite (`make bench`; not part of `make check`).
-# Builds bench/login_driver into BUILD_DIR/bench/, then runs the four
-# benchmarks (login path, one removal, draining, memory) and prints every
-# figure beside its baseline with the ratio, then a "targets:" section.
+# Builds bench/login_driver into BUILD_DIR/bench/, then runs the five
+# benchmarks (login path, one removal, draining, memory, confirming a 404)
+# and prints every figure beside its baseline with the ratio, then a
+# "targets:" section.
 # Needs: gcc, libpam0g-dev, libpam-wrapper, libnss-wrapper, valgrind, strace,
 # curl, python3, openssl (for tests/gen_ca.sh).
 set -eu
