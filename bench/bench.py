@@ -210,6 +210,78 @@ def make_maps(le, sizes):
     return confs
 
 
+def login_detail(le, stacks):
+    """Where one account call's cost goes, per stack: syscalls (strace -c),
+    mmap/mprotect/munmap among them, page faults (perf stat, a software
+    event), and instructions (callgrind, inclusive) in the loader's
+    relocation of the loaded modules and in pam_sm_acct_mgmt; each the
+    difference of two runs (n and 2n calls, 100 and 30 under callgrind)."""
+    def strace(svc, n):
+        out = os.path.join(le.work, "strace-c.txt")
+        subprocess.run(["strace", "-c", "-f", "-o", out, le.driver, svc, "alice", str(n)],
+                       env=le.env, stdout=subprocess.DEVNULL, check=True)
+        calls = {}
+        with open(out) as f:
+            for line in f:
+                w = line.split()
+                if len(w) >= 5 and w[3].isdigit():
+                    calls[w[-1]] = int(w[3])
+        return calls
+
+    def faults(svc, n):
+        if not shutil.which("perf"):
+            return None
+        p = subprocess.run(["perf", "stat", "-x,", "-e", "page-faults", le.driver, svc, "alice",
+                            str(n)], env=le.env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+        for line in p.stderr.splitlines():
+            if "page-faults" in line and line.split(",")[0].isdigit():
+                return int(line.split(",")[0])
+        return None
+
+    def callgrind(svc, n):
+        out = os.path.join(le.work, "cg.out")
+        subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                        le.driver, svc, "alice", str(n)], env=le.env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", out],
+                             capture_output=True, text=True).stdout
+        got = {}
+        for fn in ("_dl_relocate_object", "pam_sm_acct_mgmt"):
+            m = re.search(r"([\d,]+) \(\s*[\d.]+%\)\s+\S*:" + fn + r"\b", ann)
+            got[fn] = int(m.group(1).replace(",", "")) if m else 0
+        return got
+
+    rows = []
+    n = 1000
+    for label, svc in stacks:
+        a, b = strace(svc, n), strace(svc, 2 * n)
+        per = {k: (b.get(k, 0) - a.get(k, 0)) / float(n) for k in set(a) | set(b)}
+        fa, fb = faults(svc, n), faults(svc, 2 * n)
+        ca, cb = callgrind(svc, 30), callgrind(svc, 130)
+        rows.append([label, "%.1f" % per.get("total", 0),
+                     "%.0f / %.0f / %.0f" % (per.get("mmap", 0), per.get("mprotect", 0),
+                                             per.get("munmap", 0)),
+                     "%.1f" % ((fb - fa) / float(n)) if fa is not None and fb is not None
+                     else "-",
+                     "%.1fk" % ((cb["_dl_relocate_object"] - ca["_dl_relocate_object"]) / 100e3),
+                     "%.1fk" % ((cb["pam_sm_acct_mgmt"] - ca["pam_sm_acct_mgmt"]) / 100e3)])
+    table("Where one account call goes (1,000-user map, inline, mapped user; syscalls and page "
+          "faults: (2,000 calls - 1,000 calls) / 1,000; instructions: callgrind, inclusive, "
+          "(130 calls - 30 calls) / 100)",
+          ["stack", "syscalls", "mmap / mprotect / munmap", "page faults",
+           "instr in _dl_relocate_object", "instr in pam_sm_acct_mgmt"], rows)
+
+    def imports(so):
+        p = subprocess.run(["readelf", "--dyn-syms", "-W", so], capture_output=True, text=True)
+        return sum(1 for line in p.stdout.splitlines()
+                   if len(line.split()) >= 8 and line.split()[6] == "UND")
+
+    say("  undefined dynamic symbols (readelf --dyn-syms), each bound at every load (-z now): "
+        "pam_planetscale.so %d, pam_permit.so %d"
+        % (imports(le.module), imports(os.path.join(SECDIR, "pam_permit.so"))))
+
+
 def bench_login(build, work, quick):
     say("\n=== 1. Login path: account stack, one process, pam_wrapper + nss_wrapper ===")
     le = LoginEnv(os.path.join(work, "login"), build)
@@ -246,7 +318,8 @@ def bench_login(build, work, quick):
         exec_stacks.append(("pam_exec grep      %6d map        mapped" % n, svc, "alice", n))
 
     # ---- no libcurl, TLS, libconfig or json-c in the process; no network
-    rep = le.report(stacks[2][1], "alice", 1000)     # 1,000 users, inline, mapped
+    svc1000 = [s for l, s, u, n in stacks if n == 1000 and "inline" in l][0]
+    rep = le.report(svc1000, "alice", 1000)     # 1,000 users, inline, mapped
     maps_ok = all(rep["mapped_" + k] == "0" for k in ("libcurl", "tls", "libconfig", "jsonc"))
     say("after 1,000 calls (1,000-user map, mapped user): /proc/self/maps has libcurl=%s "
         "TLS(libssl/libcrypto/gnutls/nettle)=%s libconfig=%s json-c=%s"
@@ -255,7 +328,7 @@ def bench_login(build, work, quick):
     # syscalls of the valid path: no socket/connect, no config file opened
     st = os.path.join(le.work, "strace.txt")
     subprocess.run(["strace", "-f", "-qq", "-e", "trace=%network,openat,execve,clone,fork,vfork",
-                    "-o", st, le.driver, stacks[2][1], "alice", "20"], env=le.env,
+                    "-o", st, le.driver, svc1000, "alice", "20"], env=le.env,
                    stdout=subprocess.DEVNULL, check=True)
     with open(st) as f:
         lines = f.read().splitlines()
@@ -336,6 +409,12 @@ def bench_login(build, work, quick):
              os.cpu_count()),
           ["stack", "best us", "median us", "baseline", "ratio", "extra us"], rows)
     say("  (wall runs took %.0f s)" % (time.time() - t))
+
+    # ---- where a call's cost goes
+    t = time.time()
+    login_detail(le, [("pam_permit (baseline)", base), ("+ pam_permit copy", floor),
+                      ("+ pam_planetscale", svc1000)])
+    say("  (took %.0f s)" % (time.time() - t))
 
     # ---- versus pam_exec
     rows = []
@@ -1159,7 +1238,7 @@ def confirm_report(out, rates, reps, mismatch):
         row = [label, "%d" % len(new[0][2]), sequence(new[0][2]), "%d" % new[0][0]]
         for rate in rates:
             n = out[(key, rate)]["new"]
-            row += ["%.1f" % med(span_ms(x[2]) for x in n),
+            row += ["%.2f" % med(span_ms(x[2]) for x in n),
                     "%.1f" % (med(x[1] for x in n) * 1000)]
         rows.append(row)
     table("Look, then delete (src/remove.c), the command `remove` with no sender unless "
@@ -1186,7 +1265,7 @@ def confirm_report(out, rates, reps, mismatch):
                "1 (%s, taken as %s)" % (first, "done" if first in ("204", "404") else first),
                "%d" % len(old[0]), sequence(old[0])]
         for rate in rates:
-            row.append("%.1f" % med(span_ms(x) for x in out[(key, rate)]["old"]))
+            row.append("%.2f" % med(span_ms(x) for x in out[(key, rate)]["old"]))
         rows.append(row)
     table("The same answers with the bare DELETE the product sent before: alone (a 404 "
           "taken on faith) and with what it would need to confirm them (DELETE 404, then GET "

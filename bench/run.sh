@@ -7,7 +7,8 @@
 # and prints every figure beside its baseline with the ratio, then a
 # "targets:" section.
 # Needs: gcc, libpam0g-dev, libpam-wrapper, libnss-wrapper, valgrind, strace,
-# curl, python3, openssl (for tests/gen_ca.sh).
+# curl, python3, openssl (for tests/gen_ca.sh), readelf; perf for the page
+# fault counts (printed as "-" without it).
 set -eu
 
 if [ $# -lt 1 ]; then
