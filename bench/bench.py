@@ -1297,7 +1297,12 @@ def main():
     os.environ["PS_COMMAND"] = os.path.join(build, "planetscale-deprovision")
     say("pam-planetscale benchmarks%s" % (" (--quick)" if a.quick else ""))
     say("machine: " + machine())
-    say("command: " + " ".join(sys.argv))
+    say("load average at the start: %.1f %.1f %.1f (1, 5, 15 min; other work on this machine "
+        "makes wall times noisy: compare the figures of one run side by side)"
+        % os.getloadavg())
+    say("command: sh bench/run.sh %s%s (in the source tree)"
+        % (os.path.relpath(build, SRC) if build.startswith(SRC + os.sep) else "BUILD_DIR",
+           "".join(" " + x for x in sys.argv[1:] if x not in ("--build", a.build))))
     work = tempfile.mkdtemp(prefix="ps-bench-")
     t0 = time.time()
     try:
@@ -1319,7 +1324,8 @@ def main():
     for name, met, detail in TARGETS:
         say("  %-6s %s  %s" % ({True: "met", False: "MISSED", None: "info"}[met],
                               name.ljust(w), detail))
-    say("total %.0f s" % (time.time() - t0))
+    say("total %.0f s; load average at the end: %.1f %.1f %.1f"
+        % ((time.time() - t0,) + os.getloadavg()))
     return 0
 
 

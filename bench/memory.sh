@@ -132,12 +132,13 @@ else
 	else
 		fail=1
 		echo "# FAIL descriptors: $ff after the first cycle, $fa after $n2 cycles"
-		grep '^fd ' "$work/r2.txt" | sed 's/^/# /'
+		grep '^fd ' "$work/r2.txt" | sed "s|$work/|WORK/|; s/^/# /"
 	fi
 	if [ "$fb" -ne "$ff" ]; then
 		echo "#      (the first cycle opens $((ff - fb)) descriptor(s) that stay constant:"
-		grep '^fd ' "$work/r2.txt" | sed 's/^/#        /'
-		echo "#       nss_wrapper keeps its shadow file open for getspnam)"
+		grep '^fd ' "$work/r2.txt" | sed "s|$work/|WORK/|; s|/proc/[0-9]*/|/proc/PID/|; s/^/#        /"
+		echo "#       WORK is the test's temporary directory; nss_wrapper keeps its shadow file"
+		echo "#       open for getspnam)"
 	fi
 	d=$((rend - r1000))
 	if [ "$d" -le "$tol" ]; then
