@@ -993,6 +993,12 @@ static int k_expired_grace_days(struct loader *ld, const config_setting_t *s)
     return 0;
 }
 
+/* How long a deprovisioning hook (remove --hook) waits for the API. */
+static int k_hook_deadline(struct loader *ld, const config_setting_t *s)
+{
+    return get_positive(ld, s, PS_HOOK_DEADLINE_MAX, &ld->cfg->hook_deadline);
+}
+
 static const struct key top_keys[] = { { "organization", k_organization },
                                        { "api", k_api },
                                        { "defaults", k_defaults },
@@ -1003,6 +1009,7 @@ static const struct key top_keys[] = { { "organization", k_organization },
                                        { "sender", k_sender },
                                        { "pam_services", k_pam_services },
                                        { "expired_grace_days", k_expired_grace_days },
+                                       { "hook_deadline", k_hook_deadline },
                                        { NULL, NULL } };
 
 static const struct key include_keys[] = { { "users", k_users }, { NULL, NULL } };
@@ -1470,6 +1477,7 @@ static int set_defaults(ps_config_t *cfg, const char *path)
     cfg->sender_socket = strdup(PS_DEFAULT_SENDER_SOCKET);
     cfg->sender_idle = PS_DEFAULT_SENDER_IDLE;
     cfg->expired_grace_days = PS_DEFAULT_EXPIRED_GRACE_DAYS;
+    cfg->hook_deadline = PS_DEFAULT_HOOK_DEADLINE;
     cfg->pam_services = calloc(2, sizeof(char *));
     if(cfg->pam_services) {
         cfg->pam_services[0] = strdup("planetscale-deprovision");

@@ -11,6 +11,14 @@
 #define PS_DEFAULT_SENDER_SOCKET "/run/planetscale-deprovision.sock"
 #define PS_DEFAULT_SENDER_IDLE   300
 
+/* How long a deprovisioning hook (remove --hook: the userdel hook,
+ * deluser.local) waits for the API before it leaves the recorded removal
+ * pending for the sender or the retry timer: long enough for a cold TLS
+ * connection, the GET and the DELETE (and a member-list probe) on a slow
+ * link, short enough that a hanging API does not hold up userdel. */
+#define PS_DEFAULT_HOOK_DEADLINE 5
+#define PS_HOOK_DEADLINE_MAX     300
+
 enum ps_flags_mode { PS_FLAGS_QUERY = 0, PS_FLAGS_BODY = 1 };
 enum ps_unmapped { PS_UNMAPPED_IGNORE = 0, PS_UNMAPPED_ERROR = 1 };
 
@@ -62,6 +70,7 @@ typedef struct ps_config {
     size_t npam_services;
 
     int expired_grace_days; /* only_expired waits this many days past sp_expire */
+    double hook_deadline;   /* seconds remove --hook waits for the API */
 } ps_config_t;
 
 /* What one login resolves to. Strings point into the config. */

@@ -42,6 +42,7 @@ typedef struct ps_ctx {
     ps_handoff_fn handoff; /* NULL: ps_remove_login sends everything itself */
     const char *trigger;   /* what asked for the removals: "remove", "pam", ... */
     int retry_held;        /* `retry --held`: send every held entry again */
+    int hook;              /* a deprovisioning hook (remove --hook): hooknote.h */
     /* Organizations whose member list this credential was seen to read
      * (PS_PROBE_TTL seconds, ps_now() times): what confirms a 404. */
     struct {

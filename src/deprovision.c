@@ -37,23 +37,27 @@ static const char usage_text[] =
     "Removes departing users' PlanetScale organization memberships.\n"
     "\n"
     "Commands:\n"
-    "  remove [--dry-run] [--no-queue] [--deadline SECONDS] LOGIN...\n"
+    "  remove [--dry-run] [--no-queue] [--deadline SECONDS] [--hook] LOGIN...\n"
     "                              remove these logins' memberships (LOGIN \"-\" reads\n"
     "                              logins from stdin); each request is recorded in the\n"
     "                              spool first and leaves it only once PlanetScale\n"
-    "                              confirmed the removal\n"
+    "                              confirmed the removal; --hook (the userdel hook,\n"
+    "                              deluser.local): wait at most hook_deadline seconds\n"
+    "                              (default 5), not at all for a minute after the API\n"
+    "                              did not answer, and print nothing for an unmapped login\n"
     "  retry [--held] [--deadline SECONDS]\n"
     "                              send what waits in the spool (run by a systemd timer):\n"
     "                              pending entries, and held ones once the configuration\n"
     "                              changed since they were held (--held: all held and\n"
     "                              dead entries)\n"
     "  queue [--queue-dir DIR]     list the spool: pending, held, dead and unresolved\n"
-    "                              entries, with their reasons (also when the\n"
-    "                              configuration does not load)\n"
+    "                              entries, with their reasons; when the configuration\n"
+    "                              does not load, the default spool (or DIR), exit 78\n"
     "  queue drop NAME...          delete these entries without a confirmed removal\n"
     "                              (an administrator's decision; audited)\n"
     "  check [--queue-dir DIR]     validate the configuration and permissions; fails while\n"
-    "                              anything is held or dead\n"
+    "                              anything is held or dead; counts the spool also when\n"
+    "                              the configuration does not load (exit 78)\n"
     "  check --online              also ask the API whether the token can read each\n"
     "                              organization's member list\n"
     "  lookup LOGIN...             show what would be sent (no network)\n"
@@ -88,7 +92,8 @@ enum {
     OPT_QUEUE_DIR = 1 << 5,
     OPT_HELPER = 1 << 6, /* --mode, --service, --debug */
     OPT_ONLINE = 1 << 7,
-    OPT_ORGANIZATION = 1 << 8
+    OPT_ORGANIZATION = 1 << 8,
+    OPT_HOOK = 1 << 9
 };
 
 typedef struct opts {
@@ -100,6 +105,8 @@ typedef struct opts {
     int debug;
     int held;
     int online;
+    int hook;           /* remove --hook */
+    double start;       /* ps_now() when the command started */
     double deadline;    /* seconds from the start, 0 = none */
     double deadline_at; /* the same as a ps_now() value, 0 = none */
     const char *mode;
@@ -160,7 +167,8 @@ static int parse_args(int argc, char **argv, opts_t *o)
         O_EXPIRE_DAY,
         O_GRACE,
         O_ONLINE,
-        O_ORGANIZATION
+        O_ORGANIZATION,
+        O_HOOK
     };
     static const struct option longopts[] = {
         { "config", required_argument, NULL, 'c' },
@@ -181,6 +189,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
         { "expired-grace-days", required_argument, NULL, O_GRACE },
         { "online", no_argument, NULL, O_ONLINE },
         { "organization", required_argument, NULL, O_ORGANIZATION },
+        { "hook", no_argument, NULL, O_HOOK },
         { NULL, 0, NULL, 0 }
     };
     int c;
@@ -259,6 +268,10 @@ static int parse_args(int argc, char **argv, opts_t *o)
                 return -usage_error("--organization: not an organization name: %s", optarg);
             o->organization = optarg;
             o->given |= OPT_ORGANIZATION;
+            break;
+        case O_HOOK:
+            o->hook = 1;
+            o->given |= OPT_HOOK;
             break;
         case ':': return -usage_error("option %s needs an argument", argv[optind - 1]);
         default: return -usage_error("unknown option: %s", argv[optind - 1]);
@@ -469,7 +482,10 @@ static void report(out_t *out, const char *login, const ps_report_t *rep)
         printf("%s: already absent from %s (user %s), confirmed\n", elogin, m->organization, who);
         break;
     case PS_ST_UNMAPPED:
-        printf("%s: not mapped to a PlanetScale user, nothing to do\n", elogin);
+        /* a hook runs for every deleted account, system accounts of
+         * packages included: nothing to say (the audit line is at debug) */
+        if(!out->o->hook)
+            printf("%s: not mapped to a PlanetScale user, nothing to do\n", elogin);
         break;
     case PS_ST_DRYRUN:
         printf("%s: would remove user %s from %s (delete_passwords=%s, "
@@ -553,7 +569,10 @@ static int cmd_remove(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
     ctx.no_queue = o->no_queue;
     ctx.handoff = ps_sender_handoff;
     ctx.trigger = "remove";
+    ctx.hook = o->hook;
     ctx.deadline = o->deadline_at; /* counted from the start: loading took some of it */
+    if(o->hook && !(o->deadline > 0))
+        ctx.deadline = o->start + ctx.cfg->hook_deadline;
     if(o->json)
         out.arr = json_object_new_array();
 
@@ -1700,7 +1719,8 @@ typedef struct command {
 } command_t;
 
 static const command_t commands[] = {
-    { "remove", cmd_remove, ARGS_SOME, OPT_DRY_RUN | OPT_NO_QUEUE | OPT_DEADLINE, CFG_OPTIONAL, 0 },
+    { "remove", cmd_remove, ARGS_SOME, OPT_DRY_RUN | OPT_NO_QUEUE | OPT_DEADLINE | OPT_HOOK,
+      CFG_OPTIONAL, 0 },
     { "lookup", cmd_lookup_, ARGS_SOME, 0, CFG_NEEDED, 0 },
     { "retry", cmd_retry, ARGS_NONE, OPT_DEADLINE | OPT_HELD, CFG_NEEDED, 0 },
     { "queue", cmd_queue, ARGS_ANY, OPT_QUEUE_DIR, CFG_OPTIONAL, 0 },
@@ -1721,7 +1741,8 @@ static const struct {
                      { OPT_QUEUE_DIR, "--queue-dir" },
                      { OPT_HELPER, "--mode/--service/--debug" },
                      { OPT_ONLINE, "--online" },
-                     { OPT_ORGANIZATION, "--organization" } };
+                     { OPT_ORGANIZATION, "--organization" },
+                     { OPT_HOOK, "--hook" } };
 
 static int run_command(const opts_t *o, ps_log_t *lg)
 {
@@ -1770,6 +1791,7 @@ int main(int argc, char **argv)
     start = ps_now();
 
     memset(&o, 0, sizeof(o));
+    o.start = start;
     o.grace = -1;
     o.args = calloc((size_t)argc + 1, sizeof(char *));
     if(!o.args)
@@ -1785,6 +1807,11 @@ int main(int argc, char **argv)
         o.deadline_at = start + o.deadline;
     else if(o.command && strcmp(o.command, PS_HELPER_SUBCOMMAND) == 0)
         o.deadline_at = start + PS_HELPER_DEFAULT_TIMEOUT;
+    else if(o.hook)
+        /* hook_deadline is in the configuration, which must load first:
+         * within the default wait (remove then counts hook_deadline from
+         * the start too) */
+        o.deadline_at = start + PS_DEFAULT_HOOK_DEADLINE;
     openlog("planetscale-deprovision", LOG_PID, LOG_AUTHPRIV);
     rv = run_command(&o, &lg);
     free(o.args);

@@ -51,6 +51,7 @@
 
 #include "fingerprint.h"
 #include "helper.h"
+#include "hooknote.h"
 #include "members.h"
 #include "remove.h"
 
@@ -529,6 +530,37 @@ static void merge_history(ps_ctx_t *ctx, ps_qentry_t *e)
     }
 }
 
+/* A hook while the API did not answer another hook a moment ago
+ * (hooknote.h): the recorded entry stays pending, unsent, for the sender or
+ * the retry timer. 1 when so (rep filled, audit line written). */
+static int hook_leaves_pending(ps_ctx_t *ctx, ps_qentry_t *e, ps_report_t *rep)
+{
+    char reason[512], why[512];
+    long long at = 0;
+    const char *dir = ps_queue_dir(ctx->queue);
+
+    if(!ctx->cfg->auth_header || !ps_hook_note_fresh(dir, ctx->cfg->api_url, PS_HOOK_NOTE_WINDOW,
+                                                     &at, reason, sizeof(reason)))
+        return 0;
+    snprintf(why, sizeof(why),
+             "not sent: the API did not answer another removal %lld s ago (%.300s); "
+             "left pending for the retry timer",
+             (long long)time(NULL) - at < 0 ? 0 : (long long)time(NULL) - at, reason);
+    settle(ctx, e, PS_ST_QUEUED, 0, why, rep);
+    return 1;
+}
+
+/* What a hook's removal tells the hooks after it: pending means the API did
+ * not complete it within the hook's wait (note it), done means it answers
+ * (forget the note). */
+static void hook_note_outcome(ps_ctx_t *ctx, const ps_report_t *rep)
+{
+    if(rep->status == PS_ST_QUEUED)
+        ps_hook_note_write(ps_queue_dir(ctx->queue), ctx->cfg->api_url, rep->message, ctx->log);
+    else if(rep->status == PS_ST_REMOVED || rep->status == PS_ST_ABSENT)
+        ps_hook_note_clear(ps_queue_dir(ctx->queue));
+}
+
 ps_status_t ps_map_login(const ps_config_t *cfg, const char *login, ps_report_t *rep)
 {
     char elogin[PS_LOGIN_MAX * 4 + 8];
@@ -617,10 +649,16 @@ ps_status_t ps_remove_login(ps_ctx_t *ctx, const char *login, ps_report_t *rep)
         ps_queue_unlock(fd);
         return send_unrecorded(ctx, login, &e, err, rep);
     }
+    if(ctx->hook && hook_leaves_pending(ctx, &e, rep)) {
+        ps_queue_unlock(fd);
+        return rep->status;
+    }
     /* A running sender has a warm connection: give it the recorded entry
      * and its lock. When there is none, or it declines, send it here. */
     if(!ctx->cfg->auth_header || !ctx->handoff || ctx->handoff(ctx, fd, &e, rep) != 0)
         ps_send_entry(ctx, &e, 0, rep, NULL);
+    if(ctx->hook)
+        hook_note_outcome(ctx, rep);
     ps_queue_unlock(fd);
     return rep->status;
 }

@@ -272,6 +272,7 @@ static void test_defaults(void **state)
     assert_int_equal(t->cfg->max_age_days, 30);
     assert_int_equal(t->cfg->expired_grace_days, PS_DEFAULT_EXPIRED_GRACE_DAYS);
     assert_int_equal(PS_DEFAULT_EXPIRED_GRACE_DAYS, 7);
+    assert_true(t->cfg->hook_deadline == 5.0);
     assert_int_equal(t->cfg->npam_services, 1);
     assert_string_equal(t->cfg->pam_services[0], "planetscale-deprovision");
     assert_int_equal(t->cfg->nusers, 0);
@@ -500,6 +501,9 @@ static void test_ranges(void **state)
         { "queue = { dir = \"spool\"; };\n", "absolute" },
         { "expired_grace_days = -1;\n", "expired_grace_days" },
         { "expired_grace_days = 3651;\n", "expired_grace_days" },
+        { "hook_deadline = 0;\n", "hook_deadline: 0 is out of range" },
+        { "hook_deadline = 300.5;\n", "hook_deadline" },
+        { "hook_deadline = \"5\";\n", "hook_deadline: expected a number" },
     };
     size_t i;
 
@@ -510,13 +514,15 @@ static void test_ranges(void **state)
 
     put_main(t, "api = { timeout = 300; connect_timeout = 300; retries = 20; "
                 "rate_limit = 1000; };\nqueue = { max_age_days = 3650; };\n"
-                "expired_grace_days = 3650;\n");
+                "expired_grace_days = 3650;\nhook_deadline = 300;\n");
     expect_ok(t, 0);
     assert_int_equal(t->cfg->expired_grace_days, 3650);
+    assert_true(t->cfg->hook_deadline == 300.0);
     put_main(t, "api = { timeout = 1; connect_timeout = 0.5; retries = 1; "
                 "rate_limit = 0.1; };\nqueue = { max_age_days = 1; };\n"
-                "expired_grace_days = 0;\n");
+                "expired_grace_days = 0;\nhook_deadline = 0.5;\n");
     expect_ok(t, 0);
+    assert_true(t->cfg->hook_deadline == 0.5);
     assert_int_equal(t->cfg->expired_grace_days, 0);
     assert_true(t->cfg->connect_timeout == 0.5);
 }

@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "hooknote.h"
 #include "queue.h"
 #include "unresolved.h"
 
@@ -1359,6 +1360,83 @@ static void test_unresolved_record_full_disk(void **state)
     assert_int_equal(count_files(dir, ""), 0);
 }
 
+/* ------------------------------------------------------------ hook note */
+
+static void test_hook_note_parse_strict(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        "{}",
+        "[]",
+        "{\"at\":1,\"api\":\"https://a/v1\"}",
+        "{\"at\":1,\"api\":\"https://a/v1\",\"reason\":\"r\",\"x\":1}",
+        "{\"at\":\"1\",\"api\":\"https://a/v1\",\"reason\":\"r\"}",
+        "{\"at\":1.5,\"api\":\"https://a/v1\",\"reason\":\"r\"}",
+        "{\"at\":1,\"api\":2,\"reason\":\"r\"}",
+        "{\"at\":1,\"api\":\"https://a/v1\",\"reason\":null}",
+        "{\"at\":1,\"api\":\"https://a/v1\",\"reason\":\"r\"} trailing",
+        "{\"at\":1,\"api\":\"https://a/v1\",\"reason\":\"r\",}",
+    };
+    char api[64], reason[64];
+    long long at = 0;
+    size_t i;
+    const char *good = "{\"at\":1700000000,\"api\":\"https://a/v1\",\"reason\":\"GET: timeout\"}\n";
+
+    (void)state;
+    for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(ps_hook_note_parse(bad[i], strlen(bad[i]), &at, api, sizeof(api), reason,
+                                            sizeof(reason)),
+                         -1);
+    assert_int_equal(
+        ps_hook_note_parse(good, strlen(good), &at, api, sizeof(api), reason, sizeof(reason)), 0);
+    assert_true(at == 1700000000LL);
+    assert_string_equal(api, "https://a/v1");
+    assert_string_equal(reason, "GET: timeout");
+    /* an API URL longer than the caller's buffer is not cut: refused */
+    assert_int_equal(ps_hook_note_parse(good, strlen(good), &at, api, 8, reason, sizeof(reason)),
+                     -1);
+}
+
+static void test_hook_note_write_fresh_clear(void **state)
+{
+    struct fx *f = *state;
+    static const ps_log_t quiet = { 0, 0, 0, 0 };
+    ps_queue_t *q = open_q(f);
+    char reason[128], err[512], path[256];
+    long long at = 0;
+    ps_qentry_t *list = NULL;
+    size_t n = 99;
+    struct stat st;
+
+    assert_int_equal(ps_hook_note_fresh(f->qdir, "https://a/v1", 60, &at, reason, sizeof(reason)),
+                     0);
+    ps_hook_note_write(f->qdir, "https://a/v1", "GET: timeout", &quiet);
+    snprintf(path, sizeof(path), "%s/%s", f->qdir, PS_HOOK_NOTE_NAME);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(ps_hook_note_fresh(f->qdir, "https://a/v1", 60, &at, reason, sizeof(reason)),
+                     1);
+    assert_string_equal(reason, "GET: timeout");
+    assert_true(at > 0);
+    /* another API, or a window already over */
+    assert_int_equal(ps_hook_note_fresh(f->qdir, "https://b/v1", 60, &at, reason, sizeof(reason)),
+                     0);
+    assert_int_equal(ps_hook_note_fresh(f->qdir, "https://a/v1", 0, &at, reason, sizeof(reason)),
+                     0);
+    /* never an entry, never invalid */
+    assert_int_equal(ps_queue_list(q, 0, &list, &n, NULL, NULL, err, sizeof(err)), 0);
+    assert_int_equal(n, 0);
+    free(list);
+    /* not ours to trust once others may write it */
+    assert_int_equal(chmod(path, 0660), 0);
+    assert_int_equal(ps_hook_note_fresh(f->qdir, "https://a/v1", 60, &at, reason, sizeof(reason)),
+                     0);
+    ps_hook_note_clear(f->qdir);
+    assert_int_equal(lstat(path, &st), -1);
+    ps_hook_note_clear(f->qdir); /* nothing to clear: no harm */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1389,6 +1467,8 @@ int main(void)
         cmocka_unit_test(test_unresolved_parse_strict),
         cmocka_unit_test_setup_teardown(test_unresolved_record_list, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unresolved_record_full_disk, setup, teardown),
+        cmocka_unit_test(test_hook_note_parse_strict),
+        cmocka_unit_test_setup_teardown(test_hook_note_write_fresh_clear, setup, teardown),
     };
 
     return cmocka_run_group_tests_name("queue", tests, NULL, NULL);
