@@ -29,7 +29,10 @@ from common import SimTestCase, pslib
 DEAD_URL = "https://127.0.0.1:1/v1"
 HOOK = os.path.join(pslib.TOP_SRCDIR, "etc", "shadow-maint", "userdel-post.d", "50-planetscale")
 DELUSER_LOCAL = os.path.join(pslib.TOP_SRCDIR, "etc", "deluser.local.example")
-LOGINS = ("psit_alice", "psit_bob", "psit_nobody", "psit_dave")
+LOGINS = ("psit_alice", "psit_bob", "psit_nobody", "psit_dave", "svcfoo")
+LOOP = 100                                   # userdels in a row against a hanging API
+LOOP_LOGINS = tuple("psit_h%02d" % i for i in range(LOOP))
+SHIPPED_CONFIG = os.path.join(pslib.TOP_SRCDIR, "etc", "deprovision.conf")
 ALICE_PATH = "/v1/organizations/acme/members/d4xkq1abc"
 
 
@@ -43,7 +46,7 @@ def why_skip():
                         "mount -t tmpfs pstest /mnt"], capture_output=True)
     if p.returncode != 0:
         return "unshare -m / mount do not work here: %s" % p.stderr.decode(errors="replace")
-    for login in LOGINS:
+    for login in LOGINS + LOOP_LOGINS:
         try:
             pwd.getpwnam(login)
             return "the test login %s exists on this host" % login
@@ -284,8 +287,70 @@ class UserdelHookTest(HookTestCase):
         self.assertEqual(self.deletes(), [])
         self.assertEqual(self.queue_files(), [])
         self.assertEqual(self.hook_stderr("userdel"), [])
+        self.assertEqual(self.texts[("out", "userdel")], "", "nothing to say")
         if self.have_shim():
-            self.assertEqual(len(self.audit("unmapped")), 1, self.syslog_lines())
+            lines = self.audit("unmapped")
+            self.assertEqual(len(lines), 1, self.syslog_lines())
+            self.assertTrue(lines[0].startswith("authpriv.debug"), lines[0])
+
+    def test_system_account_of_a_package_is_quiet(self):
+        """useradd -r svcfoo; userdel svcfoo, as other packages' maintainer
+        scripts do, on a fresh installation (the shipped configuration,
+        everything commented out) and on a configured one: userdel prints
+        nothing at all."""
+        self.install_hook()
+        for shipped in (True, False):
+            if shipped:
+                d = os.path.join(self.etc, "planetscale")
+                os.makedirs(d, 0o755, exist_ok=True)
+                shutil.copy(SHIPPED_CONFIG, os.path.join(d, "deprovision.conf"))
+                os.chmod(os.path.join(d, "deprovision.conf"), 0o600)
+            else:
+                self.write_etc_config()
+            rcs = self.run_ns("""
+                run useradd useradd -r svcfoo
+                run userdel userdel svcfoo
+            """)
+            self.assertEqual(rcs, {"useradd": 0, "userdel": 0}, self.texts)
+            self.assertEqual(self.texts[("out", "userdel")], "", "shipped=%s" % shipped)
+            self.assertEqual(self.texts[("err", "userdel")], "", "shipped=%s" % shipped)
+            self.assertEqual(self.logger_lines(), [])
+        self.assertEqual(self.sim.requests(), [])
+        self.assertEqual(self.queue_files(), [])
+
+    def test_hanging_api_loop_of_userdels_is_bounded_and_all_queued(self):
+        """100 userdels in a row while every API request hangs: the first
+        hook waits hook_deadline (default 5 s), the ones after it see the
+        spool's note and do not wait; every removal is in the spool."""
+        users = [{"login": l, "id": "h%02dx" % i} for i, l in enumerate(LOOP_LOGINS)]
+        self.install_hook()
+        self.write_etc_config(users=users, timeout=30, retries=3)
+        self.sim.set_faults(["delay:120;count=-1"])
+        rcs = self.run_ns("""
+            for l in %s; do useradd -M "$l" || fail "useradd $l"; done
+            start=$(date +%%s.%%N)
+            for l in %s; do run "del_$l" userdel "$l"; done
+            end=$(date +%%s.%%N)
+            echo "$start $end" > "$T/elapsed"
+        """ % (" ".join(LOOP_LOGINS), " ".join(LOOP_LOGINS)), timeout=900)
+        with open(os.path.join(self.ns, "elapsed")) as f:
+            start, end = (float(x) for x in f.read().split())
+        took = end - start
+        print("%d userdels against a hanging API: %.1f s" % (LOOP, took))
+        self.assertEqual(rcs, {"del_" + l: 0 for l in LOOP_LOGINS}, self.texts)
+        # without the note this takes LOOP * 5 s; the note lasts 60 s, so a
+        # slow machine may wait once more per minute
+        self.assertLess(took, 60, "a hanging API held up the loop of userdels")
+        waited = [l for l in LOOP_LOGINS if "not sent" not in self.err("del_" + l)]
+        self.assertLessEqual(len(waited), 1 + int(took // 60), waited)
+        self.assertEqual(waited[0], LOOP_LOGINS[0])
+        for l in LOOP_LOGINS:
+            self.assertIn("%s: NOT removed yet: queued for retry" % l, self.err("del_" + l))
+        self.assertEqual(self.queue_files(),
+                         sorted(entry_name(u["login"], "acme", u["id"]) for u in users),
+                         "every removal is in the spool")
+        self.assertTrue(all(l.startswith("authpriv.warning") for l in self.logger_lines()))
+        self.assertEqual(len(self.logger_lines()), LOOP, self.logger_lines()[:3])
 
     def test_simulator_down_queued_and_userdel_succeeds(self):
         self.install_hook()
