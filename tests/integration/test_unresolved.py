@@ -50,6 +50,47 @@ class UnresolvedTest(SimTestCase):
 
     # ---------------------------------------------------------- command
 
+    def test_queue_and_check_list_the_spool_while_the_config_is_broken(self):
+        """The moment the administrator most needs `queue` is when the
+        configuration is broken: it says so (exit 78) and still lists a
+        pending entry and an unresolved login; `check` counts them."""
+        qdir = os.path.join(self.dir, "queue")
+        self.config(url="https://127.0.0.1:1/v1", retries=1, connect_timeout=1)
+        rc, out, err = self.run_cmd(["remove", "alice"], config=self.cfg)
+        self.assertEqual(rc, 75, err)
+        self.break_config()
+        rc, out, err = self.run_cmd(["remove", "bob"], config=self.cfg)
+        self.assertEqual(rc, 78, err)
+
+        rc, out, err = self.run_cmd(["queue", "--queue-dir", qdir], config=self.cfg)
+        self.assertEqual(rc, 78, out + err)
+        self.assertIn("configuration error", err)
+        self.assertIn("deprovision.conf:", err, "the error names the file and line")
+        self.assertIn("the configuration does not load", err)
+        self.assertIn("listing the spool %s" % qdir, err)
+        rows = [l.split() for l in out.splitlines()]
+        self.assertEqual(rows[0][:3], ["STATE", "NAME", "LOGIN"])
+        by_login = {r[2]: r[0] for r in rows[1:] if len(r) > 2}
+        self.assertEqual(by_login.get("alice"), "pending", out)
+        self.assertEqual(by_login.get("bob"), "unresolved", out)
+        self.assertIn("1 pending, 0 held, 0 dead, 1 unresolved (%s)" % qdir, out)
+        # the same as JSON
+        rc, out, err = self.run_cmd(["--json", "queue", "--queue-dir", qdir], config=self.cfg)
+        self.assertEqual(rc, 78, err)
+        self.assertEqual(sorted((e["login"], e["state"]) for e in json.loads(out)),
+                         [("alice", "pending"), ("bob", "unresolved")])
+        # check says the configuration failed, and counts what waits
+        rc, out, err = self.run_cmd(["check", "--queue-dir", qdir], config=self.cfg)
+        self.assertEqual(rc, 78, out + err)
+        self.assertIn("the configuration does not load", out)
+        self.assertIn("spool: %s (1 pending, 0 held, 0 dead)" % qdir, out)
+        self.assertIn("unresolved: 1 recorded", out)
+        rc, out, err = self.run_cmd(["--json", "check", "--queue-dir", qdir], config=self.cfg)
+        self.assertEqual(rc, 78, err)
+        j = json.loads(out)
+        self.assertEqual((j["config_loads"], j["ok"], j["pending"], j["unresolved"]),
+                         (False, False, 1, 1))
+
     def test_broken_config_records_and_retry_removes(self):
         self.break_config()
         rc, out, err = self.run_cmd(["remove", "alice"], config=self.cfg)
