@@ -1553,8 +1553,8 @@ static ps_outcome_t page_attempt(ps_client_t *c, void *arg, double deadline, ps_
                     "member list page %ld (HTTP 200) is not well-formed: %s", q->page, why);
             o = PS_OUT_TRANSIENT;
         } else {
-            set_msg(r->message, sizeof(r->message), "member list page %ld: %zu members", q->page,
-                    q->pg->n);
+            set_msg(r->message, sizeof(r->message), "member list page %ld: %zu member%s", q->page,
+                    q->pg->n, q->pg->n == 1 ? "" : "s");
         }
     } else {
         explain_list(q->org, o, r);
@@ -1631,7 +1631,8 @@ ps_outcome_t ps_client_list_members(ps_client_t *c, const char *org, const ps_li
             ps_member_page_free(&pg);
             result_init(r);
             set_msg(r->message, sizeof(r->message),
-                    "stopped by the caller after %zu members (page %ld)", members, page);
+                    "stopped by the caller after %zu member%s (page %ld)", members,
+                    members == 1 ? "" : "s", page);
             out = PS_OUT_TRANSIENT;
             break;
         }
@@ -1639,7 +1640,8 @@ ps_outcome_t ps_client_list_members(ps_client_t *c, const char *org, const ps_li
         page = pg.next_page;
         ps_member_page_free(&pg);
         if(!page) {
-            set_msg(r->message, sizeof(r->message), "%zu members in %ld pages", members, pages);
+            set_msg(r->message, sizeof(r->message), "%zu member%s in %ld page%s", members,
+                    members == 1 ? "" : "s", pages, pages == 1 ? "" : "s");
             break;
         }
     }
@@ -1681,7 +1683,8 @@ ps_outcome_t ps_client_list_members_all(ps_client_t *c, const char *org, const p
 
     if(rv != PS_OUT_OK) {
         if(k.oom)
-            set_msg(r->message, sizeof(r->message), "out of memory after %zu members", k.n);
+            set_msg(r->message, sizeof(r->message), "out of memory after %zu member%s", k.n,
+                    k.n == 1 ? "" : "s");
         free(k.v);
         k.v = NULL;
         k.n = 0;

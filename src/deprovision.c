@@ -636,6 +636,7 @@ static int helper_due(const opts_t *o, const ps_log_t *lg, long expire, long gra
 {
     char elogin[PS_LOGIN_MAX * 4 + 8], d1[32], d2[32];
     time_t now = time(NULL);
+    long ago = expire < 0 ? ps_shadow_today(now) : ps_shadow_today(now) - expire;
 
     ps_escape(o->args[0], elogin, sizeof(elogin));
     if(!ps_shadow_expired(expire, now)) {
@@ -653,10 +654,10 @@ static int helper_due(const opts_t *o, const ps_log_t *lg, long expire, long gra
         return 0;
     }
     ps_logf(lg, LOG_INFO,
-            "pam-helper (%s): user %s: account expired on %s, %ld days ago (expired_grace_days = "
+            "pam-helper (%s): user %s: account expired on %s, %ld day%s ago (expired_grace_days = "
             "%ld, %s): acting",
-            o->mode, elogin, fmt_day(expire, d1, sizeof(d1)),
-            expire < 0 ? ps_shadow_today(now) : ps_shadow_today(now) - expire, grace, from);
+            o->mode, elogin, fmt_day(expire, d1, sizeof(d1)), ago, ago == 1 ? "" : "s", grace,
+            from);
     return 1;
 }
 
@@ -907,8 +908,8 @@ static void members_text(const org_list_t *lists, size_t nlists)
         }
         total += lists[i].n;
     }
-    printf("%zu members in %zu organization%s, %zu mapped to a login\n", total, nlists,
-           nlists == 1 ? "" : "s", mapped);
+    printf("%zu member%s in %zu organization%s, %zu mapped to a login\n", total,
+           total == 1 ? "" : "s", nlists, nlists == 1 ? "" : "s", mapped);
 }
 
 static json_object *members_json(const org_list_t *lists, size_t nlists)
@@ -1558,7 +1559,8 @@ static int cmd_check(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
             rv = orv > rv ? orv : rv;
         }
         if(waiting > 0) {
-            printf("  %zu removal(s) wait for a person (`queue` shows why):\n", waiting);
+            printf("  %zu removal%s wait%s for a person (`queue` shows why):\n", waiting,
+                   waiting == 1 ? "" : "s", waiting == 1 ? "s" : "");
             list_entries(NULL, NULL, sp.live, sp.nlive);
             list_entries(NULL, "dead", sp.dead, sp.ndead);
         }
@@ -1617,17 +1619,17 @@ static void retry_text(const ps_drain_stats_t *st, int ur, const ps_resolve_stat
         printf("retry: %zu recorded login%s belong%s to another configuration (see `queue`)\n",
                rs->other, rs->other == 1 ? "" : "s", rs->other == 1 ? "s" : "");
     if(st->sent > 0 && st->connects > 0)
-        printf("retry: sent %zu: %zu removed, %zu confirmed absent; %ld 429s, %ld "
+        printf("retry: sent %zu: %zu removed, %zu confirmed absent; %ld HTTP 429%s, %ld "
                "connection%s, %.1f s, %.1f entries/s\n",
-               st->sent, st->removed, st->absent, st->http_429, st->connects,
-               st->connects == 1 ? "" : "s", st->elapsed,
+               st->sent, st->removed, st->absent, st->http_429, st->http_429 == 1 ? "" : "s",
+               st->connects, st->connects == 1 ? "" : "s", st->elapsed,
                st->elapsed > 0 ? (double)st->sent / st->elapsed : 0.0);
     else if(st->sent > 0)
         printf("retry: sent %zu: no connection to the API could be made (%.1f s)\n", st->sent,
                st->elapsed);
     if(st->aged > 0)
-        printf("retry: %zu entr%s pending too long became dead letters\n", st->aged,
-               st->aged == 1 ? "y" : "ies");
+        printf("retry: %zu entr%s pending too long became %s\n", st->aged,
+               st->aged == 1 ? "y" : "ies", st->aged == 1 ? "a dead letter" : "dead letters");
     if(st->sent + st->aged + nres == 0 && st->pending + st->held + st->dead == 0) {
         printf("retry: the queue is empty\n");
         return;

@@ -122,9 +122,10 @@ static void dead_letter(drain_t *d, const ps_qentry_t *e)
     }
     d->st->aged++;
     snprintf(detail, sizeof(detail),
-             "pending for more than %d days since its first attempt, %d attempts, last "
+             "pending for more than %d day%s since its first attempt, %d attempt%s, last "
              "error: %.255s; sent no more until `retry --held`, or dropped with `queue drop %s`",
-             d->ctx->cfg->max_age_days, e->attempts, e->last_error, e->name);
+             d->ctx->cfg->max_age_days, d->ctx->cfg->max_age_days == 1 ? "" : "s", e->attempts,
+             e->attempts == 1 ? "" : "s", e->last_error, e->name);
     ps_audit(d->ctx->log, LOG_ALERT, "dead-letter", e->trigger, e->login, e->organization, e->id,
              e->delete_passwords, e->delete_service_tokens, 0, detail);
 }
