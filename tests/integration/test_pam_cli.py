@@ -142,6 +142,26 @@ class PamTest(PamFixture):
         self.assertEqual(len(lines), 1, self.syslog_lines())
         self.assertIn("authpriv.info", lines[0])
 
+    def test_refusal_reason_is_in_syslog_and_queue(self):
+        """pamtester shows only "Permission denied" for the last admin of an
+        organization; the reason is in syslog and, the removal being held,
+        in `queue` (pam_planetscale(8), "Where the reason is")."""
+        cfg = self.config(users=[{"login": "alice", "id": "adm0acme"}])
+        self.service("planetscale-deprovision", [self.modline("account", "required", cfg=cfg)])
+        rc, out = self.pamtester("planetscale-deprovision", "alice", "acct_mgmt")
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("Permission denied", out)
+        self.assertNotIn("last admin", out, "the module never converses")
+        held = self.audit("held")
+        self.assertEqual(len(held), 1, self.syslog_lines())
+        self.assertIn("Cannot remove the last admin", held[0])
+        rc, qout, err = self.run_cmd(["queue"], cfg)
+        self.assertEqual(rc, 0, err)
+        line = [l for l in qout.splitlines() if " alice " in l]
+        self.assertEqual(len(line), 1, qout)
+        self.assertTrue(line[0].startswith("held "), line[0])
+        self.assertIn("Cannot remove the last admin", line[0])
+
     def test_dedicated_service_queued_is_reported(self):
         self.sim.set_faults(["status:503;count=-1"])
         cfg = self.config(retries=1)
