@@ -14,19 +14,6 @@ from common import SimTestCase, pslib
 # "1 <plural noun>": the mistake this file is about
 ONE_PLURAL = re.compile(r"(?<![\d.])1 (members|entries|removals|days|attempts|connections|"
                         r"organizations|logins|pages|429s|records|HTTP 429s)\b")
-FNV64_OFFSET = 0xcbf29ce484222325
-FNV64_PRIME = 0x100000001b3
-MASK64 = (1 << 64) - 1
-
-
-def entry_name(login, organization, id_):
-    h = FNV64_OFFSET
-    for i, part in enumerate((login, organization, id_)):
-        if i:
-            h = (h * FNV64_PRIME) & MASK64
-        for b in part.encode():
-            h = ((h ^ b) * FNV64_PRIME) & MASK64
-    return "%016x.json" % h
 
 
 class PluralsTest(SimTestCase):
@@ -85,7 +72,7 @@ class PluralsTest(SimTestCase):
     def test_dead_letter_after_one_day_and_one_attempt(self):
         cfg = self.config(max_age_days=1)
         qdir = os.path.join(self.dir, "queue")
-        name = entry_name("alice", "acme", "d4xkq1abc")
+        name = pslib.entry_name("alice", "acme", "d4xkq1abc")
         now = int(time.time())
         e = {"version": 2, "state": "pending", "login": "alice", "organization": "acme",
              "id": "d4xkq1abc", "delete_passwords": True, "delete_service_tokens": True,

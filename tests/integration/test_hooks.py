@@ -347,7 +347,7 @@ class UserdelHookTest(HookTestCase):
         for l in LOOP_LOGINS:
             self.assertIn("%s: NOT removed yet: queued for retry" % l, self.err("del_" + l))
         self.assertEqual(self.queue_files(),
-                         sorted(entry_name(u["login"], "acme", u["id"]) for u in users),
+                         sorted(pslib.entry_name(u["login"], "acme", u["id"]) for u in users),
                          "every removal is in the spool")
         self.assertTrue(all(l.startswith("authpriv.warning") for l in self.logger_lines()))
         self.assertEqual(len(self.logger_lines()), LOOP, self.logger_lines()[:3])
