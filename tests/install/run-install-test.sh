@@ -190,6 +190,7 @@ expect_file() { # PATH OWNER:GROUP MODE TYPE(f|d|l)
 }
 expect_file /etc/planetscale/deprovision.conf root:root 600 f
 expect_file /etc/planetscale root:root 755 d
+expect_file /etc/planetscale/users.d root:root 755 d
 expect_file /etc/pam.d/planetscale-deprovision root:root 644 f
 expect_file /usr/share/pam-configs/planetscale root:root 644 f
 expect_file /etc/shadow-maint/userdel-post.d/50-planetscale root:root 755 f
@@ -273,6 +274,26 @@ if [ $rc -eq 0 ]; then
 else
 	not_ok "unconfigured: retry with an empty queue exits 0 (the timer does not fail)" "rc=$rc: $out"
 fi
+# The shipped configuration names /etc/planetscale/users.d as the usual
+# include_dir: uncommenting that line must just work.
+in_root sed -i 's|^#include_dir = |include_dir = |' /etc/planetscale/deprovision.conf
+out=$(in_root planetscale-deprovision lookup somebody 2>&1)
+rc=$?
+if [ $rc -eq 0 ] && in_root grep -q '^include_dir = "/etc/planetscale/users.d";' /etc/planetscale/deprovision.conf; then
+	ok "unconfigured: uncommenting include_dir (the packaged users.d) loads"
+else
+	not_ok "unconfigured: uncommenting include_dir (the packaged users.d) loads" "rc=$rc: $out"
+fi
+# A package's maintainer script removes its system user: userdel says nothing.
+in_root useradd -r svcfoo
+out=$(in_root userdel svcfoo 2>&1)
+rc=$?
+if [ $rc -eq 0 ] && [ -z "$out" ]; then
+	ok "unconfigured: useradd -r svcfoo; userdel svcfoo prints nothing"
+else
+	not_ok "unconfigured: useradd -r svcfoo; userdel svcfoo prints nothing" "rc=$rc: $out"
+fi
+
 if in_root grep -q pam_planetscale /etc/pam.d/common-account; then
 	not_ok "installation does not enable the pam-auth-update profile" "$(in_root cat /etc/pam.d/common-account)"
 else
@@ -352,12 +373,21 @@ users = (
   { login = "pspurge"; id = "u0purge"; },
   { login = "pssender"; id = "u0sender"; }
 );
+include_dir = "/etc/planetscale/users.d";
 ${2:-}
 EOF
 	chmod 0600 "$root/etc/planetscale/deprovision.conf"
 }
+# the administrator's own user list, beside the package's configuration
+echo 'users = ( { login = "psteam"; id = "u0team"; } );' >"$root/etc/planetscale/users.d/team.conf"
+chmod 0600 "$root/etc/planetscale/users.d/team.conf"
 write_config "https://127.0.0.1:$port/v1"
 check "configured: planetscale-deprovision check" in_root planetscale-deprovision check
+out=$(in_root planetscale-deprovision lookup psteam 2>&1)
+case $out in
+*u0team*) ok "configured: a users.d file of the administrator is read" ;;
+*) not_ok "configured: a users.d file of the administrator is read" "$out" ;;
+esac
 
 # ---------------------------------------------------------------- pam-auth-update
 check "pam-auth-update --enable planetscale" in_root pam-auth-update --enable planetscale
@@ -503,11 +533,29 @@ in_root planetscale-deprovision remove psvalid >/dev/null 2>&1
 rc=$?
 if [ $rc -eq 75 ]; then ok "remove with the API unreachable exits 75 (queued)"; else not_ok "remove exits 75" "rc=$rc"; fi
 
+# The configuration breaks: queue still lists the default spool, says why,
+# exits 78.
+cp -p "$root/etc/planetscale/deprovision.conf" "$work/good.conf"
+echo 'api = {' >>"$root/etc/planetscale/deprovision.conf"
+out=$(in_root planetscale-deprovision queue 2>&1)
+rc=$?
+case $rc:$out in
+78:*"does not load"*"pending "*" psvalid "*"1 pending, 0 held, 0 dead"*) ok "broken configuration: queue lists the pending entry and exits 78" ;;
+*) not_ok "broken configuration: queue lists the pending entry and exits 78" "rc=$rc: $out" ;;
+esac
+cp -p "$work/good.conf" "$root/etc/planetscale/deprovision.conf"
+
 # ---------------------------------------------------------------- remove, purge
 if in_root apt-get remove -y -q libpam-planetscale >"$work/remove.log" 2>&1; then
 	ok "apt-get remove"
 else
 	not_ok "apt-get remove" "$(tail -n 20 "$work/remove.log")"
+fi
+if grep -q 'PlanetScale removals waiting in /var/spool/planetscale-deprovision: 1 pending, 0 held, 0 dead, 0 unresolved' "$work/remove.log" &&
+	grep -q 'will not be sent while the package is removed' "$work/remove.log"; then
+	ok "apt-get remove says that 1 removal is pending and will not be sent"
+else
+	not_ok "apt-get remove says that 1 removal is pending and will not be sent" "$(cat "$work/remove.log")"
 fi
 if in_root test -x /etc/shadow-maint/userdel-post.d/50-planetscale; then
 	ok "after remove: the hook (a conffile) stays"
@@ -525,11 +573,22 @@ out=$(in_root dpkg --purge libpam-planetscale 2>&1)
 rc=$?
 if [ $rc -eq 0 ]; then ok "dpkg --purge"; else not_ok "dpkg --purge" "$out"; fi
 case $out in
-*"1 pending"*) ok "purge says that the queue still held an entry" ;;
-*) not_ok "purge says that the queue still held an entry" "$out" ;;
+*"1 pending, 0 held, 0 dead, 0 unresolved"*"deleted unsent"*) ok "purge says that the spool still held an entry" ;;
+*) not_ok "purge says that the spool still held an entry" "$out" ;;
 esac
+case $out in
+*"kept what you added under /etc/planetscale"*"/etc/planetscale/ca.pem"*"/etc/planetscale/users.d/team.conf"*)
+	ok "purge says which files of the administrator it kept" ;;
+*) not_ok "purge says which files of the administrator it kept" "$out" ;;
+esac
+kept=$(in_root find /etc/planetscale -mindepth 1 ! -type d 2>&1 | sort | tr '\n' ' ')
+if [ "$kept" = "/etc/planetscale/ca.pem /etc/planetscale/users.d/team.conf " ]; then
+	ok "purge keeps the administrator's own files under /etc/planetscale, and only those"
+else
+	not_ok "purge keeps the administrator's own files under /etc/planetscale, and only those" "left: $kept"
+fi
 left=$(in_root sh -c '
-	for p in /etc/planetscale /var/spool/planetscale-deprovision \
+	for p in /etc/planetscale/deprovision.conf /var/spool/planetscale-deprovision \
 		/etc/shadow-maint/userdel-post.d/50-planetscale /etc/pam.d/planetscale-deprovision \
 		/usr/share/pam-configs/planetscale /usr/sbin/planetscale-deprovision \
 		/lib/*/security/pam_planetscale.so /lib/systemd/system/planetscale-deprovision-retry.service \
