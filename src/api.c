@@ -134,6 +134,7 @@ static int load_libcurl(char *err, size_t errlen)
 #define PS_MIN_REQUEST_TIME        0.001 /* below this a request is not tried */
 #define PS_PACE_MARGIN             0.98  /* every request stays below api.rate_limit */
 #define PS_PACE_FLOOR              0.1   /* a 429 storm never slows it below this */
+#define PS_PACE_RING               1000  /* api.rate_limit's maximum */
 #define PS_PACE_MAX_PAUSE          60.0  /* the longest Retry-After honoured */
 #define PS_PAGE_MAX_MEMBERS        1000  /* a page with more entries is not a page */
 #define PS_NEXT_PAGE_MAX           100000000L
@@ -144,7 +145,9 @@ struct ps_client {
     double backoff_base;
     double backoff_cap;
     long connects;
-    double last_start;  /* ps_now() when the previous request started, 0 = none */
+    double last_start;         /* ps_now() when the previous request left, 0 = none */
+    double sent[PS_PACE_RING]; /* when the last requests left, a ring (sent_head oldest) */
+    size_t sent_head, sent_n;
     double pace_target; /* the configured rate: api.rate_limit * PS_PACE_MARGIN */
     double pace_rate;   /* now (lowered by 429s), requests per second; 0 = unpaced */
     double not_before;  /* ps_client_pause: no request before this ps_now() time */
@@ -1167,21 +1170,58 @@ static ps_outcome_t finish(const ps_client_t *c, ps_result_t *r, ps_outcome_t rv
     return rv;
 }
 
-/* Waits for this request's turn: ps_client_set_pace's rate since the
- * previous request started, and ps_client_pause's time. -1 when the turn
- * comes too late for the deadline. */
+/* The pacer's window: at most n requests in any `w` seconds. At a rate of
+ * one or more a second, floor(rate) requests in any one second: a removal's
+ * GET and DELETE go back to back, a drain sends up to the rate and then
+ * waits for the window, and no second ever holds more than the rate (what
+ * an API that counts per second or per minute accepts). Below one a second
+ * (after 429s), one request every 1/rate seconds. */
+static void pace_window(double rate, size_t *n, double *w)
+{
+    if(rate >= 1) {
+        *n = rate >= PS_PACE_RING ? PS_PACE_RING : (size_t)rate;
+        *w = 1.0;
+    } else {
+        *n = 1;
+        *w = 1.0 / rate;
+    }
+}
+
+/* Waits for this request's turn: the window above, and a 429's pause.
+ * -1 when the turn comes too late for the deadline. */
 static int wait_turn(const ps_client_t *c, double deadline)
 {
-    double next = c->not_before, now = ps_now();
+    double next = c->not_before, now = ps_now(), w;
+    size_t n;
 
-    if(c->pace_rate > 0 && c->last_start > 0 && c->last_start + 1.0 / c->pace_rate > next)
-        next = c->last_start + 1.0 / c->pace_rate;
+    if(c->pace_rate > 0) {
+        pace_window(c->pace_rate, &n, &w);
+        if(c->sent_n >= n) {
+            /* the n-th most recent request must have left w seconds ago */
+            double t = c->sent[(c->sent_head + c->sent_n - n) % PS_PACE_RING] + w;
+
+            if(t > next)
+                next = t;
+        }
+    }
     if(next <= now)
         return 0;
     if(deadline > 0 && next + PS_MIN_REQUEST_TIME >= deadline)
         return -1;
     ps_sleep_until(next);
     return 0;
+}
+
+/* Remembers when a request left. */
+static void pace_sent(ps_client_t *c, double t)
+{
+    if(c->sent_n < PS_PACE_RING) {
+        c->sent[(c->sent_head + c->sent_n) % PS_PACE_RING] = t;
+        c->sent_n++;
+    } else {
+        c->sent[c->sent_head] = t;
+        c->sent_head = (c->sent_head + 1) % PS_PACE_RING;
+    }
 }
 
 void ps_client_set_pace(ps_client_t *c, double rate)
@@ -1263,10 +1303,11 @@ static int transfer(ps_client_t *c, const char *method, const char *url, const c
         c->connects += nconn;
     /* The pacer counts from when the request left, after the connection
      * and the TLS handshake: a request that waited for a handshake reaches
-     * the API that much later, and counting from its start would let the
-     * next one follow it closer than 1/rate. */
+     * the API that much later, and counting from its start would crowd it
+     * and the next ones into a shorter window at the API. */
     if(!curl_easy_getinfo(c->curl, CURLINFO_PRETRANSFER_TIME, &pretransfer) && pretransfer > 0)
         c->last_start += pretransfer;
+    pace_sent(c, c->last_start);
     r->http_status = status;
     if(c->retry_after[0])
         r->retry_after = ps_parse_retry_after(c->retry_after, time(NULL));

@@ -164,9 +164,11 @@ ps_outcome_t ps_client_probe_members(ps_client_t *c, const char *org, double dea
 ps_outcome_t ps_client_probe_members_once(ps_client_t *c, const char *org, double deadline,
                                           ps_result_t *r);
 
-/* The one pacer of the command: every request a client sends starts at
- * least 1/rate seconds after the previous one started, and none before a
- * 429's pause has passed. A removal is one to three requests and a list one
+/* The one pacer of the command: a client sends at most floor(rate)
+ * requests in any one second (one every 1/rate seconds below one a second),
+ * counted from when each request left, and none before a 429's pause has
+ * passed: a removal's GET and DELETE go back to back, a drain stays at the
+ * rate, and no second holds more. A removal is one to three requests and a list one
  * request a page, so this, not the callers, bounds the request rate. A
  * client starts at api.rate_limit with a 2% margin; ps_client_set_pace
  * changes it (0: unpaced). A wait that would pass a request's deadline makes

@@ -65,7 +65,7 @@ class ApiReadsTest(SimTestCase):
 
     def test_every_page_at_the_limit(self):
         t0 = time.monotonic()
-        out = self.drive("list", "big", "", "100", rate_limit=10)
+        out = self.drive("list", "big", "", "100", rate_limit=2.5)
         elapsed = time.monotonic() - t0
         self.assertEqual(out["outcome"], "ok", out)
         self.assertEqual(out["pages"], 3)
@@ -82,8 +82,11 @@ class ApiReadsTest(SimTestCase):
                          [{"page": [str(p)], "per_page": ["100"]} for p in (1, 2, 3)])
         for r in reqs:
             self.assertEqual(r["status"], 200)
-        # paced like retry: three requests at most 10/s
-        self.assertGreaterEqual(elapsed, 2 / 10.0 * 0.98 - 0.02)
+        # paced like every request: at most floor(2.5 * 0.98) = 2 in any
+        # second, so the third page waits until a second after the first
+        self.assertGreaterEqual(elapsed, 0.98)
+        starts = [r["t_start"] for r in reqs]
+        self.assertGreaterEqual(starts[2] - starts[0], 0.98, starts)
 
     def test_per_page_is_capped_at_100(self):
         out = self.drive("list", "big", "", "500")
