@@ -2,7 +2,7 @@
 their nouns ("1 member", "1 removal waits", "1 HTTP 429", "1 day", "1
 attempt"; never "1 members" or "1 entries"), in `members`, `check`,
 `retry`, `queue` and the dead-letter audit line, and with two of each the
-plural."""
+plural; `retry` gives no rate when it made no connection."""
 
 import json
 import os
@@ -68,6 +68,16 @@ class PluralsTest(SimTestCase):
         self.assertEqual(rc, 0, out + err)
         self.assertRegex(out, r"retry: sent [12]: 1 removed, 0 confirmed absent; 1 HTTP 429, "
                               r"1 connection, [0-9.]+ s")
+
+    def test_retry_without_a_connection_gives_no_rate(self):
+        cfg = self.config(url="https://127.0.0.1:1/v1", retries=1, connect_timeout=1)
+        rc, out, err = self.run_cmd(["remove", "alice"], cfg)
+        self.assertEqual(rc, 75, err)
+        rc, out, err = self.run_cmd(["retry"], cfg)
+        self.assertEqual(rc, 75, out + err)
+        self.assertIn("no connection to the API could be made", out)
+        self.assertNotIn("/s", out, "no rate after 0 connections")
+        self.assertIn("retry: the spool holds 1 pending, 0 held, 0 dead", out)
 
     def test_dead_letter_after_one_day_and_one_attempt(self):
         cfg = self.config(max_age_days=1)

@@ -68,8 +68,14 @@ class UnresolvedTest(SimTestCase):
         self.assertIn("deprovision.conf:", err, "the error names the file and line")
         self.assertIn("the configuration does not load", err)
         self.assertIn("listing the spool %s" % qdir, err)
-        rows = [l.split() for l in out.splitlines()]
+        lines = out.splitlines()
+        rows = [l.split() for l in lines]
         self.assertEqual(rows[0][:3], ["STATE", "NAME", "LOGIN"])
+        # the STATE column is wide enough for "unresolved": every row's
+        # NAME starts under the header's
+        for line, row in zip(lines[1:], rows[1:]):
+            if len(row) > 2 and row[0] in ("pending", "held", "dead", "unresolved"):
+                self.assertEqual(line.index(row[1]), lines[0].index("NAME"), out)
         by_login = {r[2]: r[0] for r in rows[1:] if len(r) > 2}
         self.assertEqual(by_login.get("alice"), "pending", out)
         self.assertEqual(by_login.get("bob"), "unresolved", out)
