@@ -1,7 +1,8 @@
 #!/bin/sh
 # fuzz/run.sh - build the libFuzzer targets and run each for a bounded time.
 #
-#   fuzz/run.sh [TARGET...]        (default: all; e.g. queue_entry config sender_line unresolved member_page)
+#   fuzz/run.sh [TARGET...]        (default: all; e.g. queue_entry config sender_line unresolved member_page
+#                                   reconcile_state)
 #
 # Environment: FUZZ_SECONDS (per target, default 60), CC (default clang),
 # FUZZ_WORKDIR (build and scratch corpus; default a fresh mktemp -d, removed
@@ -13,7 +14,7 @@ set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cc=${CC:-clang}
 seconds=${FUZZ_SECONDS:-60}
-targets=${*:-"queue_entry api_answer config sender_line unresolved member_page"}
+targets=${*:-"queue_entry api_answer config sender_line unresolved member_page reconcile_state"}
 
 work=${FUZZ_WORKDIR:-}
 keep=1

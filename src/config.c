@@ -999,6 +999,64 @@ static int k_hook_deadline(struct loader *ld, const config_setting_t *s)
     return get_positive(ld, s, PS_HOOK_DEADLINE_MAX, &ld->cfg->hook_deadline);
 }
 
+static int k_rc_confirm_runs(struct loader *ld, const config_setting_t *s)
+{
+    long long v = 0;
+
+    if(get_int(ld, s, 1, 100, &v))
+        return -1;
+    ld->cfg->reconcile.confirm_runs = (int)v;
+    return 0;
+}
+
+static int k_rc_confirm_interval(struct loader *ld, const config_setting_t *s)
+{
+    long long v = 0;
+
+    if(get_int(ld, s, 0, 30LL * 86400, &v))
+        return -1;
+    ld->cfg->reconcile.confirm_interval = (long)v;
+    return 0;
+}
+
+static int k_rc_max_removals(struct loader *ld, const config_setting_t *s)
+{
+    long long v = 0;
+
+    if(get_int(ld, s, 0, 1000000, &v))
+        return -1;
+    ld->cfg->reconcile.max_removals = (long)v;
+    return 0;
+}
+
+/* A share from 0 to 1, written as an integer (0, 1) or a float. */
+static int k_rc_max_fraction(struct loader *ld, const config_setting_t *s)
+{
+    double v;
+
+    switch(config_setting_type(s)) {
+    case CONFIG_TYPE_INT: v = config_setting_get_int(s); break;
+    case CONFIG_TYPE_INT64: v = (double)config_setting_get_int64(s); break;
+    case CONFIG_TYPE_FLOAT: v = config_setting_get_float(s); break;
+    default: return wrong_type(ld, s, "a number from 0 to 1");
+    }
+    if(!(v >= 0 && v <= 1))
+        return fail_at(ld, s, "%g is out of range (0 to 1)", v);
+    ld->cfg->reconcile.max_fraction = v;
+    return 0;
+}
+
+static const struct key reconcile_keys[] = { { "confirm_runs", k_rc_confirm_runs },
+                                             { "confirm_interval", k_rc_confirm_interval },
+                                             { "max_removals", k_rc_max_removals },
+                                             { "max_fraction", k_rc_max_fraction },
+                                             { NULL, NULL } };
+
+static int k_reconcile(struct loader *ld, const config_setting_t *s)
+{
+    return walk_subgroup(ld, s, reconcile_keys);
+}
+
 static const struct key top_keys[] = { { "organization", k_organization },
                                        { "api", k_api },
                                        { "defaults", k_defaults },
@@ -1010,6 +1068,7 @@ static const struct key top_keys[] = { { "organization", k_organization },
                                        { "pam_services", k_pam_services },
                                        { "expired_grace_days", k_expired_grace_days },
                                        { "hook_deadline", k_hook_deadline },
+                                       { "reconcile", k_reconcile },
                                        { NULL, NULL } };
 
 static const struct key include_keys[] = { { "users", k_users }, { NULL, NULL } };
@@ -1478,6 +1537,10 @@ static int set_defaults(ps_config_t *cfg, const char *path)
     cfg->sender_idle = PS_DEFAULT_SENDER_IDLE;
     cfg->expired_grace_days = PS_DEFAULT_EXPIRED_GRACE_DAYS;
     cfg->hook_deadline = PS_DEFAULT_HOOK_DEADLINE;
+    cfg->reconcile.confirm_runs = PS_DEFAULT_CONFIRM_RUNS;
+    cfg->reconcile.confirm_interval = PS_DEFAULT_CONFIRM_INTERVAL;
+    cfg->reconcile.max_removals = PS_DEFAULT_MAX_REMOVALS;
+    cfg->reconcile.max_fraction = PS_DEFAULT_MAX_FRACTION;
     cfg->pam_services = calloc(2, sizeof(char *));
     if(cfg->pam_services) {
         cfg->pam_services[0] = strdup("planetscale-deprovision");

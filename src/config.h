@@ -19,6 +19,11 @@
 #define PS_DEFAULT_HOOK_DEADLINE 5
 #define PS_HOOK_DEADLINE_MAX     300
 
+#define PS_DEFAULT_CONFIRM_RUNS     2
+#define PS_DEFAULT_CONFIRM_INTERVAL 3600
+#define PS_DEFAULT_MAX_REMOVALS     10
+#define PS_DEFAULT_MAX_FRACTION     0.2
+
 enum ps_flags_mode { PS_FLAGS_QUERY = 0, PS_FLAGS_BODY = 1 };
 enum ps_unmapped { PS_UNMAPPED_IGNORE = 0, PS_UNMAPPED_ERROR = 1 };
 
@@ -71,6 +76,14 @@ typedef struct ps_config {
 
     int expired_grace_days; /* only_expired waits this many days past sp_expire */
     double hook_deadline;   /* seconds remove --hook waits for the API */
+
+    /* reconcile: when a mapped account missing from NSS counts as gone */
+    struct {
+        int confirm_runs;      /* runs in a row that must find it missing, 1..100 */
+        long confirm_interval; /* seconds between two runs that count, 0..30 days */
+        long max_removals;     /* more candidates than this: act on none */
+        double max_fraction;   /* or more than this share of the mapped logins (>= 10) */
+    } reconcile;
 } ps_config_t;
 
 /* What one login resolves to. Strings point into the config. */

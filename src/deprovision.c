@@ -18,6 +18,7 @@
 #include "drain.h"
 #include "helper.h"
 #include "members.h"
+#include "reconcile.h"
 #include "remove.h"
 #include "sender_client.h"
 #include "sender_serve.h"
@@ -65,6 +66,11 @@ static const char usage_text[] =
     "                              list the members of each configured organization (or\n"
     "                              ORG) with email, user id, role, directory-managed and\n"
     "                              mapped login\n"
+    "  reconcile [--apply] [--allow N] [--deadline SECONDS]\n"
+    "                              find the memberships whose local account is gone (NSS);\n"
+    "                              without --apply print the plan and change nothing; with\n"
+    "                              it, remove them once confirmed (a timer runs it on\n"
+    "                              directory-backed hosts)\n"
     "  serve [--socket PATH]       keep one API connection warm and send the removals that\n"
     "                              remove and the PAM module hand to it (run by systemd\n"
     "                              socket activation)\n"
@@ -80,7 +86,9 @@ static const char usage_text[] =
     "75 pending in the spool, retried later; 77 held: refused by the API or not\n"
     "confirmed, waits for a person; 78 configuration error (the request is\n"
     "recorded); 64 usage error; 1 anything else (the message says whether the\n"
-    "request was recorded).\n";
+    "request was recorded). reconcile also exits 75 when an account lookup failed\n"
+    "or the member list could not be read for now, and 77 when more accounts are\n"
+    "missing than its cap allows: in both cases it did nothing.\n";
 
 /* Options that only some commands take (opts_t.given). */
 enum {
@@ -93,7 +101,8 @@ enum {
     OPT_HELPER = 1 << 6, /* --mode, --service, --debug */
     OPT_ONLINE = 1 << 7,
     OPT_ORGANIZATION = 1 << 8,
-    OPT_HOOK = 1 << 9
+    OPT_HOOK = 1 << 9,
+    OPT_APPLY = 1 << 10, /* --apply, --allow */
 };
 
 typedef struct opts {
@@ -117,6 +126,8 @@ typedef struct opts {
     long grace;      /* pam-helper --expired-grace-days, -1 = the configuration's */
     const char *queue_dir;
     const char *organization;
+    int apply;  /* reconcile --apply */
+    long allow; /* reconcile --allow N, -1 = not given */
     const char *command;
     char **args; /* positional arguments after the command */
     int nargs;
@@ -168,7 +179,9 @@ static int parse_args(int argc, char **argv, opts_t *o)
         O_GRACE,
         O_ONLINE,
         O_ORGANIZATION,
-        O_HOOK
+        O_HOOK,
+        O_APPLY,
+        O_ALLOW
     };
     static const struct option longopts[] = {
         { "config", required_argument, NULL, 'c' },
@@ -190,6 +203,8 @@ static int parse_args(int argc, char **argv, opts_t *o)
         { "online", no_argument, NULL, O_ONLINE },
         { "organization", required_argument, NULL, O_ORGANIZATION },
         { "hook", no_argument, NULL, O_HOOK },
+        { "apply", no_argument, NULL, O_APPLY },
+        { "allow", required_argument, NULL, O_ALLOW },
         { NULL, 0, NULL, 0 }
     };
     int c;
@@ -251,6 +266,21 @@ static int parse_args(int argc, char **argv, opts_t *o)
                 return -usage_error("--expire-day: not a number of days: %s", optarg);
             o->have_expire = 1;
             o->given |= OPT_HELPER;
+            break;
+        }
+        case O_APPLY:
+            o->apply = 1;
+            o->given |= OPT_APPLY;
+            break;
+        case O_ALLOW: {
+            char *end;
+
+            errno = 0;
+            o->allow = strtol(optarg, &end, 10);
+            if(errno || end == optarg || *end || optarg[0] == '-' || optarg[0] == '+' ||
+               o->allow > 1000000)
+                return -usage_error("--allow: not a number of removals (0 to 1000000): %s", optarg);
+            o->given |= OPT_APPLY;
             break;
         }
         case O_GRACE:
@@ -1686,6 +1716,21 @@ static int cmd_retry(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
     return ps_status_exit(rv);
 }
 
+/* ------------------------------------------------------------ reconcile */
+
+static int cmd_reconcile(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
+{
+    ps_rc_opts_t ro;
+
+    memset(&ro, 0, sizeof(ro));
+    ro.apply = o->apply;
+    ro.allow = o->allow;
+    ro.json = o->json;
+    if(o->deadline > 0)
+        ro.deadline = ps_now() + o->deadline;
+    return ps_reconcile(*cfgp, lg, &ro);
+}
+
 /* ------------------------------------------------------------ main */
 
 static int cmd_serve(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
@@ -1728,6 +1773,7 @@ static const command_t commands[] = {
     { "queue", cmd_queue, ARGS_ANY, OPT_QUEUE_DIR, CFG_OPTIONAL, 0 },
     { "check", cmd_check, ARGS_NONE, OPT_QUEUE_DIR | OPT_ONLINE | OPT_DEADLINE, CFG_OPTIONAL, 1 },
     { "members", cmd_members_, ARGS_NONE, OPT_ORGANIZATION | OPT_DEADLINE, CFG_NEEDED, 1 },
+    { "reconcile", cmd_reconcile, ARGS_NONE, OPT_APPLY | OPT_DEADLINE, CFG_NEEDED, 1 },
     { "serve", cmd_serve, ARGS_NONE, OPT_SOCKET, CFG_NEEDED, 0 },
     { PS_HELPER_SUBCOMMAND, cmd_pam_helper, ARGS_ANY, OPT_HELPER | OPT_DEADLINE, CFG_SELF, 0 },
 };
@@ -1744,7 +1790,8 @@ static const struct {
                      { OPT_HELPER, "--mode/--service/--debug" },
                      { OPT_ONLINE, "--online" },
                      { OPT_ORGANIZATION, "--organization" },
-                     { OPT_HOOK, "--hook" } };
+                     { OPT_HOOK, "--hook" },
+                     { OPT_APPLY, "--apply/--allow" } };
 
 static int run_command(const opts_t *o, ps_log_t *lg)
 {
@@ -1795,6 +1842,7 @@ int main(int argc, char **argv)
     memset(&o, 0, sizeof(o));
     o.start = start;
     o.grace = -1;
+    o.allow = -1;
     o.args = calloc((size_t)argc + 1, sizeof(char *));
     if(!o.args)
         return 1;

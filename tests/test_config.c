@@ -200,9 +200,15 @@ static void test_full_config(void **state)
                 ");\n"
                 "queue = { dir = \"/var/spool/ps-test\"; max_age_days = 7; };\n"
                 "pam_services = [ \"planetscale-deprovision\", \"sshd-offboard\" ];\n"
-                "expired_grace_days = 14;\n");
+                "expired_grace_days = 14;\n"
+                "reconcile = { confirm_runs = 3; confirm_interval = 7200; max_removals = 25;\n"
+                "  max_fraction = 0.5; };\n");
     expect_ok(t, 1);
     assert_int_equal(t->cfg->expired_grace_days, 14);
+    assert_int_equal(t->cfg->reconcile.confirm_runs, 3);
+    assert_int_equal(t->cfg->reconcile.confirm_interval, 7200);
+    assert_int_equal(t->cfg->reconcile.max_removals, 25);
+    assert_true(t->cfg->reconcile.max_fraction == 0.5);
 
     assert_string_equal(t->cfg->path, t->main);
     assert_string_equal(t->cfg->organization, "acme");
@@ -273,6 +279,10 @@ static void test_defaults(void **state)
     assert_int_equal(t->cfg->expired_grace_days, PS_DEFAULT_EXPIRED_GRACE_DAYS);
     assert_int_equal(PS_DEFAULT_EXPIRED_GRACE_DAYS, 7);
     assert_true(t->cfg->hook_deadline == 5.0);
+    assert_int_equal(t->cfg->reconcile.confirm_runs, 2);
+    assert_int_equal(t->cfg->reconcile.confirm_interval, 3600);
+    assert_int_equal(t->cfg->reconcile.max_removals, 10);
+    assert_true(t->cfg->reconcile.max_fraction == 0.2);
     assert_int_equal(t->cfg->npam_services, 1);
     assert_string_equal(t->cfg->pam_services[0], "planetscale-deprovision");
     assert_int_equal(t->cfg->nusers, 0);
@@ -432,6 +442,9 @@ static void test_unknown_keys(void **state)
     put_main_with(t, "defaults = { delete_password = true; };\n");
     expect_error_at(t, NULL, 3, "defaults.delete_password: unknown key");
 
+    put_main(t, "reconcile = {\n  confirm_runs = 2;\n  max_removal = 3;\n};\n");
+    expect_error_at(t, NULL, 3, "reconcile.max_removal: unknown key");
+
     put_main_with(t, "queue = { directory = \"/x\"; };\n");
     expect_error_at(t, NULL, 3, "queue.directory: unknown key");
 }
@@ -478,6 +491,17 @@ static void test_wrong_types(void **state)
     expect_error_at(t, NULL, 2, "expired_grace_days: expected an integer");
     put_main(t, "expired_grace_days = \"7\";\n");
     expect_error_at(t, NULL, 1, "expired_grace_days: expected an integer");
+
+    put_main(t, "reconcile = 2;\n");
+    expect_error_at(t, NULL, 1, "reconcile: expected a group");
+    put_main(t, "reconcile = {\n  confirm_runs = 2.0;\n};\n");
+    expect_error_at(t, NULL, 2, "reconcile.confirm_runs: expected an integer");
+    put_main(t, "reconcile = { confirm_interval = \"1h\"; };\n");
+    expect_error_at(t, NULL, 1, "reconcile.confirm_interval: expected an integer");
+    put_main(t, "reconcile = { max_removals = true; };\n");
+    expect_error_at(t, NULL, 1, "reconcile.max_removals: expected an integer");
+    put_main(t, "reconcile = { max_fraction = \"20%\"; };\n");
+    expect_error_at(t, NULL, 1, "reconcile.max_fraction: expected a number");
 }
 
 static void test_ranges(void **state)
@@ -504,6 +528,15 @@ static void test_ranges(void **state)
         { "hook_deadline = 0;\n", "hook_deadline: 0 is out of range" },
         { "hook_deadline = 300.5;\n", "hook_deadline" },
         { "hook_deadline = \"5\";\n", "hook_deadline: expected a number" },
+        { "reconcile = { confirm_runs = 0; };\n", "reconcile.confirm_runs" },
+        { "reconcile = { confirm_runs = 101; };\n", "reconcile.confirm_runs" },
+        { "reconcile = { confirm_interval = -1; };\n", "reconcile.confirm_interval" },
+        { "reconcile = { confirm_interval = 2592001; };\n", "reconcile.confirm_interval" },
+        { "reconcile = { max_removals = -1; };\n", "reconcile.max_removals" },
+        { "reconcile = { max_removals = 1000001; };\n", "reconcile.max_removals" },
+        { "reconcile = { max_fraction = -0.1; };\n", "reconcile.max_fraction" },
+        { "reconcile = { max_fraction = 1.5; };\n", "reconcile.max_fraction" },
+        { "reconcile = { max_fraction = 2; };\n", "reconcile.max_fraction" },
     };
     size_t i;
 
@@ -514,16 +547,23 @@ static void test_ranges(void **state)
 
     put_main(t, "api = { timeout = 300; connect_timeout = 300; retries = 20; "
                 "rate_limit = 1000; };\nqueue = { max_age_days = 3650; };\n"
-                "expired_grace_days = 3650;\nhook_deadline = 300;\n");
+                "expired_grace_days = 3650;\nhook_deadline = 300;\n"
+                "reconcile = { confirm_runs = 100; confirm_interval = 2592000; "
+                "max_removals = 1000000; max_fraction = 1; };\n");
     expect_ok(t, 0);
     assert_int_equal(t->cfg->expired_grace_days, 3650);
     assert_true(t->cfg->hook_deadline == 300.0);
+    assert_true(t->cfg->reconcile.max_fraction == 1.0);
     put_main(t, "api = { timeout = 1; connect_timeout = 0.5; retries = 1; "
                 "rate_limit = 0.1; };\nqueue = { max_age_days = 1; };\n"
-                "expired_grace_days = 0;\nhook_deadline = 0.5;\n");
+                "expired_grace_days = 0;\nhook_deadline = 0.5;\n"
+                "reconcile = { confirm_runs = 1; confirm_interval = 0; max_removals = 0; "
+                "max_fraction = 0; };\n");
     expect_ok(t, 0);
     assert_true(t->cfg->hook_deadline == 0.5);
     assert_int_equal(t->cfg->expired_grace_days, 0);
+    assert_int_equal(t->cfg->reconcile.confirm_interval, 0);
+    assert_true(t->cfg->reconcile.max_fraction == 0.0);
     assert_true(t->cfg->connect_timeout == 0.5);
 }
 

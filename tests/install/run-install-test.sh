@@ -198,6 +198,8 @@ expect_file "/lib/$multiarch/security/pam_planetscale.so" root:root 644 f
 expect_file /usr/sbin/planetscale-deprovision root:root 755 f
 expect_file /lib/systemd/system/planetscale-deprovision-retry.service root:root 644 f
 expect_file /lib/systemd/system/planetscale-deprovision-retry.timer root:root 644 f
+expect_file /lib/systemd/system/planetscale-deprovision-reconcile.service root:root 644 f
+expect_file /lib/systemd/system/planetscale-deprovision-reconcile.timer root:root 644 f
 expect_file /lib/systemd/system/planetscale-deprovision-sender.socket root:root 644 f
 expect_file /lib/systemd/system/planetscale-deprovision-sender.service root:root 644 f
 expect_file /var/spool/planetscale-deprovision root:root 700 d
@@ -232,6 +234,11 @@ if in_root sh -c 'ls /etc/systemd/system/*.wants/planetscale-deprovision-retry.s
 else
 	ok "the retry service itself is not enabled (the timer starts it)"
 fi
+if in_root sh -c 'ls /etc/systemd/system/*.wants/planetscale-deprovision-reconcile.*' >/dev/null 2>&1; then
+	not_ok "the reconcile timer is shipped disabled"
+else
+	ok "the reconcile timer is shipped disabled"
+fi
 if in_root test -L /etc/systemd/system/sockets.target.wants/planetscale-deprovision-sender.socket; then
 	ok "the sender's socket is enabled"
 else
@@ -243,8 +250,9 @@ else
 	ok "the sender service itself is not enabled (its socket starts it)"
 fi
 
-# The sandboxing of the two services, scored the way their comments say.
-for unit in planetscale-deprovision-retry.service planetscale-deprovision-sender.service; do
+# The sandboxing of the services, scored the way their comments say.
+for unit in planetscale-deprovision-retry.service planetscale-deprovision-sender.service \
+	planetscale-deprovision-reconcile.service; do
 	if ! command -v systemd-analyze >/dev/null 2>&1; then
 		ok "$unit: exposure at most 2.0 # SKIP systemd-analyze is not installed"
 		continue
@@ -593,6 +601,8 @@ left=$(in_root sh -c '
 		/usr/share/pam-configs/planetscale /usr/sbin/planetscale-deprovision \
 		/lib/*/security/pam_planetscale.so /lib/systemd/system/planetscale-deprovision-retry.service \
 		/lib/systemd/system/planetscale-deprovision-retry.timer \
+		/lib/systemd/system/planetscale-deprovision-reconcile.service \
+		/lib/systemd/system/planetscale-deprovision-reconcile.timer \
 		/lib/systemd/system/planetscale-deprovision-sender.socket \
 		/lib/systemd/system/planetscale-deprovision-sender.service \
 		/etc/systemd/system/timers.target.wants/planetscale-deprovision-retry.timer \
