@@ -350,6 +350,35 @@ class ReconcileTest(ReconcileBase):
         self.assertRegex(out, r"stale mapping +acme +zz98 +erin is not a member \(account "
                               r"missing: the mapping can go\)")
 
+    def test_directory_managed_member_is_reported(self):
+        # carol (mapped, present) and the stray member are managed by
+        # PlanetScale Directory Sync
+        self.sim.update_member("acme", "c4rol", directory_managed=True)
+        self.sim.update_member("acme", "u0stray", directory_managed=True)
+        cfg = self.cfg(reconcile={"confirm_runs": 1})
+        self.accounts("alice", "bob", "carol")
+        before = self.spool_snapshot()
+        rc, out, err = self.reconcile(cfg)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"directory-managed +acme +c4rol +carol@example.com \(login carol\)")
+        self.assertRegex(out, r"directory-managed +acme +u0stray +stray@example.com \(login none\)")
+        self.assertRegex(out, r"unmapped member +acme +u0stray +stray@example.com \(member\), "
+                              r"directory-managed")
+        self.assertIn("2 directory-managed members", out)
+        self.assertEqual(self.spool_snapshot(), before)
+        rc, data, err = self.reconcile_json(cfg, "--apply")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(sorted((d["id"], d["login"]) for d in data["directory_managed"]),
+                         [("c4rol", "carol"), ("u0stray", None)])
+        self.assertEqual(self.deletes(), [], "reported, not acted on")
+        # a directory-managed member whose account is gone is removed like any
+        # other (its passwords and tokens too), flagged as directory-managed
+        self.accounts("alice", "bob")
+        rc, data, err = self.reconcile_json(cfg, "--apply")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([(l["login"], l["directory_managed"], l["outcome"])
+                          for l in data["logins"]], [("carol", True, "removed")])
+
     def test_two_organizations(self):
         users = USERS + [{"login": "eve", "id": "x9z8", "organization": "acme-eu"}]
         cfg = self.cfg(users=users, reconcile={"confirm_runs": 1})
