@@ -266,8 +266,10 @@ int ps_rc_state_parse(const char *buf, size_t len, ps_rc_state_t *st, char *err,
         seterr(err, errlen, "out of memory");
         goto out;
     }
-    memcpy(sorted, st->v, n * sizeof(*sorted));
-    qsort(sorted, n, sizeof(*sorted), entry_login_cmp);
+    if(n) {
+        memcpy(sorted, st->v, n * sizeof(*sorted));
+        qsort(sorted, n, sizeof(*sorted), entry_login_cmp);
+    }
     for(i = 1; i < n; i++) {
         if(!strcmp(sorted[i - 1].login, sorted[i].login)) {
             char esc[PS_LOGIN_MAX * 4 + 8];
@@ -370,13 +372,16 @@ int ps_rc_decide(const ps_config_t *cfg, ps_rc_login_t *l, size_t n, const ps_rc
     next->v = calloc(n ? n : 1, sizeof(*next->v));
     if(!byname || !byid || !shared || !next->v)
         goto out;
-    memcpy(byname, old->v, old->n * sizeof(*byname));
-    qsort(byname, old->n, sizeof(*byname), entry_login_cmp);
+    if(old->n) {
+        memcpy(byname, old->v, old->n * sizeof(*byname));
+        qsort(byname, old->n, sizeof(*byname), entry_login_cmp);
+    }
 
     /* an id that a present login also maps to is not removed for another */
     for(i = 0; i < n; i++)
         byid[i] = &l[i];
-    qsort(byid, n, sizeof(*byid), org_id_cmp);
+    if(n)
+        qsort(byid, n, sizeof(*byid), org_id_cmp);
     for(i = 0; i < n; i = j) {
         int any_present = 0;
         size_t k;
@@ -838,7 +843,8 @@ static int list_members(rc_run_t *run, ps_ctx_t *ctx)
                         "could not read the member list of %s: %s; acting on no one", org->name,
                         hint ? hint : ps_escape(r.message, emsg, sizeof(emsg)));
         }
-        qsort(org->m, org->n, sizeof(*org->m), member_cmp);
+        if(org->n)
+            qsort(org->m, org->n, sizeof(*org->m), member_cmp);
     }
     for(i = 0; i < run->n; i++) {
         rc_member_t *m =
