@@ -798,6 +798,25 @@ static int look_up_logins(rc_run_t *run)
     return 0;
 }
 
+/* A complete member list was just read with ctx's credential: the proof
+ * that a 404 for a member of that organization means "not a member"
+ * (ctx.h), so that a removal needs no list probe of its own. */
+static void list_was_read(ps_ctx_t *ctx, const char *org)
+{
+    size_t i, slot = 0;
+
+    for(i = 0; i < PS_PROBE_SLOTS; i++) {
+        if(strcmp(ctx->readable[i].organization, org) == 0) {
+            slot = i;
+            break;
+        }
+        if(ctx->readable[i].at < ctx->readable[slot].at)
+            slot = i;
+    }
+    snprintf(ctx->readable[slot].organization, sizeof(ctx->readable[slot].organization), "%s", org);
+    ctx->readable[slot].at = ps_now();
+}
+
 /* The member list of every organization the map names, and the default
  * one. 0, or the exit status of a stop. */
 static int list_members(rc_run_t *run, ps_ctx_t *ctx)
@@ -845,6 +864,7 @@ static int list_members(rc_run_t *run, ps_ctx_t *ctx)
         }
         if(org->n)
             qsort(org->m, org->n, sizeof(*org->m), member_cmp);
+        list_was_read(ctx, org->name);
     }
     for(i = 0; i < run->n; i++) {
         rc_member_t *m =
@@ -1085,7 +1105,7 @@ static ps_status_t act(rc_run_t *run, ps_ctx_t *ctx, ps_rc_state_t *next)
         print_login(run, x, ps_status_word(st), &rep);
         if(ps_status_worse(st, worst))
             worst = st;
-        if(st == PS_ST_ERROR || st == PS_ST_NOT_QUEUED || st == PS_ST_CONFIG)
+        if(ps_outcome(st)->spool == PS_SPOOL_NONE)
             continue; /* not in the spool: keep counting, the next run tries again */
         for(k = 0; k < next->n; k++) {
             if(!strcmp(next->v[k].login, x->login)) {
@@ -1195,6 +1215,7 @@ int ps_reconcile(const ps_config_t *cfg, const ps_log_t *lg, const ps_rc_opts_t 
     ctx.cfg = cfg;
     ctx.log = &run.lg;
     ctx.deadline = o->deadline;
+    ctx.trigger = "reconcile";
     if(o->json) {
         run.out = json_object_new_object();
         run.jlogins = json_object_new_array();

@@ -21,9 +21,10 @@
  *  - without --apply: the plan only; no file is written, no request is made
  *    but the member-list pages.
  *
- * Requests: the member-list pages of each organization, then one removal
- * per confirmed login through ps_remove_login (write-ahead, outcome table,
- * audit line), nothing per login otherwise. */
+ * Requests: the member-list pages of each organization, then the removal
+ * of each confirmed login through ps_remove_login (write-ahead, look then
+ * delete, outcome table, audit line with trigger=reconcile), nothing per
+ * login otherwise. */
 #ifndef PS_RECONCILE_H
 #define PS_RECONCILE_H
 

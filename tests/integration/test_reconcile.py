@@ -211,10 +211,14 @@ class ReconcileTest(ReconcileBase):
         self.assertTrue(dels[0]["target"].startswith("/v1/organizations/acme/members/d4xkq1abc"))
         self.assertEqual(self.sim.members_of("acme").count("d4xkq1abc"), 0)
         self.assertEqual(self.state_logins(), {}, "a removed login leaves the state")
-        self.assertEqual(len(self.audit("removed")), 1, self.syslog_lines())
+        removed = self.audit("removed")
+        self.assertEqual(len(removed), 1, self.syslog_lines())
+        self.assertIn("trigger=reconcile", removed[0])
         self.assertEqual(self.queue_entries(), [], "the spool entry is settled")
-        # requests: the list page, then the removal; nothing per login
-        self.assert_only_list_pages(extra=[("DELETE", dels[0]["target"])])
+        # requests: the list page, then the removal (a removal looks, then
+        # deletes); nothing per login
+        self.assert_only_list_pages(extra=[("GET", "/v1/organizations/acme/members/d4xkq1abc"),
+                                           ("DELETE", dels[0]["target"])])
         # next run: alice is not a member any more (stale mapping), nothing sent
         self.sim.reset()
         self.sim.set_members({"acme": [m for m in ACME if m["id"] != "d4xkq1abc"]})
