@@ -17,6 +17,7 @@
 
 #include <json-c/json.h>
 
+#include "members.h"
 #include "reconcile.h"
 
 #define RC_VERSION 1
@@ -605,7 +606,8 @@ typedef struct rc_member {
 
 typedef struct rc_org {
     const char *name;
-    rc_member_t *m; /* sorted by user_id once complete */
+    rc_member_t *m;         /* sorted by user_id once complete */
+    rc_member_t **by_email; /* sorted by email (ASCII case ignored), built on first use */
     size_t n, cap;
     long pages;
     int oom;
@@ -658,6 +660,55 @@ static rc_member_t *find_member(rc_org_t *o, const char *id)
     return o && o->n ? bsearch(id, o->m, o->n, sizeof(*o->m), member_key_cmp) : NULL;
 }
 
+static int email_cmp(const void *a, const void *b)
+{
+    return strcasecmp((*(rc_member_t *const *)a)->email, (*(rc_member_t *const *)b)->email);
+}
+
+static int email_key_cmp(const void *key, const void *elem)
+{
+    return strcasecmp(key, (*(rc_member_t *const *)elem)->email);
+}
+
+/* The member whose user.email equals `email` ignoring ASCII case, as
+ * PlanetScale's CLI resolves an email (never a prefix, never one of two),
+ * from the list at hand. NULL with *problem saying why. The index by email
+ * is built on first use. */
+static rc_member_t *find_email(rc_org_t *o, const char *email, const char **problem)
+{
+    rc_member_t **hit;
+    size_t i, k;
+
+    *problem = "no member has this email";
+    if(!o || !o->n)
+        return NULL;
+    if(!o->by_email) {
+        o->by_email = malloc(o->n * sizeof(*o->by_email));
+        if(!o->by_email) {
+            *problem = "out of memory";
+            return NULL;
+        }
+        for(i = 0; i < o->n; i++)
+            o->by_email[i] = &o->m[i];
+        qsort(o->by_email, o->n, sizeof(*o->by_email), email_cmp);
+    }
+    hit = bsearch(email, o->by_email, o->n, sizeof(*o->by_email), email_key_cmp);
+    if(!hit)
+        return NULL;
+    k = (size_t)(hit - o->by_email);
+    if((k > 0 && strcasecmp(o->by_email[k - 1]->email, email) == 0) ||
+       (k + 1 < o->n && strcasecmp(o->by_email[k + 1]->email, email) == 0)) {
+        *problem = "two members have this email";
+        return NULL;
+    }
+    if(!ps_id_valid((*hit)->user_id)) {
+        *problem = "the member's user id is not valid";
+        return NULL;
+    }
+    *problem = NULL;
+    return *hit;
+}
+
 static void free_orgs(rc_org_t *orgs, size_t norgs)
 {
     size_t i, j;
@@ -668,6 +719,7 @@ static void free_orgs(rc_org_t *orgs, size_t norgs)
             free(orgs[i].m[j].email);
         }
         free(orgs[i].m);
+        free(orgs[i].by_email);
     }
     free(orgs);
 }
@@ -771,7 +823,8 @@ static int build_logins(rc_run_t *run)
             continue; /* no organization: check reports it */
         run->l[run->n].login = m.login;
         run->l[run->n].organization = m.organization;
-        run->l[run->n].id = m.id;
+        run->l[run->n].id = m.id; /* NULL for an email: set from the member list */
+        run->l[run->n].email = m.email;
         run->n++;
     }
     return 0;
@@ -867,14 +920,22 @@ static int list_members(rc_run_t *run, ps_ctx_t *ctx)
         list_was_read(ctx, org->name);
     }
     for(i = 0; i < run->n; i++) {
-        rc_member_t *m =
-            find_member(find_org(run->orgs, run->norgs, run->l[i].organization), run->l[i].id);
+        ps_rc_login_t *x = &run->l[i];
+        rc_org_t *org = find_org(run->orgs, run->norgs, x->organization);
+        rc_member_t *m = NULL;
 
-        run->l[i].member = m != NULL;
+        if(x->email) {
+            /* the list at hand gives the id: no request of its own */
+            m = find_email(org, x->email, &x->email_problem);
+            x->id = m ? m->user_id : "";
+        } else {
+            m = find_member(org, x->id);
+        }
+        x->member = m != NULL;
         if(m) {
-            run->l[i].directory_managed = m->directory_managed;
+            x->directory_managed = m->directory_managed;
             if(!m->login)
-                m->login = run->l[i].login;
+                m->login = x->login;
         }
     }
     return 0;
@@ -896,7 +957,8 @@ static void mark_queued(rc_run_t *run)
 
         if(!x->missing || !x->member)
             continue;
-        ps_queue_name(x->login, x->organization, x->id, name);
+        /* an entry of an email user is keyed by the email (queue.h) */
+        ps_queue_name(x->login, x->organization, x->email ? x->email : x->id, name);
         snprintf(dead, sizeof(dead), "dead/%s", name);
         x->queued = fstatat(qfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ||
                     fstatat(qfd, dead, &st, AT_SYMLINK_NOFOLLOW) == 0;
@@ -918,6 +980,8 @@ static void print_login(rc_run_t *run, const ps_rc_login_t *x, const char *outco
         json_object_object_add(j, "login", json_object_new_string(x->login));
         json_object_object_add(j, "organization", json_object_new_string(x->organization));
         json_object_object_add(j, "id", json_object_new_string(x->id));
+        if(x->email)
+            json_object_object_add(j, "email", json_object_new_string(x->email));
         json_object_object_add(
             j, "action",
             json_object_new_string(x->action == PS_RC_PRESENT ? "reset" : action_word(x->action)));
@@ -1042,9 +1106,19 @@ static void print_report(rc_run_t *run)
             json_object_object_add(o, "login", json_object_new_string(x->login));
             json_object_object_add(o, "organization", json_object_new_string(x->organization));
             json_object_object_add(o, "id", json_object_new_string(x->id));
+            if(x->email) {
+                json_object_object_add(o, "email", json_object_new_string(x->email));
+                json_object_object_add(
+                    o, "problem", json_object_new_string(x->email_problem ? x->email_problem : ""));
+            }
             json_object_object_add(o, "account",
                                    json_object_new_string(x->missing ? "missing" : "present"));
             json_object_array_add(stale, o);
+        } else if(x->email) {
+            printf("stale mapping     %-16s %-16s %s: %s (account %s)\n", x->organization,
+                   ps_escape(x->email, e1, sizeof(e1)), ps_escape(x->login, e2, sizeof(e2)),
+                   x->email_problem ? x->email_problem : "not a member",
+                   x->missing ? "missing: the mapping can go" : "present");
         } else {
             printf("stale mapping     %-16s %-16s %s is not a member (account %s)\n",
                    x->organization, x->id, ps_escape(x->login, e2, sizeof(e2)),
@@ -1099,6 +1173,18 @@ static ps_status_t act(rc_run_t *run, ps_ctx_t *ctx, ps_rc_state_t *next)
                 "removing",
                 ps_escape(x->login, elogin, sizeof(elogin)), x->organization, x->id, x->runs,
                 fmt_time(x->first_missing, t1, sizeof(t1)));
+        if(x->email) {
+            /* the id this run read from the whole list, for the removal's
+             * own resolution: the cache answers it, with no request */
+            char err[512];
+
+            if(ps_email_cache_put(run->cfg->queue_dir, x->organization, x->email, x->id, err,
+                                  sizeof(err)) != 0)
+                ps_logf(&run->lg, LOG_WARNING,
+                        "reconcile: %s: the email's id could not be cached (%s): the removal "
+                        "resolves it itself",
+                        elogin, err);
+        }
         memset(&rep, 0, sizeof(rep));
         st = ps_remove_login(ctx, x->login, &rep);
         run->requests += rep.attempts;

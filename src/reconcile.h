@@ -84,11 +84,13 @@ enum ps_rc_action {
 
 typedef struct ps_rc_login {
     /* input */
-    const char *login, *organization, *id;
-    int missing;           /* NSS answered "not found" */
-    int member;            /* id is in the organization's member list */
-    int queued;            /* an entry for login/organization/id is in the spool */
-    int directory_managed; /* the member is managed by Directory Sync */
+    const char *login, *organization, *id; /* id "" for an email no member has */
+    const char *email;                     /* the user entry's email, or NULL */
+    const char *email_problem;             /* why the email gave no id, or NULL */
+    int missing;                           /* NSS answered "not found" */
+    int member;                            /* id is in the organization's member list */
+    int queued;                            /* an entry for login/organization/id is in the spool */
+    int directory_managed;                 /* the member is managed by Directory Sync */
     /* output */
     enum ps_rc_action action;
     int runs;                /* runs in a row found it missing, this one included when it counts */

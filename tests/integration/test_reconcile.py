@@ -383,6 +383,30 @@ class ReconcileTest(ReconcileBase):
         self.assertEqual([(l["login"], l["directory_managed"], l["outcome"])
                           for l in data["logins"]], [("carol", True, "removed")])
 
+    def test_users_mapped_by_email(self):
+        users = [{"login": "alice", "email": "ALICE@example.com"},     # case differs
+                 {"login": "bob", "id": "x9z8"},
+                 {"login": "eve", "email": "alice@example.co"},       # a prefix of alice's
+                 {"login": "carl", "email": "carol@example.com"}]
+        cfg = self.cfg(users=users, reconcile={"confirm_runs": 1})
+        self.accounts("bob", "eve", "carl")                          # alice is gone
+        rc, data, err = self.reconcile_json(cfg, "--apply")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual([(l["login"], l["id"], l["email"], l["outcome"]) for l in data["logins"]],
+                         [("alice", "d4xkq1abc", "ALICE@example.com", "removed")])
+        self.assertEqual([(s["login"], s["problem"]) for s in data["stale"]],
+                         [("eve", "no member has this email")])
+        self.assertNotIn(("acme", "c4rol"), [(m["organization"], m["id"])
+                                             for m in data["unmapped_members"]])
+        # the list page, then the removal: no request of its own to resolve
+        # the email (this run's list gave the id, through the email cache)
+        self.assert_only_list_pages(extra=[("GET", "/v1/organizations/acme/members/d4xkq1abc"),
+                                           ("DELETE", self.deletes()[0]["target"])])
+        lists = [r for r in self.requests() if "/members?" in r[1]]
+        self.assertEqual(len(lists), 1)
+        self.assertNotIn("q=", lists[0][1])
+        self.assertIn("trigger=reconcile", self.audit("removed")[0])
+
     def test_two_organizations(self):
         users = USERS + [{"login": "eve", "id": "x9z8", "organization": "acme-eu"}]
         cfg = self.cfg(users=users, reconcile={"confirm_runs": 1})
