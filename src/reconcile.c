@@ -22,19 +22,6 @@
 
 #define RC_VERSION 1
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) PS_PRINTF(3, 4);
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if(!err || !errlen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ------------------------------------------------------------ NSS */
 
 int ps_nss_lookup(const char *login, char *err, size_t errlen)
@@ -50,7 +37,7 @@ int ps_nss_lookup(const char *login, char *err, size_t errlen)
 
         if(!nb) {
             free(buf);
-            seterr(err, errlen, "out of memory");
+            ps_seterr(err, errlen, "out of memory");
             return -1;
         }
         buf = nb;
@@ -66,10 +53,10 @@ int ps_nss_lookup(const char *login, char *err, size_t errlen)
     /* ENOENT, ESRCH, EBADF, EPERM included: getpwnam(3) says they "may"
      * mean not found; here every one of them is an error */
     if(rc == ERANGE)
-        seterr(err, errlen, "%s (the answer does not fit in %d bytes)", strerror(rc),
-               PS_NSS_BUF_MAX);
+        ps_seterr(err, errlen, "%s (the answer does not fit in %d bytes)", strerror(rc),
+                  PS_NSS_BUF_MAX);
     else
-        seterr(err, errlen, "%s", strerror(rc));
+        ps_seterr(err, errlen, "%s", strerror(rc));
     return -1;
 }
 
@@ -87,12 +74,12 @@ void ps_rc_state_free(ps_rc_state_t *st)
 static int get_time(json_object *o, const char *what, long long *out, char *err, size_t errlen)
 {
     if(!json_object_is_type(o, json_type_int)) {
-        seterr(err, errlen, "%s: not an integer", what);
+        ps_seterr(err, errlen, "%s: not an integer", what);
         return -1;
     }
     *out = (long long)json_object_get_int64(o);
     if(*out <= 0) {
-        seterr(err, errlen, "%s: not a time", what);
+        ps_seterr(err, errlen, "%s: not a time", what);
         return -1;
     }
     return 0;
@@ -104,12 +91,12 @@ static int get_string(json_object *o, const char *what, char *out, size_t outsz,
     const char *s;
 
     if(!json_object_is_type(o, json_type_string)) {
-        seterr(err, errlen, "%s: not a string", what);
+        ps_seterr(err, errlen, "%s: not a string", what);
         return -1;
     }
     s = json_object_get_string(o);
     if(strlen(s) >= outsz || (size_t)json_object_get_string_len(o) != strlen(s)) {
-        seterr(err, errlen, "%s: too long or not text", what);
+        ps_seterr(err, errlen, "%s: too long or not text", what);
         return -1;
     }
     memcpy(out, s, strlen(s) + 1);
@@ -123,7 +110,7 @@ static int parse_entry(json_object *o, size_t i, ps_rc_entry_t *e, char *err, si
 
     memset(e, 0, sizeof(*e));
     if(!json_object_is_type(o, json_type_object)) {
-        seterr(err, errlen, "logins[%zu]: not an object", i);
+        ps_seterr(err, errlen, "logins[%zu]: not an object", i);
         return -1;
     }
     json_object_object_foreach(o, key, val)
@@ -144,7 +131,7 @@ static int parse_entry(json_object *o, size_t i, ps_rc_entry_t *e, char *err, si
         } else if(!strcmp(key, "runs")) {
             if(!json_object_is_type(val, json_type_int) || json_object_get_int64(val) < 1 ||
                json_object_get_int64(val) > 1000000) {
-                seterr(err, errlen, "%s: not a count of runs", what);
+                ps_seterr(err, errlen, "%s: not a count of runs", what);
                 return -1;
             }
             e->runs = (int)json_object_get_int64(val);
@@ -160,21 +147,21 @@ static int parse_entry(json_object *o, size_t i, ps_rc_entry_t *e, char *err, si
         } else {
             char esc[64];
 
-            seterr(err, errlen, "logins[%zu]: unknown field \"%s\"", i,
-                   ps_escape(key, esc, sizeof(esc)));
+            ps_seterr(err, errlen, "logins[%zu]: unknown field \"%s\"", i,
+                      ps_escape(key, esc, sizeof(esc)));
             return -1;
         }
     }
     if(seen != 63) {
-        seterr(err, errlen, "logins[%zu]: a field is missing", i);
+        ps_seterr(err, errlen, "logins[%zu]: a field is missing", i);
         return -1;
     }
     if(!ps_login_valid(e->login) || !ps_id_valid(e->organization) || !ps_id_valid(e->id)) {
-        seterr(err, errlen, "logins[%zu]: invalid login, organization or id", i);
+        ps_seterr(err, errlen, "logins[%zu]: invalid login, organization or id", i);
         return -1;
     }
     if(e->first_missing > e->last_counted) {
-        seterr(err, errlen, "logins[%zu]: first_missing is after last_counted", i);
+        ps_seterr(err, errlen, "logins[%zu]: first_missing is after last_counted", i);
         return -1;
     }
     return 0;
@@ -195,28 +182,29 @@ int ps_rc_state_parse(const char *buf, size_t len, ps_rc_state_t *st, char *err,
 
     memset(st, 0, sizeof(*st));
     if(len > (size_t)PS_RC_STATE_MAX) {
-        seterr(err, errlen, "larger than %ld bytes", PS_RC_STATE_MAX);
+        ps_seterr(err, errlen, "larger than %ld bytes", PS_RC_STATE_MAX);
         return -1;
     }
     tok = json_tokener_new();
     if(!tok) {
-        seterr(err, errlen, "out of memory");
+        ps_seterr(err, errlen, "out of memory");
         return -1;
     }
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
     root = json_tokener_parse_ex(tok, buf, (int)len);
     if(!root) {
-        seterr(err, errlen, "not JSON: %s", json_tokener_error_desc(json_tokener_get_error(tok)));
+        ps_seterr(err, errlen, "not JSON: %s",
+                  json_tokener_error_desc(json_tokener_get_error(tok)));
         goto out;
     }
     for(end = json_tokener_get_parse_end(tok); end < len; end++) {
         if(!strchr(" \t\r\n", buf[end])) {
-            seterr(err, errlen, "not JSON: trailing data at byte %zu", end);
+            ps_seterr(err, errlen, "not JSON: trailing data at byte %zu", end);
             goto out;
         }
     }
     if(!json_object_is_type(root, json_type_object)) {
-        seterr(err, errlen, "not a JSON object");
+        ps_seterr(err, errlen, "not a JSON object");
         goto out;
     }
     {
@@ -225,7 +213,7 @@ int ps_rc_state_parse(const char *buf, size_t len, ps_rc_state_t *st, char *err,
             if(!strcmp(key, "version")) {
                 if(!json_object_is_type(val, json_type_int) ||
                    json_object_get_int64(val) != RC_VERSION) {
-                    seterr(err, errlen, "version: not %d", RC_VERSION);
+                    ps_seterr(err, errlen, "version: not %d", RC_VERSION);
                     goto out;
                 }
                 have_version = 1;
@@ -234,26 +222,26 @@ int ps_rc_state_parse(const char *buf, size_t len, ps_rc_state_t *st, char *err,
                     goto out;
             } else if(!strcmp(key, "logins")) {
                 if(!json_object_is_type(val, json_type_array)) {
-                    seterr(err, errlen, "logins: not an array");
+                    ps_seterr(err, errlen, "logins: not an array");
                     goto out;
                 }
                 logins = val;
             } else {
                 char esc[64];
 
-                seterr(err, errlen, "unknown field \"%s\"", ps_escape(key, esc, sizeof(esc)));
+                ps_seterr(err, errlen, "unknown field \"%s\"", ps_escape(key, esc, sizeof(esc)));
                 goto out;
             }
         }
     }
     if(!have_version || !logins) {
-        seterr(err, errlen, "version or logins missing");
+        ps_seterr(err, errlen, "version or logins missing");
         goto out;
     }
     n = json_object_array_length(logins);
     st->v = calloc(n ? n : 1, sizeof(*st->v));
     if(!st->v) {
-        seterr(err, errlen, "out of memory");
+        ps_seterr(err, errlen, "out of memory");
         goto out;
     }
     for(i = 0; i < n; i++) {
@@ -264,7 +252,7 @@ int ps_rc_state_parse(const char *buf, size_t len, ps_rc_state_t *st, char *err,
     /* no login twice */
     sorted = malloc((n ? n : 1) * sizeof(*sorted));
     if(!sorted) {
-        seterr(err, errlen, "out of memory");
+        ps_seterr(err, errlen, "out of memory");
         goto out;
     }
     if(n) {
@@ -275,8 +263,8 @@ int ps_rc_state_parse(const char *buf, size_t len, ps_rc_state_t *st, char *err,
         if(!strcmp(sorted[i - 1].login, sorted[i].login)) {
             char esc[PS_LOGIN_MAX * 4 + 8];
 
-            seterr(err, errlen, "login \"%s\" appears twice",
-                   ps_escape(sorted[i].login, esc, sizeof(esc)));
+            ps_seterr(err, errlen, "login \"%s\" appears twice",
+                      ps_escape(sorted[i].login, esc, sizeof(esc)));
             goto out;
         }
     }
@@ -503,26 +491,26 @@ static int open_state_dir(const char *queue_dir, int create, char *err, size_t e
 
     snprintf(path, sizeof(path), "%s/" PS_RC_DIR, queue_dir);
     if(create && mkdir(path, 0700) != 0 && errno != EEXIST) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        ps_seterr(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
     fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if(fd < 0) {
         if(errno == ENOENT && !create)
             return -2;
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        ps_seterr(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
     if(fstat(fd, &st) != 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        ps_seterr(err, errlen, "%s: %s", path, strerror(errno));
         close(fd);
         return -1;
     }
     if((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 077) != 0) {
-        seterr(err, errlen,
-               "%s: must be owned by root and not accessible by group or others "
-               "(chown root %s; chmod 700 %s)",
-               path, path, path);
+        ps_seterr(err, errlen,
+                  "%s: must be owned by root and not accessible by group or others "
+                  "(chown root %s; chmod 700 %s)",
+                  path, path, path);
         close(fd);
         return -1;
     }
@@ -547,26 +535,27 @@ static int load_state(int dfd, const char *dir, ps_rc_state_t *st, char *err, si
     if(fd < 0) {
         if(errno == ENOENT)
             return 0;
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        ps_seterr(err, errlen, "%s: %s", path, strerror(errno));
         return errno == ELOOP ? 1 : -1;
     }
     if(fstat(fd, &sb) != 0) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        ps_seterr(err, errlen, "%s: %s", path, strerror(errno));
         goto out;
     }
     if(!S_ISREG(sb.st_mode) || sb.st_size > PS_RC_STATE_MAX) {
-        seterr(err, errlen, "%s: not a regular file of at most %ld bytes", path, PS_RC_STATE_MAX);
+        ps_seterr(err, errlen, "%s: not a regular file of at most %ld bytes", path,
+                  PS_RC_STATE_MAX);
         rv = 1;
         goto out;
     }
     if(ps_check_fd_perms(fd, path, 1, perr, sizeof(perr)) != 0) {
-        seterr(err, errlen, "%s", perr);
+        ps_seterr(err, errlen, "%s", perr);
         rv = 1;
         goto out;
     }
     buf = malloc((size_t)sb.st_size + 1);
     if(!buf) {
-        seterr(err, errlen, "%s: out of memory", path);
+        ps_seterr(err, errlen, "%s: out of memory", path);
         goto out;
     }
     while(got < (size_t)sb.st_size) {
@@ -575,7 +564,7 @@ static int load_state(int dfd, const char *dir, ps_rc_state_t *st, char *err, si
         if(r < 0 && errno == EINTR)
             continue;
         if(r < 0) {
-            seterr(err, errlen, "%s: %s", path, strerror(errno));
+            ps_seterr(err, errlen, "%s: %s", path, strerror(errno));
             goto out;
         }
         if(r == 0)
@@ -583,7 +572,7 @@ static int load_state(int dfd, const char *dir, ps_rc_state_t *st, char *err, si
         got += (size_t)r;
     }
     if(ps_rc_state_parse(buf, got, st, perr, sizeof(perr)) != 0) {
-        seterr(err, errlen, "%s: %s", path, perr);
+        ps_seterr(err, errlen, "%s: %s", path, perr);
         rv = 1;
         goto out;
     }
