@@ -204,7 +204,8 @@ static next_t drain_one(drain_t *d, const char *name)
         return NEXT_ENTRY;
     }
     memset(&rep, 0, sizeof(rep));
-    d->st->sent++;
+    if(d->tries429 == 0)
+        d->st->sent++; /* an entry sent again after a 429 is still one entry */
     st = ps_send_entry(d->ctx, &cur, 1, &rep, &res);
     ps_queue_unlock(fd);
     return after_send(d, st, &rep, &res);

@@ -223,7 +223,18 @@ class SenderTestCase(SimTestCase):
         return [r for r in self.sim.deletes() if r["path"].endswith("/members/" + id_)]
 
     def fd_count(self, pid):
-        return len(os.listdir("/proc/%d/fd" % pid))
+        """The sender's open descriptors once it is idle: a removal's lock
+        is closed just after its answer, so the count is read until it has
+        not changed for 0.3 s (at most 5 s)."""
+        last, since, until = None, time.monotonic(), time.monotonic() + 5
+        while time.monotonic() < until:
+            n = len(os.listdir("/proc/%d/fd" % pid))
+            if n != last:
+                last, since = n, time.monotonic()
+            elif time.monotonic() - since >= 0.3:
+                break
+            time.sleep(0.05)
+        return last
 
     # ---- a client by hand
     def say_hello(self, c):
