@@ -166,8 +166,9 @@ static next_t after_send(drain_t *d, ps_status_t st, const ps_report_t *rep, con
         if(res->http_status == 401)
             return stop(d, PS_ST_HELD, "the API refused the credential", rep->message);
         return NEXT_ENTRY;
-    case PS_ST_HELD_CONFIG: return stop(d, PS_ST_HELD_CONFIG, "%s", rep->message);
-    default: return stop(d, PS_ST_ERROR, "%s", rep->message);
+    case PS_ST_HELD_CONFIG:
+        return stop(d, PS_ST_HELD_CONFIG, "a configuration problem", rep->message);
+    default: return stop(d, PS_ST_ERROR, "an unexpected error", rep->message);
     }
 }
 

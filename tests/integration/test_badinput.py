@@ -174,6 +174,23 @@ class BrokenNetworkTest(SimTestCase):
         self.assertEqual([r["status"] for r in self.deletes()], [204])
         self.assertEqual(self.queue_entries(), [])
 
+    def test_retry_stopped_by_the_configuration_says_why(self):
+        """A drain that a configuration problem stops says which one, in
+        its log line and in --json (found by test_property.py: the line
+        read "retry stopped: %s (...)")."""
+        cfg = self.config(ca_file=self.sim.other_ca_file, retries=1)
+        rc, out, err = self.run_cmd(["remove", "alice"], cfg)
+        self.assertEqual(rc, 78, err)
+        rc, out, err = self.run_cmd(["retry", "--held"], cfg)
+        self.assertEqual(rc, 78, out + err)
+        self.assertNotIn("%s", out + err)
+        self.assertRegex(err, r"retry stopped: a configuration problem \(GET: .*certificate")
+        rc, out, err = self.run_cmd(["--json", "retry", "--held"], cfg)
+        self.assertEqual(rc, 78, out + err)
+        stopped = json.loads(out)["stopped"]
+        self.assertTrue(stopped.startswith("a configuration problem (GET: "), stopped)
+        self.assertIn("certificate", stopped)
+
     def test_redirect_not_followed(self):
         self.sim.set_faults(["redirect;count=1"])
         cfg = self.config()
