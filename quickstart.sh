@@ -12,7 +12,8 @@ libcurl4-openssl-dev libjson-c-dev libconfig-dev libcmocka-dev libpam-wrapper
 libpamtest0-dev libnss-wrapper libuid-wrapper pamtester libpam-modules
 libpam-runtime python3 openssl ca-certificates curl strace valgrind clang
 clang-format libclang-rt-14-dev debhelper dpkg-dev fakeroot lintian man-db
-groff-base debootstrap adduser passwd login util-linux systemd"
+groff-base debootstrap adduser passwd login util-linux systemd prometheus
+prometheus-node-exporter python3-yaml ansible-core"
 
 missing=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' $DEPS 2>/dev/null |
           awk '$2 != "installed" {print $1}'; for p in $DEPS; do

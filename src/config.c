@@ -495,6 +495,23 @@ static int k_rate_limit(struct loader *ld, const config_setting_t *s)
     return get_positive(ld, s, 1000, &ld->cfg->rate_limit);
 }
 
+/* api.spread: an integer or a float in [0, PS_SPREAD_MAX] seconds. */
+static int k_spread(struct loader *ld, const config_setting_t *s)
+{
+    double v;
+
+    switch(config_setting_type(s)) {
+    case CONFIG_TYPE_INT: v = config_setting_get_int(s); break;
+    case CONFIG_TYPE_INT64: v = (double)config_setting_get_int64(s); break;
+    case CONFIG_TYPE_FLOAT: v = config_setting_get_float(s); break;
+    default: return wrong_type(ld, s, "a number of seconds");
+    }
+    if(!(v >= 0) || v > PS_SPREAD_MAX)
+        return fail_at(ld, s, "%g is out of range (0 to %d seconds)", v, PS_SPREAD_MAX);
+    ld->cfg->spread = v;
+    return 0;
+}
+
 /* Only the path here: the file is read once the main file is walked
  * (read_ca_file). */
 static int k_ca_file(struct loader *ld, const config_setting_t *s)
@@ -540,6 +557,7 @@ static const struct key api_keys[] = { { "url", k_url },
                                        { "connect_timeout", k_connect_timeout },
                                        { "retries", k_retries },
                                        { "rate_limit", k_rate_limit },
+                                       { "spread", k_spread },
                                        { "ca_file", k_ca_file },
                                        { "proxy", k_proxy },
                                        { NULL, NULL } };
@@ -1057,6 +1075,41 @@ static int k_reconcile(struct loader *ld, const config_setting_t *s)
     return walk_subgroup(ld, s, reconcile_keys);
 }
 
+/* metrics.textfile: an absolute path ending in ".prom" (node_exporter's
+ * textfile collector reads nothing else), whose name does not start with a
+ * dot (the temporary file of an atomic write does). */
+static int k_metrics_textfile(struct loader *ld, const config_setting_t *s)
+{
+    char *v = NULL;
+    const char *base;
+    size_t len;
+
+    if(get_str(ld, s, &v))
+        return -1;
+    free(ld->cfg->metrics_textfile);
+    ld->cfg->metrics_textfile = v;
+    len = strlen(v);
+    if(v[0] != '/')
+        return fail_at(ld, s, "must be an absolute path");
+    base = strrchr(v, '/');
+    if(len < 6 || strcmp(v + len - 5, ".prom") != 0)
+        return fail_at(ld, s,
+                       "must end in \".prom\" (node_exporter's textfile collector reads "
+                       "only *.prom files)");
+    if(base[1] == '.')
+        return fail_at(ld, s, "the file name must not start with '.'");
+    if(len > PS_METRICS_PATH_MAX)
+        return fail_at(ld, s, "longer than %d bytes", PS_METRICS_PATH_MAX);
+    return 0;
+}
+
+static const struct key metrics_keys[] = { { "textfile", k_metrics_textfile }, { NULL, NULL } };
+
+static int k_metrics(struct loader *ld, const config_setting_t *s)
+{
+    return walk_subgroup(ld, s, metrics_keys);
+}
+
 static const struct key top_keys[] = { { "organization", k_organization },
                                        { "api", k_api },
                                        { "defaults", k_defaults },
@@ -1069,6 +1122,7 @@ static const struct key top_keys[] = { { "organization", k_organization },
                                        { "expired_grace_days", k_expired_grace_days },
                                        { "hook_deadline", k_hook_deadline },
                                        { "reconcile", k_reconcile },
+                                       { "metrics", k_metrics },
                                        { NULL, NULL } };
 
 static const struct key include_keys[] = { { "users", k_users }, { NULL, NULL } };
@@ -1770,6 +1824,7 @@ void ps_config_free(ps_config_t *cfg)
     free(cfg->queue_dir);
     free(cfg->sender_socket);
     free(cfg->token_file);
+    free(cfg->metrics_textfile);
     free(cfg);
 }
 

@@ -10,6 +10,8 @@
 #define PS_DEFAULT_API_URL       "https://api.planetscale.com/v1"
 #define PS_DEFAULT_SENDER_SOCKET "/run/planetscale-deprovision.sock"
 #define PS_DEFAULT_SENDER_IDLE   300
+#define PS_SPREAD_MAX            86400 /* api.spread: at most a day */
+#define PS_METRICS_PATH_MAX      1024  /* metrics.textfile */
 
 /* How long a deprovisioning hook (remove --hook: the userdel hook,
  * deluser.local) waits for the API before it leaves the recorded removal
@@ -52,6 +54,7 @@ typedef struct ps_config {
     double connect_timeout; /* seconds */
     int retries;            /* attempts before the request is queued, >= 1 */
     double rate_limit;      /* requests per second when draining */
+    double spread;          /* api.spread: seconds over which a first attempt is spread, 0 = none */
     char *ca_file;          /* may be NULL */
     char *ca_pem;           /* ca_file's content, read when loaded (NUL-terminated) */
     size_t ca_pem_len;
@@ -84,6 +87,8 @@ typedef struct ps_config {
         long max_removals;     /* more candidates than this: act on none */
         double max_fraction;   /* or more than this share of the mapped logins (>= 10) */
     } reconcile;
+
+    char *metrics_textfile; /* metrics.textfile: the node_exporter textfile, NULL = off */
 } ps_config_t;
 
 /* What one login resolves to. Strings point into the config. */

@@ -43,6 +43,10 @@ typedef struct ps_ctx {
     const char *trigger;   /* what asked for the removals: "remove", "pam", ... */
     int retry_held;        /* `retry --held`: send every held entry again */
     int hook;              /* a deprovisioning hook (remove --hook): hooknote.h */
+    /* api.spread for this front end (remove, pam-helper): > 0 records each
+     * removal with a random first attempt within that many seconds and
+     * sends nothing (`retry` does); 0 sends at once */
+    double spread;
     /* Organizations whose member list this credential was seen to read
      * (PS_PROBE_TTL seconds, ps_now() times): what confirms a 404. */
     struct {

@@ -18,6 +18,7 @@
 #include "drain.h"
 #include "helper.h"
 #include "members.h"
+#include "metrics.h"
 #include "reconcile.h"
 #include "remove.h"
 #include "sender_client.h"
@@ -38,14 +39,17 @@ static const char usage_text[] =
     "Removes departing users' PlanetScale organization memberships.\n"
     "\n"
     "Commands:\n"
-    "  remove [--dry-run] [--no-queue] [--deadline SECONDS] [--hook] LOGIN...\n"
+    "  remove [--dry-run] [--no-queue] [--no-spread] [--deadline SECONDS] [--hook]\n"
+    "         LOGIN...\n"
     "                              remove these logins' memberships (LOGIN \"-\" reads\n"
     "                              logins from stdin); each request is recorded in the\n"
     "                              spool first and leaves it only once PlanetScale\n"
     "                              confirmed the removal; --hook (the userdel hook,\n"
     "                              deluser.local): wait at most hook_deadline seconds\n"
     "                              (default 5), not at all for a minute after the API\n"
-    "                              did not answer, and print nothing for an unmapped login\n"
+    "                              did not answer, and print nothing for an unmapped\n"
+    "                              login; with api.spread, `retry` makes the first\n"
+    "                              attempt later (--no-spread: now)\n"
     "  retry [--held] [--deadline SECONDS]\n"
     "                              send what waits in the spool (run by a systemd timer):\n"
     "                              pending entries, and held ones once the configuration\n"
@@ -103,6 +107,7 @@ enum {
     OPT_ORGANIZATION = 1 << 8,
     OPT_HOOK = 1 << 9,
     OPT_APPLY = 1 << 10, /* --apply, --allow */
+    OPT_NO_SPREAD = 1 << 11
 };
 
 typedef struct opts {
@@ -116,6 +121,7 @@ typedef struct opts {
     int online;
     int hook;           /* remove --hook */
     double start;       /* ps_now() when the command started */
+    int no_spread;      /* remove --no-spread: send at once whatever api.spread says */
     double deadline;    /* seconds from the start, 0 = none */
     double deadline_at; /* the same as a ps_now() value, 0 = none */
     const char *mode;
@@ -129,7 +135,8 @@ typedef struct opts {
     int apply;  /* reconcile --apply */
     long allow; /* reconcile --allow N, -1 = not given */
     const char *command;
-    char **args; /* positional arguments after the command */
+    ps_metrics_t *metrics; /* counts this run's outcomes (NULL: none) */
+    char **args;           /* positional arguments after the command */
     int nargs;
     unsigned given; /* OPT_* seen */
 } opts_t;
@@ -181,7 +188,8 @@ static int parse_args(int argc, char **argv, opts_t *o)
         O_ORGANIZATION,
         O_HOOK,
         O_APPLY,
-        O_ALLOW
+        O_ALLOW,
+        O_NO_SPREAD
     };
     static const struct option longopts[] = {
         { "config", required_argument, NULL, 'c' },
@@ -205,6 +213,7 @@ static int parse_args(int argc, char **argv, opts_t *o)
         { "hook", no_argument, NULL, O_HOOK },
         { "apply", no_argument, NULL, O_APPLY },
         { "allow", required_argument, NULL, O_ALLOW },
+        { "no-spread", no_argument, NULL, O_NO_SPREAD },
         { NULL, 0, NULL, 0 }
     };
     int c;
@@ -225,6 +234,10 @@ static int parse_args(int argc, char **argv, opts_t *o)
         case O_NOQUEUE:
             o->no_queue = 1;
             o->given |= OPT_NO_QUEUE;
+            break;
+        case O_NO_SPREAD:
+            o->no_spread = 1;
+            o->given |= OPT_NO_SPREAD;
             break;
         case O_DEADLINE:
             if(parse_seconds(optarg, &o->deadline) != 0)
@@ -532,6 +545,9 @@ static void report(out_t *out, const char *login, const ps_report_t *rep)
                 "the spool): %s\n",
                 elogin, msg);
         break;
+    case PS_ST_SCHEDULED:
+        printf("%s: user %s of %s %s\n", elogin, m->id, m->organization, msg);
+        break;
     case PS_ST_HELD:
     case PS_ST_HELD_CONFIG:
         fprintf(stderr,
@@ -603,6 +619,7 @@ static int cmd_remove(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
     ctx.deadline = o->deadline_at; /* counted from the start: loading took some of it */
     if(o->hook && !(o->deadline > 0))
         ctx.deadline = o->start + ctx.cfg->hook_deadline;
+    ctx.spread = o->no_spread ? 0 : ctx.cfg->spread;
     if(o->json)
         out.arr = json_object_new_array();
 
@@ -755,11 +772,15 @@ static int cmd_pam_helper(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
     ctx.deadline = o->deadline_at; /* main() gives pam-helper one in any case */
     ctx.handoff = ps_sender_handoff;
     ctx.trigger = "pam";
+    ctx.spread = cfg->spread;
     word = ps_status_word(ps_remove_login(&ctx, o->args[0], &rep));
     ps_ctx_release(&ctx);
 out:
     printf("%s\n", word);
     fflush(stdout);
+    /* after the word: the module has its answer and does not wait for this */
+    if(cfg)
+        ps_metrics_write(o->metrics, cfg, lg);
     ps_config_free(cfg);
     return 0;
 }
@@ -1175,9 +1196,14 @@ static void list_entries(json_object *arr, const char *dead_state, const ps_qent
 
     for(i = 0; i < n; i++) {
         const char *state = dead_state ? dead_state : ps_qstate_name(e[i].state);
-        char rec[32], first[32], last[32], held[32], age[32], att[16];
-        char elogin[PS_LOGIN_MAX * 4 + 8], eerr[1024];
+        char rec[32], first[32], last[32], held[32], nb[32], age[32], att[16];
+        char elogin[PS_LOGIN_MAX * 4 + 8], eerr[1024], why[sizeof(e[i].last_error) + 64];
 
+        fmt_time(e[i].not_before, nb, sizeof(nb));
+        if(!e[i].last_error[0] && e[i].first_attempt == 0 && e[i].not_before > 0)
+            snprintf(why, sizeof(why), "first attempt at %s (api.spread)", nb);
+        else
+            snprintf(why, sizeof(why), "%s", e[i].last_error);
         fmt_time(e[i].recorded, rec, sizeof(rec));
         fmt_time(e[i].first_attempt, first, sizeof(first));
         fmt_time(e[i].last_attempt, last, sizeof(last));
@@ -1202,6 +1228,7 @@ static void list_entries(json_object *arr, const char *dead_state, const ps_qent
             json_object_object_add(j, "first_attempt", json_object_new_string(first));
             json_object_object_add(j, "last_attempt", json_object_new_string(last));
             json_object_object_add(j, "held_at", json_object_new_string(held));
+            json_object_object_add(j, "not_before", json_object_new_string(nb));
             json_object_object_add(j, "age_seconds",
                                    json_object_new_int64((int64_t)(time(NULL) - e[i].recorded)));
             json_object_object_add(j, "last_error", json_object_new_string(e[i].last_error));
@@ -1211,7 +1238,7 @@ static void list_entries(json_object *arr, const char *dead_state, const ps_qent
             snprintf(att, sizeof(att), "%d", e[i].attempts);
             printf(QUEUE_ROW, state, e[i].name, ps_escape(e[i].login, elogin, sizeof(elogin)),
                    e[i].organization, e[i].id[0] ? e[i].id : e[i].email, att, age,
-                   ps_escape(e[i].last_error, eerr, sizeof(eerr)));
+                   ps_escape(why, eerr, sizeof(eerr)));
         }
     }
 }
@@ -1615,6 +1642,7 @@ static void retry_json(const ps_drain_stats_t *st, int ur, const ps_resolve_stat
     json_object_object_add(j, "pending", json_object_new_int64((int64_t)st->pending));
     json_object_object_add(j, "held", json_object_new_int64((int64_t)st->held));
     json_object_object_add(j, "dead", json_object_new_int64((int64_t)st->dead));
+    json_object_object_add(j, "waiting", json_object_new_int64((int64_t)st->waiting));
     json_object_object_add(j, "http_429", json_object_new_int64(st->http_429));
     json_object_object_add(j, "connections", json_object_new_int64(st->connects));
     json_object_object_add(j, "seconds", json_object_new_double(st->elapsed));
@@ -1660,6 +1688,14 @@ static void retry_text(const ps_drain_stats_t *st, int ur, const ps_resolve_stat
     if(st->aged > 0)
         printf("retry: %zu entr%s pending too long became %s\n", st->aged,
                st->aged == 1 ? "y" : "ies", st->aged == 1 ? "a dead letter" : "dead letters");
+    if(st->waiting > 0) {
+        char when[32];
+
+        fmt_time(st->next_due, when, sizeof(when));
+        printf("retry: %zu entr%s wait%s for a first attempt that api.spread puts later (the "
+               "next at %s)\n",
+               st->waiting, st->waiting == 1 ? "y" : "ies", st->waiting == 1 ? "s" : "", when);
+    }
     if(st->sent + st->aged + nres == 0 && st->pending + st->held + st->dead == 0) {
         printf("retry: the queue is empty\n");
         return;
@@ -1696,6 +1732,7 @@ static int cmd_retry(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
         ps_logf(lg, LOG_NOTICE, "unresolved removals: another retry is resolving them");
     rv = ps_drain(&ctx, !o->json && isatty(STDERR_FILENO), &st);
     ps_ctx_release(&ctx);
+    ps_metrics_retry(o->metrics, !st.stopped && rv != PS_ST_ERROR);
     if(ur < 0 && ps_status_worse(PS_ST_ERROR, rv))
         rv = PS_ST_ERROR;
     else if(ur == 0 && rs.left > 0 && ps_status_worse(PS_ST_QUEUED, rv))
@@ -1735,7 +1772,7 @@ static int cmd_reconcile(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
 
 static int cmd_serve(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
 {
-    return ps_sender_serve(cfgp, o->socket, lg);
+    return ps_sender_serve(cfgp, o->socket, lg, o->metrics);
 }
 
 static int cmd_members_(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
@@ -1756,6 +1793,12 @@ enum {
     CFG_SELF      /* loads it itself (pam-helper) */
 };
 
+enum {
+    METRICS_NO,    /* changes nothing the metrics show */
+    METRICS_AFTER, /* writes the metrics textfile when it is done */
+    METRICS_SELF   /* writes it itself (serve, pam-helper) */
+};
+
 typedef struct command {
     const char *name;
     int (*run)(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp);
@@ -1763,20 +1806,39 @@ typedef struct command {
     unsigned options; /* the OPT_* it takes */
     int config;       /* CFG_* */
     int require_auth; /* a configuration without a credential is an error */
+    int metrics;      /* METRICS_* */
 } command_t;
 
 static const command_t commands[] = {
-    { "remove", cmd_remove, ARGS_SOME, OPT_DRY_RUN | OPT_NO_QUEUE | OPT_DEADLINE | OPT_HOOK,
-      CFG_OPTIONAL, 0 },
-    { "lookup", cmd_lookup_, ARGS_SOME, 0, CFG_NEEDED, 0 },
-    { "retry", cmd_retry, ARGS_NONE, OPT_DEADLINE | OPT_HELD, CFG_NEEDED, 0 },
-    { "queue", cmd_queue, ARGS_ANY, OPT_QUEUE_DIR, CFG_OPTIONAL, 0 },
-    { "check", cmd_check, ARGS_NONE, OPT_QUEUE_DIR | OPT_ONLINE | OPT_DEADLINE, CFG_OPTIONAL, 1 },
-    { "members", cmd_members_, ARGS_NONE, OPT_ORGANIZATION | OPT_DEADLINE, CFG_NEEDED, 1 },
-    { "reconcile", cmd_reconcile, ARGS_NONE, OPT_APPLY | OPT_DEADLINE, CFG_NEEDED, 1 },
-    { "serve", cmd_serve, ARGS_NONE, OPT_SOCKET, CFG_NEEDED, 0 },
-    { PS_HELPER_SUBCOMMAND, cmd_pam_helper, ARGS_ANY, OPT_HELPER | OPT_DEADLINE, CFG_SELF, 0 },
+    { "remove", cmd_remove, ARGS_SOME,
+      OPT_DRY_RUN | OPT_NO_QUEUE | OPT_DEADLINE | OPT_HOOK | OPT_NO_SPREAD, CFG_OPTIONAL, 0,
+      METRICS_AFTER },
+    { "lookup", cmd_lookup_, ARGS_SOME, 0, CFG_NEEDED, 0, METRICS_NO },
+    { "retry", cmd_retry, ARGS_NONE, OPT_DEADLINE | OPT_HELD, CFG_NEEDED, 0, METRICS_AFTER },
+    { "queue", cmd_queue, ARGS_ANY, OPT_QUEUE_DIR, CFG_OPTIONAL, 0, METRICS_AFTER },
+    { "check", cmd_check, ARGS_NONE, OPT_QUEUE_DIR | OPT_ONLINE | OPT_DEADLINE, CFG_OPTIONAL, 1,
+      METRICS_NO },
+    { "members", cmd_members_, ARGS_NONE, OPT_ORGANIZATION | OPT_DEADLINE, CFG_NEEDED, 1,
+      METRICS_NO },
+    { "reconcile", cmd_reconcile, ARGS_NONE, OPT_APPLY | OPT_DEADLINE, CFG_NEEDED, 1,
+      METRICS_AFTER },
+    { "serve", cmd_serve, ARGS_NONE, OPT_SOCKET, CFG_NEEDED, 0, METRICS_SELF },
+    { PS_HELPER_SUBCOMMAND, cmd_pam_helper, ARGS_ANY, OPT_HELPER | OPT_DEADLINE, CFG_SELF, 0,
+      METRICS_SELF },
 };
+
+/* Whether this run changed what the metrics show: `queue` only with drop,
+ * `remove` unless --dry-run. */
+static int changes_state(const command_t *c, const opts_t *o)
+{
+    if(c->metrics != METRICS_AFTER)
+        return 0;
+    if(c->run == cmd_queue)
+        return o->nargs > 0 && strcmp(o->args[0], "drop") == 0;
+    if(c->run == cmd_remove)
+        return !o->dry_run;
+    return 1;
+}
 
 static const struct {
     unsigned bit;
@@ -1791,12 +1853,15 @@ static const struct {
                      { OPT_ONLINE, "--online" },
                      { OPT_ORGANIZATION, "--organization" },
                      { OPT_HOOK, "--hook" },
-                     { OPT_APPLY, "--apply/--allow" } };
+                     { OPT_APPLY, "--apply/--allow" },
+                     { OPT_NO_SPREAD, "--no-spread" } };
 
-static int run_command(const opts_t *o, ps_log_t *lg)
+static int run_command(const opts_t *opts, ps_log_t *lg)
 {
     const command_t *c = NULL;
     ps_config_t *cfg = NULL;
+    opts_t run = *opts;
+    const opts_t *o = &run;
     size_t i;
     int rv;
 
@@ -1819,7 +1884,17 @@ static int run_command(const opts_t *o, ps_log_t *lg)
         if(rv != EX_OK_ && c->config != CFG_OPTIONAL)
             return rv;
     }
+    /* every audit line of this run is counted; the counts reach the
+     * textfile only when metrics.textfile is set */
+    if(c->metrics != METRICS_NO && (cfg || c->config == CFG_SELF)) {
+        run.metrics = ps_metrics_new();
+        ps_metrics_attach(run.metrics, lg);
+    }
     rv = c->run(o, lg, &cfg);
+    if(cfg && changes_state(c, o))
+        ps_metrics_write(run.metrics, cfg, lg);
+    lg->on_audit = NULL;
+    ps_metrics_free(run.metrics);
     ps_config_free(cfg);
     return rv;
 }
@@ -1827,7 +1902,7 @@ static int run_command(const opts_t *o, ps_log_t *lg)
 int main(int argc, char **argv)
 {
     opts_t o;
-    ps_log_t lg = { 1, 1, 0, 0 };
+    ps_log_t lg = { .to_stderr = 1, .to_syslog = 1 };
     double start;
     int rv;
 

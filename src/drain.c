@@ -130,6 +130,23 @@ static void dead_letter(drain_t *d, const ps_qentry_t *e)
              e->delete_passwords, e->delete_service_tokens, 0, detail);
 }
 
+/* When a pending entry may be sent: its api.spread time (not_before), made
+ * no later than `recorded + api.spread` of the configuration in use, so
+ * that a smaller spread (or 0) brings waiting entries forward. 0 = now. */
+static long long due_at(const drain_t *d, long long recorded, long long not_before)
+{
+    long long cap = recorded + (long long)d->ctx->cfg->spread;
+
+    if(not_before <= 0)
+        return 0;
+    return not_before < cap ? not_before : cap;
+}
+
+static int not_due(const drain_t *d, long long recorded, long long not_before)
+{
+    return due_at(d, recorded, not_before) > (long long)time(NULL);
+}
+
 /* Whether this run sends a live entry: every pending one; a held one when
  * asked (--held) or when the configuration changed since it was held. */
 static int wanted(const drain_t *d, const ps_qentry_t *e)
@@ -200,7 +217,8 @@ static next_t drain_one(drain_t *d, const char *name)
         ps_queue_unlock(fd);
         return NEXT_ENTRY;
     }
-    if(!wanted(d, &cur)) {
+    if(!wanted(d, &cur) ||
+       (cur.state == PS_Q_PENDING && not_due(d, cur.recorded, cur.not_before))) {
         ps_queue_unlock(fd);
         return NEXT_ENTRY;
     }
@@ -210,6 +228,96 @@ static next_t drain_one(drain_t *d, const char *name)
     st = ps_send_entry(d->ctx, &cur, 1, &rep, &res);
     ps_queue_unlock(fd);
     return after_send(d, st, &rep, &res);
+}
+
+/* Sends one entry of the listing (again after a 429). */
+static next_t drain_ref(drain_t *d, const ps_qref_t *ref)
+{
+    next_t next;
+
+    d->tries429 = 0;
+    while((next = drain_one(d, ref->name)) == NEXT_AGAIN)
+        ;
+    d->done++;
+    if(d->progress)
+        progress_line(d);
+    return next;
+}
+
+/* Sleeps until time(NULL) reaches t. time() reads a coarse clock that may
+ * lag CLOCK_REALTIME by a few milliseconds: it, not the fine clock, decides
+ * when the entry is due (not_due), so it is what ends the wait. */
+static void sleep_until_wall(long long t)
+{
+    while((long long)time(NULL) < t) {
+        struct timespec now, ts;
+
+        clock_gettime(CLOCK_REALTIME, &now);
+        if((long long)now.tv_sec >= t) {
+            ts.tv_sec = 0;
+            ts.tv_nsec = 2 * 1000 * 1000;
+        } else {
+            ts.tv_sec = (time_t)(t - (long long)now.tv_sec - 1);
+            ts.tv_nsec = 1000000000L - now.tv_nsec;
+        }
+        if(nanosleep(&ts, NULL) != 0 && errno != EINTR)
+            return;
+    }
+}
+
+typedef struct spread_ref {
+    const ps_qref_t *ref;
+    long long due;
+} spread_ref_t;
+
+static int cmp_due(const void *a, const void *b)
+{
+    const spread_ref_t *x = a, *y = b;
+
+    return x->due < y->due ? -1 : x->due > y->due;
+}
+
+/* The pending entries the first pass left because api.spread puts their
+ * first attempt later: in the order of their time, each sent when it comes,
+ * as long as that is before the deadline (without one, this run waits for
+ * all of them: at most api.spread seconds). The rest stay pending, counted
+ * in st->waiting, with st->next_due the earliest. */
+static void drain_spread(drain_t *d, const ps_qref_t *list, size_t n)
+{
+    spread_ref_t *w;
+    size_t nw = 0, i;
+
+    w = calloc(n ? n : 1, sizeof(*w));
+    if(!w) {
+        ps_logf(d->ctx->log, LOG_ERR, "retry: out of memory");
+        return;
+    }
+    for(i = 0; i < n; i++) {
+        if(list[i].state != PS_Q_HELD && not_due(d, list[i].recorded, list[i].not_before)) {
+            w[nw].ref = &list[i];
+            w[nw].due = due_at(d, list[i].recorded, list[i].not_before);
+            nw++;
+        }
+    }
+    qsort(w, nw, sizeof(*w), cmp_due);
+    for(i = 0; i < nw; i++) {
+        /* the deadline is on the monotonic clock, due times on the wall clock */
+        double wait = (double)(w[i].due - (long long)time(NULL));
+
+        if(d->ctx->deadline > 0 && ps_now() + wait >= d->ctx->deadline)
+            break;
+        sleep_until_wall(w[i].due);
+        if(drain_ref(d, w[i].ref) == NEXT_STOP) {
+            i++;
+            break;
+        }
+    }
+    for(; i < nw; i++) {
+        d->st->waiting++;
+        if(!d->st->next_due || w[i].due < d->st->next_due)
+            d->st->next_due = w[i].due;
+    }
+    free(w);
 }
 
 /* Brings every dead letter back as pending (retry --held). */
@@ -290,24 +398,22 @@ ps_status_t ps_drain(ps_ctx_t *ctx, int progress, ps_drain_stats_t *st)
     if(todo > 0 && start(&d) == 0) {
         int pass;
 
+        /* pending entries that are due, then held ones */
         for(pass = 0; pass < 2; pass++) {
             for(i = 0; i < n; i++) {
-                next_t next;
-
                 if((list[i].state == PS_Q_HELD) != (pass == 1))
                     continue;
-                d.tries429 = 0;
-                while((next = drain_one(&d, list[i].name)) == NEXT_AGAIN)
-                    ;
-                d.done++;
-                if(progress)
-                    progress_line(&d);
-                if(next == NEXT_STOP)
+                if(pass == 0 && not_due(&d, list[i].recorded, list[i].not_before))
+                    continue;
+                if(drain_ref(&d, &list[i]) == NEXT_STOP)
                     break;
             }
             if(st->stopped)
                 break;
         }
+        /* then the first attempts that api.spread put later, at their time */
+        if(!st->stopped)
+            drain_spread(&d, list, n);
         if(progress) {
             progress_line(&d);
             fputc('\n', stderr);

@@ -16,18 +16,23 @@ typedef struct ps_drain_stats {
     size_t invalid; /* moved to invalid/ */
     /* what the spool holds at the end (read back from it, not counted) */
     size_t pending, held, dead;
-    long http_429;     /* 429 answers seen */
-    long connects;     /* TCP/TLS connections opened */
-    double elapsed;    /* seconds */
-    int stopped;       /* 1 when the drain stopped early */
-    char reason[1024]; /* why it stopped */
+    size_t waiting;     /* pending, first attempt not due before the deadline (api.spread) */
+    long long next_due; /* the earliest of those (unix time), 0 = none */
+    long http_429;      /* 429 answers seen */
+    long connects;      /* TCP/TLS connections opened */
+    double elapsed;     /* seconds */
+    int stopped;        /* 1 when the drain stopped early */
+    char reason[1024];  /* why it stopped */
 } ps_drain_stats_t;
 
-/* Drains the spool of ctx->cfg: pending entries (those pending longer than
+/* Drains the spool of ctx->cfg: pending entries that are due (those pending longer than
  * max_age_days since their first real attempt become dead letters, with a
  * LOG_ALERT line), then held entries whose configuration fingerprint
  * changed since they were held (every held entry and every dead letter with
- * ctx->retry_held). Stops early at ctx->deadline, when the API is
+ * ctx->retry_held), then the pending entries whose first attempt api.spread
+ * put later (their "not_before", never later than recorded + api.spread),
+ * each at its time, waiting for those due before ctx->deadline (all of
+ * them without a deadline); the others stay pending. Stops early at ctx->deadline, when the API is
  * unavailable (3 connection-level failures in a row), or when the
  * credential or the TLS configuration fails (every entry would fail alike;
  * the entries not sent keep their state). `progress` writes a live

@@ -33,6 +33,7 @@
 #define PS_HELPER_IGNORED     "ignored"     /* service not in pam_services */
 #define PS_HELPER_NOT_DUE     "not-due"     /* only_expired: expiry not expired_grace_days past */
 #define PS_HELPER_QUEUED      "queued"      /* transient failure, pending in the spool */
+#define PS_HELPER_SCHEDULED   "scheduled"   /* pending, first attempt later (api.spread) */
 #define PS_HELPER_HELD        "held"        /* refused or not confirmed: held in the spool */
 #define PS_HELPER_HELD_CONFIG "held-config" /* configuration problem: held in the spool */
 #define PS_HELPER_RECORDED    "recorded"    /* configuration did not load: unresolved */

@@ -90,6 +90,8 @@ void ps_audit(const ps_log_t *lg, int prio, const char *outcome, const char *tri
         flag(delete_passwords), flag(delete_service_tokens), http_status, d);
 
     syslog(LOG_AUTHPRIV | prio, "%s", line);
+    if(lg && lg->on_audit && outcome)
+        lg->on_audit(lg->on_audit_arg, outcome);
     if(lg && lg->to_stderr && lg->verbose)
         fprintf(stderr, PS_LOG_PREFIX "%s\n", line);
 }

@@ -13,6 +13,10 @@ typedef struct ps_log {
     int to_syslog; /* write messages to syslog, LOG_AUTHPRIV */
     int verbose;   /* LOG_DEBUG/LOG_INFO go to stderr too */
     int json;      /* --json: stderr messages stay plain text, stdout is JSON */
+    /* Told the outcome word of every audit line (the metrics count them,
+     * metrics.h); NULL: nobody. Called from any thread that audits. */
+    void (*on_audit)(void *arg, const char *outcome);
+    void *on_audit_arg;
 } ps_log_t;
 
 /* A message. LOG_DEBUG goes out only when verbose. Callers escape any

@@ -21,6 +21,8 @@ static const ps_outcome_row_t rows[] = {
     { PS_ST_CONFIG, PS_SPOOL_NONE, 78, "failed", LOG_ERR, PS_HELPER_CONFIG, 8 },
     { PS_ST_RECORDED, PS_SPOOL_UNRESOLVED, 78, "recorded", LOG_ERR, PS_HELPER_RECORDED, 8 },
     { PS_ST_INVALID, PS_SPOOL_NONE, 64, "invalid", LOG_ERR, "invalid", 5 },
+    { PS_ST_SCHEDULED, PS_SPOOL_PENDING, 75, "scheduled", LOG_NOTICE, PS_HELPER_SCHEDULED, 2 },
+    /* ERROR stays last: ps_outcome() answers it for an unknown status */
     { PS_ST_ERROR, PS_SPOOL_NONE, 1, "failed", LOG_ERR, PS_HELPER_ERROR, 9 },
 };
 

@@ -8,6 +8,7 @@
  *   REMOVED       settle       0   removed      info      removed
  *   ABSENT        settle       0   absent       info      absent
  *   QUEUED        pending     75   queued       warning   queued
+ *   SCHEDULED     pending     75   scheduled    notice    scheduled
  *   HELD          held        77   held         err       held
  *   HELD_CONFIG   held        78   held         err       held-config
  *   NOT_QUEUED    -           75   not-queued   err       not-queued
@@ -26,7 +27,9 @@
  * REMOVED and ABSENT are the only outcomes that settle (delete) a spool
  * entry: ABSENT only once the absence is confirmed (remove.c). HELD and
  * HELD_CONFIG keep the entry, with its reason, until a person or a changed
- * configuration deals with it. NOT_QUEUED, REFUSED and CONFIG are the same
+ * configuration deals with it. SCHEDULED is a pending entry that was never
+ * sent: api.spread put its first attempt at a random moment within that
+ * many seconds, and `retry` sends it then. NOT_QUEUED, REFUSED and CONFIG are the same
  * answers for a request that is not in the spool (--no-queue). */
 #ifndef PS_OUTCOME_H
 #define PS_OUTCOME_H
@@ -47,7 +50,8 @@ typedef enum ps_status {
     PS_ST_CONFIG,      /* configuration problem, and not in the spool */
     PS_ST_RECORDED,    /* the configuration did not load: recorded as unresolved */
     PS_ST_INVALID,     /* the login itself is not acceptable */
-    PS_ST_ERROR        /* anything else, e.g. could not be recorded */
+    PS_ST_ERROR,       /* anything else, e.g. could not be recorded */
+    PS_ST_SCHEDULED    /* recorded, not sent: api.spread puts its first attempt later (retry) */
 } ps_status_t;
 
 typedef enum ps_spool_action {

@@ -603,6 +603,8 @@ static const struct {
       "account expired, but not expired_grace_days ago yet: not acting" },
     { PS_HELPER_QUEUED, ANS_QUEUED, LOG_WARNING,
       "removal failed for now and was queued for retry" },
+    { PS_HELPER_SCHEDULED, ANS_QUEUED, LOG_NOTICE,
+      "removal recorded; api.spread puts its first attempt later (the retry timer sends it)" },
     { PS_HELPER_HELD, ANS_HELD, LOG_ERR,
       "removal refused by the PlanetScale API or not confirmed: held in the spool until a "
       "person deals with it (planetscale-deprovision queue shows why)" },

@@ -210,6 +210,8 @@ char *ps_queue_format(const ps_qentry_t *e)
     ADD("held_at", json_object_new_int64(e->held_at));
     ADD("held_config", json_object_new_string(e->held_config));
     ADD("trigger", json_object_new_string(e->trigger));
+    if(e->not_before > 0)
+        ADD("not_before", json_object_new_int64(e->not_before));
 #undef ADD
     if(bad)
         goto out;
@@ -287,7 +289,8 @@ enum {
     F_TRIGGER = 1 << 14,
     F_ALL_V1 = (1 << 10) - 1,
     F_ALL_V2 = (1 << 15) - 1,
-    F_EMAIL = 1 << 15 /* optional, version 2 */
+    F_EMAIL = 1 << 15,    /* optional, version 2 */
+    F_NOTBEFORE = 1 << 16 /* optional (version 2): only a spread entry has it */
 };
 
 const char *ps_qstate_name(int state)
@@ -362,6 +365,8 @@ static int parse_field(const char *key, json_object *v, ps_qentry_t *e, int *ver
         return get_time(v, key, &e->recorded, err, errlen) ? -1 : F_RECORDED;
     if(!strcmp(key, "held_at"))
         return get_time(v, key, &e->held_at, err, errlen) ? -1 : F_HELDAT;
+    if(!strcmp(key, "not_before"))
+        return get_time(v, key, &e->not_before, err, errlen) ? -1 : F_NOTBEFORE;
     if(!strcmp(key, "held_config"))
         return get_word(v, key, e->held_config, sizeof(e->held_config), hex_ok, err, errlen)
                    ? -1
@@ -555,6 +560,7 @@ static int ref_cb(void *arg, const char *name, const char *buf, size_t len, void
     memcpy(ref->name, e.name, sizeof(ref->name));
     ref->recorded = e.recorded;
     ref->first_attempt = e.first_attempt;
+    ref->not_before = e.not_before;
     ref->state = e.state;
     memcpy(ref->held_config, e.held_config, sizeof(ref->held_config));
     return 0;
@@ -589,8 +595,9 @@ int ps_queue_put(ps_queue_t *q, ps_qentry_t *e, char *err, size_t errlen)
         return -1;
     }
     if(e->first_attempt < 0 || e->last_attempt < 0 || e->attempts < 0 || e->recorded < 0 ||
-       e->held_at < 0 || e->first_attempt == LLONG_MAX || e->last_attempt == LLONG_MAX ||
-       e->recorded == LLONG_MAX || e->held_at == LLONG_MAX) {
+       e->held_at < 0 || e->not_before < 0 || e->first_attempt == LLONG_MAX ||
+       e->last_attempt == LLONG_MAX || e->recorded == LLONG_MAX || e->held_at == LLONG_MAX ||
+       e->not_before == LLONG_MAX) {
         seterr(err, errlen,
                "%s: refusing to queue an entry with an "
                "out-of-range time or attempt count",

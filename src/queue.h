@@ -46,6 +46,7 @@ typedef struct ps_qentry {
     long long held_at;    /* unix time it was held, 0 when pending */
     char held_config[17]; /* ps_config_fingerprint() when it was held, "" when pending */
     char trigger[16];     /* what asked for it: remove, pam, reconcile, ... ("" unknown) */
+    long long not_before; /* api.spread: no attempt before this unix time, 0 = none */
 } ps_qentry_t;
 
 const char *ps_qstate_name(int state); /* "pending" or "held" */
@@ -90,6 +91,7 @@ typedef struct ps_qref {
     char name[32];
     long long recorded;
     long long first_attempt;
+    long long not_before;
     int state;
     char held_config[17];
 } ps_qref_t;

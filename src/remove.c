@@ -45,8 +45,10 @@
  * decides), a list that cannot be read now leaves it pending: never
  * dropped. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "fingerprint.h"
@@ -605,6 +607,34 @@ ps_status_t ps_resolve_login(const ps_config_t *cfg, const ps_log_t *lg, const c
     return st;
 }
 
+/* A uniform number of seconds in [0, spread), from getrandom (the middle
+ * when no randomness is available yet: early boot). */
+static long long spread_delay(double spread)
+{
+    uint64_t v;
+    double u = 0.5;
+
+    if(getrandom(&v, sizeof(v), GRND_NONBLOCK) == (ssize_t)sizeof(v))
+        u = (double)(v >> 11) * (1.0 / 9007199254740992.0); /* 2^-53 */
+    return (long long)(u * spread);
+}
+
+/* api.spread: the entry is recorded (e->not_before set before the write),
+ * nothing is sent; `retry` makes its first attempt at not_before. */
+static ps_status_t scheduled(ps_ctx_t *ctx, const ps_qentry_t *e, ps_report_t *rep)
+{
+    char when[32];
+    time_t t = (time_t)e->not_before;
+    struct tm tm;
+
+    if(!gmtime_r(&t, &tm) || !strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(when, sizeof(when), "%lld", e->not_before);
+    snprintf(rep->message, sizeof(rep->message),
+             "recorded; first attempt at %s (api.spread = %g s), sent by retry", when, ctx->spread);
+    audit_map(ctx, ctx->trigger, PS_ST_SCHEDULED, &rep->map, 0, rep->message);
+    return rep->status = PS_ST_SCHEDULED;
+}
+
 ps_status_t ps_remove_login(ps_ctx_t *ctx, const char *login, ps_report_t *rep)
 {
     char err[512];
@@ -643,11 +673,17 @@ ps_status_t ps_remove_login(ps_ctx_t *ctx, const char *login, ps_report_t *rep)
     }
     if(rc == 0) {
         merge_history(ctx, &e);
+        if(ctx->spread > 0)
+            e.not_before = (long long)time(NULL) + spread_delay(ctx->spread);
         rc = record(ctx, &e, err, sizeof(err));
     }
     if(rc != 0) {
         ps_queue_unlock(fd);
         return send_unrecorded(ctx, login, &e, err, rep);
+    }
+    if(e.not_before > 0) {
+        ps_queue_unlock(fd);
+        return scheduled(ctx, &e, rep);
     }
     if(ctx->hook && hook_leaves_pending(ctx, &e, rep)) {
         ps_queue_unlock(fd);

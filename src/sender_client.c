@@ -156,7 +156,7 @@ out:
 
 int ps_sender_probe(const ps_config_t *cfg, char *msg, size_t msglen)
 {
-    static const ps_log_t quiet = { 0, 0, 0, 0 };
+    static const ps_log_t quiet = { .to_stderr = 0 };
     char line[PS_SENDER_LINE_MAX + 1];
     ps_ctx_t ctx;
     ps_wire_t c;

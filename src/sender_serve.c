@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "metrics.h"
 #include "remove.h"
 #include "sender_serve.h"
 #include "sender_wire.h"
@@ -68,6 +69,9 @@ typedef struct server {
     double accept_paused_until;
     int stopping; /* the signal that stops us */
     double stop_by;
+    ps_metrics_t *metrics; /* may be NULL */
+    double metrics_due;    /* when the textfile is next written (0: nothing new) */
+    double metrics_last;   /* when it was last written */
 } server_t;
 
 static double thread_cpu(void)
@@ -411,12 +415,31 @@ static void forget_job(server_t *s, ps_job_t *job)
 }
 
 /* A job is over (sent, or taken back): its client hears the outcome. */
+/* The metrics textfile, at most once a second while removals complete. */
+#define METRICS_EVERY 1.0
+
+static void metrics_changed(server_t *s)
+{
+    if(s->metrics && !s->metrics_due)
+        s->metrics_due = s->metrics_last + METRICS_EVERY;
+}
+
+static void metrics_write(server_t *s, double now)
+{
+    if(!s->metrics_due || now < s->metrics_due)
+        return;
+    ps_metrics_write(s->metrics, cur_cfg(s), s->log);
+    s->metrics_due = 0;
+    s->metrics_last = ps_now();
+}
+
 static void finish_job(server_t *s, ps_job_t *job)
 {
     client_t *c = job->owner;
     char line[PS_SENDER_LINE_MAX + 1];
 
     forget_job(s, job);
+    metrics_changed(s);
     if(c) {
         ps_logf(s->log, LOG_DEBUG, "sender: %s %s in %.3f ms, %.3f ms CPU", job->entry.name,
                 ps_status_word(job->rep.status), (ps_now() - c->t0) * 1000,
@@ -662,6 +685,8 @@ static double next_timer(const server_t *s)
             t = earliest(t, s->jobs[i]->deadline);
     if(s->accept_paused_until > 0)
         t = earliest(t, s->accept_paused_until);
+    if(s->metrics_due > 0)
+        t = earliest(t, s->metrics_due);
     if(s->stopping)
         t = earliest(t, s->stop_by > 0 ? s->stop_by : ps_now());
     else if(idle > 0 && !s->nclients && !s->njobs)
@@ -758,6 +783,7 @@ static int loop_once(server_t *s)
         s->accept_paused_until = 0;
     expire_jobs(s, now);
     expire_clients(s, now); /* and closes those that are done: room for new ones */
+    metrics_write(s, now);
     if(rc > 0 && s->lfd >= 0 && p[2].fd >= 0 && p[2].revents)
         accept_clients(s);
 
@@ -808,7 +834,8 @@ static int open_listener(server_t *s, const char *socket_path, const ps_config_t
     return 0;
 }
 
-int ps_sender_serve(ps_config_t **cfgp, const char *socket_path, const ps_log_t *lg)
+int ps_sender_serve(ps_config_t **cfgp, const char *socket_path, const ps_log_t *lg,
+                    ps_metrics_t *metrics)
 {
     server_t *s = calloc(1, sizeof(*s));
     sigset_t oldmask;
@@ -818,6 +845,7 @@ int ps_sender_serve(ps_config_t **cfgp, const char *socket_path, const ps_log_t 
     if(!s)
         return 1;
     s->log = lg;
+    s->metrics = metrics;
     s->sfd = -1;
     rv = open_listener(s, socket_path, *cfgp);
     if(rv != 0) {
@@ -854,6 +882,10 @@ out:
         ps_worker_stop(s->worker); /* after the job in hand, if any */
         collect_jobs(s);
         ps_worker_free(s->worker);
+    }
+    if(s->metrics_due > 0 && s->cfg) {
+        s->metrics_due = ps_now();
+        metrics_write(s, s->metrics_due);
     }
     ps_ctx_release(&s->ctx);
     if(s->sfd >= 0) {

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 
 #define PS_SERVE_MAX_CLIENTS 128 /* connections served at once */
 #define PS_SERVE_MAX_JOBS    512 /* accepted removals not yet answered */
@@ -28,8 +29,11 @@
  * few seconds (a second signal, or a request still running then, ends the
  * process by that signal; the entry stays in the queue). Reloads the
  * configuration when the file or its token_file changes. *cfgp may be
- * replaced by a reloaded one (the caller frees *cfgp). Returns the exit
- * code. */
-int ps_sender_serve(ps_config_t **cfgp, const char *socket_path, const ps_log_t *lg);
+ * replaced by a reloaded one (the caller frees *cfgp). Writes the metrics
+ * textfile through `metrics` (may be NULL: none, else attached to lg) at
+ * most once a second while removals complete, and at the end. Returns the
+ * exit code. */
+int ps_sender_serve(ps_config_t **cfgp, const char *socket_path, const ps_log_t *lg,
+                    ps_metrics_t *metrics);
 
 #endif

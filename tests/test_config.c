@@ -583,6 +583,81 @@ static void test_rate_limit_int_and_float(void **state)
     assert_true(t->cfg->rate_limit == 5.0);
 }
 
+/* api.spread: seconds, 0 (the default) to a day, integer or float. */
+static void test_spread(void **state)
+{
+    struct fx *t = *state;
+    static const struct {
+        const char *text;
+        int line;
+        const char *frag;
+    } bad[] = {
+        { "api = {\n  spread = -1; };\n", 2, "api.spread: -1 is out of range (0 to 86400" },
+        { "api = { spread = 86401; };\n", 1, "api.spread: 86401 is out of range" },
+        { "api = { spread = \"60\"; };\n", 1, "api.spread: expected a number of seconds" },
+        { "api = { spread = true; };\n", 1, "api.spread: expected a number" },
+    };
+    size_t i;
+
+    for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        put_main(t, bad[i].text);
+        expect_error_at(t, NULL, bad[i].line, bad[i].frag);
+    }
+    put_main(t, "organization = \"acme\";\n");
+    expect_ok(t, 0);
+    assert_true(t->cfg->spread == 0);
+    put_main(t, "api = { spread = 300; };\n");
+    expect_ok(t, 0);
+    assert_true(t->cfg->spread == 300.0);
+    put_main(t, "api = { spread = 7.5; };\n");
+    expect_ok(t, 0);
+    assert_true(t->cfg->spread == 7.5);
+    put_main(t, "api = { spread = 0; };\n");
+    expect_ok(t, 0);
+    assert_true(t->cfg->spread == 0);
+}
+
+/* metrics = { textfile = "..."; }: an absolute *.prom path; off without it. */
+static void test_metrics(void **state)
+{
+    struct fx *t = *state;
+    static const struct {
+        const char *text;
+        int line;
+        const char *frag;
+    } bad[] = {
+        { "metrics = {\n  textfile = \"ps.prom\"; };\n", 2,
+          "metrics.textfile: must be an absolute path" },
+        { "metrics = { textfile = \"/var/lib/ps.txt\"; };\n", 1,
+          "metrics.textfile: must end in \".prom\"" },
+        { "metrics = { textfile = \"/var/lib/.ps.prom\"; };\n", 1,
+          "metrics.textfile: the file name must not start with '.'" },
+        { "metrics = { textfile = \"\"; };\n", 1, "metrics.textfile: must not be empty" },
+        { "metrics = { textfile = 1; };\n", 1, "metrics.textfile: expected a string" },
+        { "metrics = { text_file = \"/a.prom\"; };\n", 1,
+          "metrics.text_file: unknown key (known here: textfile)" },
+        { "metrics = \"/a.prom\";\n", 1, "metrics: expected a group" },
+        { "metrics = { textfile = \"/a\\tb.prom\"; };\n", 1, "control character" },
+    };
+    size_t i;
+
+    for(i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        put_main(t, bad[i].text);
+        expect_error_at(t, NULL, bad[i].line, bad[i].frag);
+    }
+    put_main(t, "organization = \"acme\";\n");
+    expect_ok(t, 0);
+    assert_null(t->cfg->metrics_textfile);
+    put_main(t, "metrics = { };\n");
+    expect_ok(t, 0);
+    assert_null(t->cfg->metrics_textfile);
+    put_main(t, "metrics = { textfile = "
+                "\"/var/lib/prometheus/node-exporter/planetscale-deprovision.prom\"; };\n");
+    expect_ok(t, 0);
+    assert_string_equal(t->cfg->metrics_textfile,
+                        "/var/lib/prometheus/node-exporter/planetscale-deprovision.prom");
+}
+
 static void test_duplicate_login_inline(void **state)
 {
     struct fx *t = *state;
@@ -1274,7 +1349,7 @@ static void capture_stderr(struct fx *t, void (*fn)(void), char *out, size_t out
 
 static void log_quiet(void)
 {
-    ps_log_t lg = { 1, 0, 0, 0 };
+    ps_log_t lg = { .to_stderr = 1 };
 
     ps_logf(&lg, LOG_ERR, "cannot open %s: %s", "/x", "denied");
     ps_logf(&lg, LOG_INFO, "info %d", 1);
@@ -1284,7 +1359,7 @@ static void log_quiet(void)
 
 static void log_verbose(void)
 {
-    ps_log_t lg = { 1, 0, 1, 0 };
+    ps_log_t lg = { .to_stderr = 1, .verbose = 1 };
 
     ps_logf(&lg, LOG_DEBUG, "debug %s", "on");
     ps_audit(&lg, LOG_NOTICE, "refused", "pam trigger=x", "bob\nx outcome=removed", "acme", "x9z8",
@@ -1328,6 +1403,8 @@ int main(void)
         T(test_wrong_types),
         T(test_ranges),
         T(test_rate_limit_int_and_float),
+        T(test_spread),
+        T(test_metrics),
         T(test_duplicate_login_inline),
         T(test_duplicate_login_across_include),
         T(test_bad_ids),

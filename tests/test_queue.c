@@ -1149,6 +1149,40 @@ static void test_format_parse_roundtrip(void **state)
     free(s);
 }
 
+/* not_before (api.spread) is written only when set, read back, and
+ * refused in a version 1 entry. */
+static void test_not_before(void **state)
+{
+    ps_qentry_t e, back;
+    char err[256];
+    char *s;
+    static const char v1[] = "{\"version\":1,\"login\":\"a\",\"organization\":\"o\","
+                             "\"id\":\"i\",\"delete_passwords\":true,"
+                             "\"delete_service_tokens\":true,\"first_attempt\":1,"
+                             "\"last_attempt\":0,\"attempts\":0,\"last_error\":\"\","
+                             "\"not_before\":5}";
+
+    (void)state;
+    mk_entry(&e, "alice", "acme", "d4xkq1abc", 42);
+    s = ps_queue_format(&e);
+    assert_non_null(s);
+    assert_null(strstr(s, "not_before"));
+    assert_int_equal(ps_queue_parse(s, strlen(s), &back, err, sizeof(err)), 0);
+    assert_int_equal(back.not_before, 0);
+    free(s);
+
+    e.not_before = 1800000123;
+    s = ps_queue_format(&e);
+    assert_non_null(s);
+    assert_non_null(strstr(s, "\"not_before\":1800000123"));
+    assert_int_equal(ps_queue_parse(s, strlen(s), &back, err, sizeof(err)), 0);
+    assert_int_equal(back.not_before, 1800000123);
+    free(s);
+
+    assert_int_not_equal(ps_queue_parse(v1, strlen(v1), &back, err, sizeof(err)), 0);
+    assert_non_null(strstr(err, "version 1 entry with version 2 fields"));
+}
+
 /* ------------------------------------------------------------ full disk */
 
 /* A file-size limit makes write() fail (EFBIG) half way through the temp
@@ -1463,6 +1497,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invalid_foreign_owner, setup, teardown),
         cmocka_unit_test(test_parse_strict),
         cmocka_unit_test(test_format_parse_roundtrip),
+        cmocka_unit_test(test_not_before),
         cmocka_unit_test_setup_teardown(test_put_write_failure, setup, teardown),
         cmocka_unit_test(test_unresolved_parse_strict),
         cmocka_unit_test_setup_teardown(test_unresolved_record_list, setup, teardown),

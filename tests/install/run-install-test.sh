@@ -208,6 +208,7 @@ expect_file /usr/share/man/man5/planetscale-deprovision.conf.5.gz root:root 644 
 expect_file /usr/share/man/man8/pam_planetscale.8.gz root:root 644 f
 expect_file /usr/share/doc/libpam-planetscale/copyright root:root 644 f
 expect_file /usr/share/doc/libpam-planetscale/examples/users.d-example.conf root:root 644 f
+expect_file /usr/share/doc/libpam-planetscale/examples/planetscale-deprovision.rules.yml root:root 644 f
 
 # Every file the package lists: owned by root, nothing writable by others,
 # no libtool archive.

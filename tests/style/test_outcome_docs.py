@@ -61,7 +61,7 @@ class OutcomeDocsTest(unittest.TestCase):
 
     def test_the_table_is_read(self):
         statuses = {r[0] for r in self.rows}
-        self.assertEqual(len(self.rows), 14, self.rows)
+        self.assertEqual(len(self.rows), 15, self.rows)
         self.assertIn("PS_ST_HELD", statuses)
         # only a confirmed removal settles an entry
         settle = {r[0] for r in self.rows if r[1] == "PS_SPOOL_SETTLE"}
@@ -69,7 +69,8 @@ class OutcomeDocsTest(unittest.TestCase):
         # exit codes of the command
         ex = {r[0]: r[2] for r in self.rows}
         self.assertEqual((ex["PS_ST_QUEUED"], ex["PS_ST_HELD"], ex["PS_ST_HELD_CONFIG"],
-                          ex["PS_ST_RECORDED"], ex["PS_ST_INVALID"]), (75, 77, 78, 78, 64))
+                          ex["PS_ST_RECORDED"], ex["PS_ST_INVALID"], ex["PS_ST_SCHEDULED"]),
+                         (75, 77, 78, 78, 64, 75))
         # every helper word names one status
         words = [r[5] for r in self.rows]
         self.assertEqual(len(words), len(set(words)), words)
