@@ -5,9 +5,11 @@
  * so pacing per entry would not bound the request rate. After each entry
  * the drain tells the pacer what the answer was (a 429 slows it down). */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "drain.h"
@@ -33,6 +35,16 @@ typedef struct drain {
     size_t done;
     double t0;
 } drain_t;
+
+/* A uniform number in [0, 1), from getrandom (0.5 when there is none). */
+static double random01(void)
+{
+    uint64_t v;
+
+    if(getrandom(&v, sizeof(v), GRND_NONBLOCK) != (ssize_t)sizeof(v))
+        return 0.5;
+    return (double)(v >> 11) * (1.0 / 9007199254740992.0); /* 2^-53 */
+}
 
 typedef struct invalid_arg {
     const ps_ctx_t *ctx;
@@ -244,22 +256,24 @@ static next_t drain_ref(drain_t *d, const ps_qref_t *ref)
     return next;
 }
 
-/* Sleeps until time(NULL) reaches t. time() reads a coarse clock that may
- * lag CLOCK_REALTIME by a few milliseconds: it, not the fine clock, decides
- * when the entry is due (not_due), so it is what ends the wait. */
-static void sleep_until_wall(long long t)
+/* Sleeps until the wall clock reaches t + frac (frac in [0, 1)) and
+ * time(NULL) reaches t. time() reads a coarse clock that may lag
+ * CLOCK_REALTIME by a few milliseconds: it, not the fine clock, decides
+ * when an entry is due (not_due), so it must agree before we go on. */
+static void sleep_until_wall(long long t, double frac)
 {
-    while((long long)time(NULL) < t) {
+    for(;;) {
         struct timespec now, ts;
+        double left;
 
         clock_gettime(CLOCK_REALTIME, &now);
-        if((long long)now.tv_sec >= t) {
-            ts.tv_sec = 0;
-            ts.tv_nsec = 2 * 1000 * 1000;
-        } else {
-            ts.tv_sec = (time_t)(t - (long long)now.tv_sec - 1);
-            ts.tv_nsec = 1000000000L - now.tv_nsec;
-        }
+        left = (double)(t - (long long)now.tv_sec) + frac - (double)now.tv_nsec / 1e9;
+        if(left <= 0 && (long long)time(NULL) >= t)
+            return;
+        if(left < 0.002)
+            left = 0.002;
+        ts.tv_sec = (time_t)left;
+        ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
         if(nanosleep(&ts, NULL) != 0 && errno != EINTR)
             return;
     }
@@ -306,7 +320,10 @@ static void drain_spread(drain_t *d, const ps_qref_t *list, size_t n)
 
         if(d->ctx->deadline > 0 && ps_now() + wait >= d->ctx->deadline)
             break;
-        sleep_until_wall(w[i].due);
+        /* not_before is in whole seconds, and the hosts of a fleet that
+         * remove the same person (the same entry name everywhere) would all
+         * go at the start of the same seconds: a random moment within it */
+        sleep_until_wall(w[i].due, random01());
         if(drain_ref(d, w[i].ref) == NEXT_STOP) {
             i++;
             break;

@@ -275,7 +275,7 @@ diag "check: $out"
 out=$(in_root planetscale-deprovision remove somebody 2>&1)
 rc=$?
 if [ $rc -eq 0 ]; then ok "unconfigured: remove of any login does nothing, exit 0"; else not_ok "unconfigured: remove exits 0" "rc=$rc: $out"; fi
-# The timer runs retry every five minutes on every machine, configured or not.
+# The timer runs retry every minute on every machine, configured or not.
 out=$(in_root planetscale-deprovision retry 2>&1)
 rc=$?
 if [ $rc -eq 0 ]; then
