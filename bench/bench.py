@@ -2,11 +2,13 @@
 """pam-planetscale benchmarks. Run through bench/run.sh BUILD_DIR (`make bench`).
 
     python3 bench/bench.py --build BUILD_DIR [--quick]
-        [--only login,removal,drain,memory,confirm]
+        [--only login,removal,drain,memory,confirm,fleet]
 
 Sections: 1 the PAM account path (login), 2 one removal against a curl hook
 (removal), 3 draining the queue with `retry` (drain), 4 the module's memory
-(memory, bench/memory.sh), 5 the request cost of confirming a 404 (confirm).
+(memory, bench/memory.sh), 5 the request cost of confirming a 404 (confirm),
+6 a fleet of 1,000 hosts against the organization's limit (fleet,
+bench/fleet.py).
 bench/RESULTS.md states each target and the figures of the last full run.
 
 Every figure is printed beside its baseline, measured in the same run, with
@@ -1285,11 +1287,67 @@ def confirm_report(out, rates, reps, mismatch):
 
 # ==================================================================== main
 
+# ---------------------------------------------------------------- fleet
+
+# The recommended api.spread for 1,000 hosts (bench/RESULTS.md, "A fleet").
+FLEET_SPREAD = 480
+
+
+def bench_fleet(build, work, quick):
+    """1,000 hosts removing the same person, then the same 50 people, with
+    api.spread 0 and FLEET_SPREAD, against one simulator enforcing 600
+    requests a minute for the organization (bench/fleet.py). One person:
+    time x5 (the machine starts 1,000 processes in about a real second);
+    50 people: x10 (at least 85 unscaled minutes of the whole limit).
+    --quick: 100 hosts, 60 a minute, 1 and 5 people, x30."""
+    sys.path.insert(0, os.path.join(SRC, "bench"))
+    import fleet
+    hosts = 100 if quick else 1000
+    limit = 60 if quick else 600        # the same ratio of limit to hosts
+    many = 5 if quick else 50
+    runs = [(1, 0, 30 if quick else 5), (1, FLEET_SPREAD, 30 if quick else 5),
+            (many, 0, 30 if quick else 10), (many, FLEET_SPREAD, 30 if quick else 10)]
+    rows, results = [], []
+    for people, spread, scale in runs:
+        t = time.time()
+        r = fleet.run(build, hosts=hosts, people=people, spread=spread, scale=scale,
+                      limit=limit, seed=people * 1000 + spread)
+        results.append(r)
+        say(fleet.text(r))
+        say("  [%.0f s]" % (time.time() - t))
+        d = r["deletes_204_per_person"]
+        rows.append(["%d x %d" % (hosts, people), "%g" % spread, "x%g" % scale,
+                     "%d..%d" % (d["min"], d["max"]), str(r["entries_lost"]),
+                     "%.2f" % r["requests_per_host"]["mean"],
+                     "%.2f" % r["requests_per_host_person"], str(r["http_429"]),
+                     "%d (%.0f%%)" % (r["peak_per_min"], 100.0 * r["peak_per_min"] / limit),
+                     "%.1f" % r["converged_min"] if r["converged_min"] is not None
+                     else "not (%d left)" % r["entries_left"]])
+    table("Fleet: hosts x people removed, org limit %d/min (unscaled figures)" % limit,
+          ["fleet", "spread s", "time", "204/person", "lost", "req/host", "req/host/person",
+           "429s", "peak/min", "converged min"], rows)
+    for r in results:
+        name = "fleet %dx%d spread %g" % (r["hosts"], r["people"], r["spread_s"])
+        ok = (r["deletes_204_per_person"]["min"] == 1 == r["deletes_204_per_person"]["max"]
+              and r["entries_lost"] == 0)
+        target(name + ": one 204 per person, none lost", ok,
+               "204s %d..%d, lost %d" % (r["deletes_204_per_person"]["min"],
+                                         r["deletes_204_per_person"]["max"], r["entries_lost"]))
+        conv = r["converged_min"]
+        target(name + ": converged within 10 min", conv is not None and conv <= 10,
+               "%s min" % ("%.1f" % conv if conv is not None else "not converged"))
+        target(name + ": at most 2.2 requests per host", r["requests_per_host"]["mean"] <= 2.2,
+               "%.2f (%.2f per host and person)" % (r["requests_per_host"]["mean"],
+                                                   r["requests_per_host_person"]))
+        target(name + ": peak under the limit", r["peak_per_min"] < limit,
+               "%d/min, margin %.0f%%" % (r["peak_per_min"], 100.0 * r["margin"]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", required=True)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="login,removal,drain,memory,confirm")
+    ap.add_argument("--only", default="login,removal,drain,memory,confirm,fleet")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     global SPAWN
@@ -1308,7 +1366,7 @@ def main():
     try:
         for part, fn in (("login", bench_login), ("removal", bench_removal),
                          ("drain", bench_drain), ("memory", bench_memory),
-                         ("confirm", bench_confirm)):
+                         ("confirm", bench_confirm), ("fleet", bench_fleet)):
             if part in a.only.split(","):
                 t = time.time()
                 try:

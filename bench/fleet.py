@@ -167,6 +167,9 @@ class Fleet:
             with os.fdopen(fd, "w") as f:
                 f.write(text)
             env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD",)}
+            if "ASAN_OPTIONS" in env or "PS_SANITIZER_RUNTIME" in env:
+                env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") +
+                                       ":verify_asan_link_order=0").lstrip(":")
             env.update({"PLANETSCALE_DEPROVISION_UNRESOLVED_DIR":
                         os.path.join(h.dir, "unresolved"),
                         "PS_SYSLOG_FILE": os.path.join(h.dir, "syslog"),
