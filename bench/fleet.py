@@ -12,7 +12,8 @@ host runs it, each step a process of its own:
   - the hook: `planetscale-deprovision remove --deadline 20 -- LOGIN` for
     each person, one after the other (userdel's hook, as a configuration
     management run that deletes the accounts calls it), every host starting
-    at once;
+    at once; with --batch, one `remove --deadline 20 -- LOGIN...` of every
+    person (a script or configuration management calling the command once);
   - the retry timer: `planetscale-deprovision retry --deadline 240`, first at
     a random phase within the timer's period (hosts' timers are not in
     step), then every minute plus up to 30 s (OnUnitActiveSec=1min,
@@ -120,7 +121,7 @@ class Fleet:
 
     def __init__(self, build, hosts=1000, people=1, spread=0.0, scale=10.0, limit=600,
                  root=None, seed=None, verbose=False, max_minutes=None,
-                 timer_period=TIMER_PERIOD, timer_random=TIMER_RANDOM):
+                 timer_period=TIMER_PERIOD, timer_random=TIMER_RANDOM, batch=False):
         self.cmd = os.path.join(build, "planetscale-deprovision")
         shim = os.path.join(build, "tests", ".libs", "libsyslogshim.so")
         if not os.access(self.cmd, os.X_OK):
@@ -132,6 +133,7 @@ class Fleet:
         self.scale, self.limit = float(scale), int(limit)
         self.rng = random.Random(seed)
         self.timer_period, self.timer_random = float(timer_period), float(timer_random)
+        self.batch = batch   # one `remove` of every person instead of one hook each
         self.verbose = verbose
         # give up (and report the hosts left) after this many unscaled minutes
         self.max_minutes = max_minutes or max(30.0, 3.0 * (self.spread / 60.0 + 10.0),
@@ -224,13 +226,15 @@ class Fleet:
                     continue
                 if kind == "hook":
                     h.hook_started = time.monotonic() - t0
-                    h.hook = self.spawn(h, hook_argv + [login(h.next_person)])
+                    who = ([login(i) for i in range(self.people)] if self.batch
+                           else [login(h.next_person)])
+                    h.hook = self.spawn(h, hook_argv + who)
                     procs[h.hook] = (h, "hook")
                     if self.hook_window[0] is None:
                         self.hook_window[0] = h.hook_started
-                    if h.next_person == self.people - 1:
+                    h.next_person += len(who)
+                    if h.next_person == self.people:
                         self.hook_window[1] = h.hook_started
-                    h.next_person += 1
                 else:
                     if h.retry is None:
                         h.retry = self.spawn(h, retry_argv)
@@ -342,6 +346,7 @@ class Fleet:
         um = lambda real: real * s / 60.0  # noqa: E731 (real seconds -> unscaled minutes)
         r = {
             "hosts": self.nhosts, "people": self.people, "spread_s": self.spread,
+            "hooks": "one remove of every person" if self.batch else "one hook per person",
             "time_scale": s, "org_limit_per_min": self.limit,
             "deletes_204_per_person": {"min": min(d204), "max": max(d204),
                                        "total": sum(d204)},
@@ -387,9 +392,9 @@ def text(r):
                                                              r["entries_left"])
     d = r["deletes_204_per_person"]
     lines = [
-        "fleet: %d hosts, %d %s, api.spread %g s, limit %d/min, time x%g (%.0f s real)"
-        % (r["hosts"], r["people"], "person" if r["people"] == 1 else "people", r["spread_s"],
-           r["org_limit_per_min"], r["time_scale"], r["real_seconds"]),
+        "fleet: %d hosts, %d %s (%s), api.spread %g s, limit %d/min, time x%g (%.0f s real)"
+        % (r["hosts"], r["people"], "person" if r["people"] == 1 else "people", r["hooks"],
+           r["spread_s"], r["org_limit_per_min"], r["time_scale"], r["real_seconds"]),
         "  DELETE 204 per person: min %d max %d (total %d); entries lost: %d"
         % (d["min"], d["max"], d["total"], r["entries_lost"]),
         "  requests: %d (%d admitted, %d answered 429); per host: mean %.2f, max %d"
@@ -437,11 +442,13 @@ def main():
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--timer-period", type=float, default=TIMER_PERIOD)
     ap.add_argument("--timer-random", type=float, default=TIMER_RANDOM)
+    ap.add_argument("--batch", action="store_true",
+                    help="one `remove` of every person per host instead of one hook each")
     ap.add_argument("--json", help="write the figures to this file")
     a = ap.parse_args()
     r = run(a.build, hosts=a.hosts, people=a.people, spread=a.spread, scale=a.scale,
             limit=a.limit, seed=a.seed, timer_period=a.timer_period,
-            timer_random=a.timer_random)
+            timer_random=a.timer_random, batch=a.batch)
     print(text(r))
     if a.json:
         with open(a.json, "w") as f:

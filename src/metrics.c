@@ -14,6 +14,7 @@
 
 #include <json-c/json.h>
 
+#include "jsonstrict.h"
 #include "metrics.h"
 #include "queue.h"
 #include "unresolved.h"
@@ -132,30 +133,21 @@ static int get_count(json_object *o, const char *key, long long *out)
 
 /* Parses the state file's bytes; -1 with why when it is not one. Keys it
  * does not know are ignored (a newer version may add some). */
-static int parse_state(const char *buf, size_t len, state_t *st, const char **why)
+static int parse_state(const char *buf, size_t len, state_t *st, char *why, size_t whylen)
 {
-    struct json_tokener *tok = json_tokener_new();
-    json_object *root = NULL, *rem = NULL, *rec = NULL, *v;
-    size_t end, i;
+    json_object *root, *rem = NULL, *rec = NULL, *v;
+    size_t i;
     int rv = -1;
 
     memset(st, 0, sizeof(*st));
-    *why = "not JSON";
-    if(!tok)
-        return -1;
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    root = json_tokener_parse_ex(tok, buf, (int)len);
+    root = ps_json_object(buf, len, 4, why, whylen);
     if(!root)
-        goto out;
-    for(end = json_tokener_get_parse_end(tok); end < len; end++)
-        if(!strchr(" \t\r\n", buf[end]))
-            goto out;
-    *why = "not a metrics state object";
-    if(!json_object_is_type(root, json_type_object) ||
-       !json_object_object_get_ex(root, "version", &v) || !json_object_is_type(v, json_type_int) ||
+        return -1;
+    snprintf(why, whylen, "not a metrics state object");
+    if(!json_object_object_get_ex(root, "version", &v) || !json_object_is_type(v, json_type_int) ||
        json_object_get_int64(v) != 1)
         goto out;
-    *why = "a field has the wrong type";
+    snprintf(why, whylen, "a field has the wrong type");
     if(json_object_object_get_ex(root, "removals", &rem)) {
         if(!json_object_is_type(rem, json_type_object))
             goto out;
@@ -179,7 +171,6 @@ static int parse_state(const char *buf, size_t len, state_t *st, const char **wh
     rv = 0;
 out:
     json_object_put(root);
-    json_tokener_free(tok);
     return rv;
 }
 
@@ -220,7 +211,7 @@ static char *format_state(const state_t *st)
  * that goes down for a restart). */
 static void read_state(int dfd, const char *dir, state_t *st, const ps_log_t *lg)
 {
-    char *buf;
+    char *buf, reason[256];
     const char *why = NULL;
     struct stat sb;
     ssize_t len = 0, r;
@@ -247,8 +238,8 @@ static void read_state(int dfd, const char *dir, state_t *st, const ps_log_t *lg
             }
             len += r;
         }
-        if(!why && parse_state(buf, (size_t)len, st, &why) == 0)
-            why = NULL;
+        if(!why && parse_state(buf, (size_t)len, st, reason, sizeof(reason)) != 0)
+            why = reason;
     }
     if(why)
         ps_logf(lg, LOG_WARNING,
