@@ -9,7 +9,8 @@ Both runs: exactly one DELETE answered 204, no entry lost, every spool
 empty. With the recommended api.spread: no 429, at most 2.2 requests per
 host, the organization's peak under its limit, every spool empty within
 the spread plus three minutes. With api.spread 0: the same outcome, but the
-limit is overrun (429s), which is what the spread is for."""
+limit is overrun (429s), which is what the spread is for. Under a sanitizer
+or valgrind only the outcome is checked (see SLOW)."""
 
 import os
 import sys
@@ -22,6 +23,11 @@ sys.path.insert(0, os.path.join(pslib.TOP_SRCDIR, "bench"))
 import fleet  # noqa: E402
 
 BUILD = os.environ.get("top_builddir") or pslib.TOP_SRCDIR
+# Under AddressSanitizer or valgrind every process starts several times
+# slower: 300 of them at once stretch the scaled time by minutes. There the
+# outcome is still checked (one 204, nothing lost, every spool empty); the
+# rates and times are not.
+SLOW = bool(os.environ.get("PS_SANITIZER_RUNTIME") or os.environ.get("TEST_WRAPPER"))
 HOSTS, LIMIT, SCALE = 300, 180, 30
 SPREAD = 480      # the value bench/RESULTS.md recommends for 1,000 hosts
 
@@ -50,6 +56,8 @@ class TestFleet(unittest.TestCase):
         text = fleet.text(r)
         print(text)
         self.assert_converged(r)
+        if SLOW:
+            return
         self.assertEqual(r["http_429"], 0, text)
         self.assertLessEqual(r["requests_per_host"]["mean"], 2.2, text)
         self.assertLess(r["peak_per_min"], LIMIT, text)
@@ -62,6 +70,8 @@ class TestFleet(unittest.TestCase):
         text = fleet.text(r)
         print(text)
         self.assert_converged(r)
+        if SLOW:
+            return
         self.assertGreater(r["http_429"], 0, text)
         self.assertGreater(r["peak_per_min"], LIMIT, text)
 
