@@ -9,11 +9,12 @@ Every simulated host has its own configuration (its own service token id:
 hostNNNN, one "id_prefix" credential of the API simulator), its own spool
 and unresolved directory, its own syslog file, and runs the product as a
 host runs it, each step a process of its own:
-  - the hook: `planetscale-deprovision remove --deadline 20 -- LOGIN` for
-    each person, one after the other (userdel's hook, as a configuration
-    management run that deletes the accounts calls it), every host starting
-    at once; with --batch, one `remove --deadline 20 -- LOGIN...` of every
-    person (a script or configuration management calling the command once);
+  - the hook: `planetscale-deprovision remove --hook -- LOGIN` for each
+    person, one after the other (userdel's hook, as a configuration
+    management run that deletes the accounts calls it; hook_deadline 5 s),
+    every host starting at once; with --batch, one `remove --hook --
+    LOGIN...` of every person (deluser.local, or configuration management
+    calling the command once);
   - the retry timer: `planetscale-deprovision retry --deadline 240`, first at
     a random phase within the timer's period (hosts' timers are not in
     step), then every minute plus up to 30 s (OnUnitActiveSec=1min,
@@ -28,9 +29,11 @@ ratio of the limit to the load is that of the unscaled fleet. Figures are
 reported in unscaled time. Limits of the model: all hosts share this
 machine's CPUs, so starting 1,000 processes "at once" takes real time (the
 hook window below says how much); times inside the product that are not
-configurable (the backoff without Retry-After, the 10 minute probe cache)
-are not scaled, and matter little here (Retry-After is always given; a
-process lives far less than 10 minutes).
+configurable are not scaled: the backoff without Retry-After (Retry-After
+is always given here), the 10 minute probe cache (a process lives far less),
+the hooks' minute without waiting after the API did not answer one (it
+lasts 10 minutes at x10: hooks then leave more to the timer), and
+Retry-After itself, whole seconds, so at least 10 unscaled seconds at x10.
 
 Reported: DELETEs answered 204 per person (must be exactly 1), entries lost
 (a host and person with neither a confirmed removal in that host's audit log
@@ -61,7 +64,7 @@ ORG = "acme"
 TIMER_PERIOD = 60.0      # planetscale-deprovision-retry.timer: OnUnitActiveSec=1min
 TIMER_RANDOM = 30.0      # RandomizedDelaySec=30
 RETRY_DEADLINE = 240.0   # planetscale-deprovision-retry.service: retry --deadline 240
-HOOK_DEADLINE = 20.0     # the userdel hook: remove --deadline 20
+HOOK_DEADLINE = 5.0      # the userdel hook: remove --hook, hook_deadline's default
 RATE_LIMIT = 10.0        # api.rate_limit's default, per host
 FILLER_MEMBERS = 200     # other members of the organization
 
@@ -163,8 +166,10 @@ class Fleet:
                     'api = {\n  url = "%s";\n  token_id = "host%04d";\n  token = "%s";\n'
                     '  ca_file = "%s";\n  rate_limit = %r;\n  spread = %r;\n};\n'
                     'users = (\n%s);\nqueue = { dir = "%s"; };\nsender = { socket = ""; };\n'
+                    'hook_deadline = %r;\n'
                     % (ORG, self.sim.url, n, SECRET, self.sim.ca_file,
-                       RATE_LIMIT * self.scale, self.spread / self.scale, users, h.qdir))
+                       RATE_LIMIT * self.scale, self.spread / self.scale, users, h.qdir,
+                       HOOK_DEADLINE / self.scale))
             fd = os.open(h.cfg, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(text)
@@ -211,7 +216,7 @@ class Fleet:
                                     h.n))
             seq += 1
         left = self.nhosts
-        hook_argv = ["remove", "--deadline", "%g" % (HOOK_DEADLINE / s), "--"]
+        hook_argv = ["remove", "--hook", "--"]
         retry_argv = ["retry", "--deadline", "%g" % (RETRY_DEADLINE / s)]
         self.hook_window = [None, None]
         give_up = self.max_minutes * 60.0 / s
