@@ -1434,7 +1434,7 @@ static void test_hook_note_parse_strict(void **state)
 static void test_hook_note_write_fresh_clear(void **state)
 {
     struct fx *f = *state;
-    static const ps_log_t quiet = { 0, 0, 0, 0 };
+    static const ps_log_t quiet = { .to_stderr = 0 };
     ps_queue_t *q = open_q(f);
     char reason[128], err[512], path[256];
     long long at = 0;
