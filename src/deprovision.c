@@ -1758,6 +1758,8 @@ static int cmd_retry(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
 static int cmd_reconcile(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
 {
     ps_rc_opts_t ro;
+    ps_rc_plan_t plan;
+    int decided = 0, rv;
 
     memset(&ro, 0, sizeof(ro));
     ro.apply = o->apply;
@@ -1765,7 +1767,13 @@ static int cmd_reconcile(const opts_t *o, ps_log_t *lg, ps_config_t **cfgp)
     ro.json = o->json;
     if(o->deadline > 0)
         ro.deadline = ps_now() + o->deadline;
-    return ps_reconcile(*cfgp, lg, &ro);
+    ro.plan_out = &plan;
+    ro.decided = &decided;
+    rv = ps_reconcile(*cfgp, lg, &ro);
+    /* what --apply found goes to the metrics (a plan changes nothing) */
+    if(decided && o->apply)
+        ps_metrics_reconcile(o->metrics, plan.candidates, plan.tripped);
+    return rv;
 }
 
 /* ------------------------------------------------------------ main */
@@ -1828,7 +1836,7 @@ static const command_t commands[] = {
 };
 
 /* Whether this run changed what the metrics show: `queue` only with drop,
- * `remove` unless --dry-run. */
+ * `remove` unless --dry-run, `reconcile` only with --apply. */
 static int changes_state(const command_t *c, const opts_t *o)
 {
     if(c->metrics != METRICS_AFTER)
@@ -1837,6 +1845,8 @@ static int changes_state(const command_t *c, const opts_t *o)
         return o->nargs > 0 && strcmp(o->args[0], "drop") == 0;
     if(c->run == cmd_remove)
         return !o->dry_run;
+    if(c->run == cmd_reconcile)
+        return o->apply;
     return 1;
 }
 

@@ -1369,6 +1369,10 @@ int ps_reconcile(const ps_config_t *cfg, const ps_log_t *lg, const ps_rc_opts_t 
         code = stop(&run, 1, LOG_ERR, "out of memory");
         goto out;
     }
+    if(o->plan_out && o->decided) {
+        *o->plan_out = run.plan;
+        *o->decided = 1;
+    }
 
     for(i = 0; i < run.n && !o->json; i++) {
         if(listed(&run, &run.l[i]) || run.l[i].action == PS_RC_REMOVE) {

@@ -123,6 +123,10 @@ typedef struct ps_rc_opts {
     long allow;      /* --allow N, -1 when not given */
     int json;        /* --json */
     double deadline; /* ps_now() value, 0 = none */
+    /* When not NULL: the run's plan, and *decided = 1, once the run got as
+     * far as deciding (the metrics report its candidates and cap) */
+    ps_rc_plan_t *plan_out;
+    int *decided;
 } ps_rc_opts_t;
 
 /* `planetscale-deprovision reconcile`: prints the plan (or what was done)

@@ -188,6 +188,28 @@ class TestTextfile(MetricsCase):
         self.assertEqual(out.strip(), "removed", err)
         self.assertEqual(self.removals("removed"), 1)
 
+    def test_reconcile_figures(self):
+        """reconcile --apply reports its candidates and whether its cap
+        tripped; a plan (no --apply) changes nothing and writes nothing."""
+        cfg = self.config(users=[{"login": "ps-no-such-account-zz", "id": "d4xkq1abc"}])
+        rc, out, err = self.run_cmd(["reconcile"], cfg)
+        self.assertEqual(rc, 0, err)
+        self.assertFalse(os.path.exists(self.prom), "a reconcile plan wrote the metrics")
+        rc, out, err = self.run_cmd(["reconcile", "--apply"], cfg)
+        self.assertEqual(rc, 0, err)
+        m, _ = self.metrics()
+        self.assertEqual(m[PREFIX + "reconcile_candidates"], 1)
+        self.assertEqual(m[PREFIX + "reconcile_cap_tripped"], 0)
+        self.assertAlmostEqual(m[PREFIX + "last_reconcile_timestamp_seconds"], time.time(),
+                               delta=60)
+        rc, out, err = self.run_cmd(["reconcile", "--apply", "--allow", "0"], cfg)
+        self.assertEqual(rc, 77, err)
+        m, _ = self.metrics()
+        self.assertEqual(m[PREFIX + "reconcile_cap_tripped"], 1)
+        # the figures stay when another command rewrites the file
+        self.run_cmd(["retry"], cfg)
+        self.assertEqual(self.metrics()[0][PREFIX + "reconcile_cap_tripped"], 1)
+
     def test_unmapped_counted(self):
         cfg = self.config()
         rc, out, err = self.run_cmd(["remove", "nobody-here"], cfg)

@@ -59,7 +59,9 @@ class UnitsTest(unittest.TestCase):
         self.assertEqual(service["Type"], "oneshot")
         self.assertRegex(service["ExecStart"],
                          r"^/usr/sbin/planetscale-deprovision reconcile --apply ")
-        self.assertEqual(service["ReadWritePaths"], "/var/spool/planetscale-deprovision")
+        self.assertEqual([v for k, v in s["Service"] if k == "ReadWritePaths"],
+                         ["/var/spool/planetscale-deprovision",
+                          "-/var/lib/prometheus/node-exporter"])
         self.assertNotIn("PrivateUsers", service, "root-owned 0600 files must stay readable")
         self.assertNotIn("SuccessExitStatus", service, "an NSS outage must leave the unit failed")
         self.assertNotIn("Install", s, "the timer starts the service")
@@ -88,6 +90,43 @@ class UnitsTest(unittest.TestCase):
         enabled = [l for l in rules.splitlines()
                    if "dh_installsystemd" in l and "--no-enable" not in l]
         self.assertFalse(any("reconcile" in l for l in enabled), enabled)
+
+
+class FleetUnitsTest(unittest.TestCase):
+    """What a fleet needs of the units: every timer randomized (hosts do not
+    run them in step), the retry timer every minute (a first attempt that
+    api.spread put later is sent close to its time), and every service that
+    changes the spool allowed to write the metrics textfile's directory,
+    with the sandbox's exposure kept."""
+
+    SERVICES = ("retry", "sender", "reconcile")
+
+    def test_timers_randomized(self):
+        timers = [n for n in os.listdir(UNITS) if n.endswith(".timer")]
+        self.assertGreaterEqual(len(timers), 2, timers)
+        for name in timers:
+            timer = dict(sections(read(os.path.join(UNITS, name)))["Timer"])
+            self.assertRegex(timer.get("RandomizedDelaySec", ""), r"^[1-9][0-9]*(s|min)?$", name)
+        retry = dict(sections(read(os.path.join(UNITS, "planetscale-deprovision-retry.timer")))
+                     ["Timer"])
+        self.assertEqual(retry["OnUnitActiveSec"], "1min")
+        service = dict(sections(read(os.path.join(UNITS,
+                                                  "planetscale-deprovision-retry.service")))
+                       ["Service"])
+        self.assertRegex(service["ExecStart"], r" retry --deadline 240$")
+
+    def test_services_may_write_the_textfile_directory(self):
+        for unit in self.SERVICES:
+            s = sections(read(os.path.join(UNITS, "planetscale-deprovision-%s.service" % unit)))
+            paths = [v for k, v in s["Service"] if k == "ReadWritePaths"]
+            self.assertIn("-/var/lib/prometheus/node-exporter", paths, unit)
+
+    def test_exposure_kept(self):
+        if not shutil.which("systemd-analyze"):
+            self.skipTest("systemd-analyze is not installed (Debian: systemd)")
+        for unit in self.SERVICES:
+            self.assertLessEqual(UnitsTest.score(self, "planetscale-deprovision-%s.service"
+                                                 % unit), 2.0, unit)
 
 
 if __name__ == "__main__":
