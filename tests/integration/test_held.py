@@ -104,15 +104,20 @@ class ConfirmedAbsenceTest(HeldTestCase):
 
     def test_gone_between_look_and_delete_is_confirmed_without_a_probe(self):
         # another host removes the member between this host's GET and DELETE
-        self.sim.set_faults(["delay:1;method=DELETE;count=1"])
+        self.sim.set_faults(["delay:2;method=DELETE;count=1"])
         cfg = self.config()
         result = {}
         t = threading.Thread(target=lambda: result.update(
             r=self.run_cmd(["remove", "alice"], cfg)))
         t.start()
-        time.sleep(0.5)
+        # once the GET has been answered, the member goes; the DELETE (held
+        # back 2 s by the simulator) then finds it gone
+        until = time.monotonic() + 60
+        while time.monotonic() < until and not any(
+                r["method"] == "GET" for r in self.sim.requests(settle=False)):
+            time.sleep(0.02)
         self.sim.remove_members("acme", ["d4xkq1abc"])
-        t.join(60)
+        t.join(120)
         rc, out, err = result["r"]
         self.assertEqual(rc, 0, err)
         self.assertIn("already absent", out)
