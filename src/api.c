@@ -1138,6 +1138,22 @@ static ps_outcome_t classify_transfer(ps_client_t *c, CURLcode res, long status,
         return PS_OUT_TRANSIENT;
     }
     if(res != CURLE_OK && !(res == CURLE_WRITE_ERROR && c->body_overflow)) {
+        double pretransfer = 0;
+
+        /* A protocol the client refuses is a configuration problem (an
+         * http:// URL to a host that is not loopback) only before anything
+         * was sent: once the request went out over a verified connection,
+         * an answer that is not HTTP (curl: "Received HTTP/0.9") is the
+         * API's failure, to be tried again, not a reason to check api.url. */
+        if(res == CURLE_UNSUPPORTED_PROTOCOL &&
+           !curl_easy_getinfo(c->curl, CURLINFO_PRETRANSFER_TIME, &pretransfer) &&
+           pretransfer > 0) {
+            set_msg(r->message, sizeof(r->message),
+                    "the answer was not HTTP (%.300s): the API or something in front of it "
+                    "failed; tried again later",
+                    c->errbuf[0] ? c->errbuf : curl_easy_strerror(res));
+            return PS_OUT_TRANSIENT;
+        }
         curl_message(c, res, r->message, sizeof(r->message));
         return curl_outcome(res);
     }

@@ -1202,6 +1202,8 @@ static void list_entries(json_object *arr, const char *dead_state, const ps_qent
         fmt_time(e[i].not_before, nb, sizeof(nb));
         if(!e[i].last_error[0] && e[i].first_attempt == 0 && e[i].not_before > 0)
             snprintf(why, sizeof(why), "first attempt at %s (api.spread)", nb);
+        else if(!e[i].last_error[0] && e[i].attempts == 0)
+            snprintf(why, sizeof(why), "recorded, not sent yet");
         else
             snprintf(why, sizeof(why), "%s", e[i].last_error);
         fmt_time(e[i].recorded, rec, sizeof(rec));

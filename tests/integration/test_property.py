@@ -206,10 +206,6 @@ HOLD_REASONS = {
     "redirect": ("HTTP 301",),
     "badca": ("certificate", "SSL", "TLS", "issuer"),
     "lastadmin": (LAST_ADMIN,),
-    # an answer that is not HTTP is held as a configuration problem today
-    # (curl's "Received HTTP/0.9 when not allowed"); test_badinput.py has it
-    # as an expected failure: it should be pending
-    "garbage": ("HTTP/0.9",),
 }
 # The exit code of each helper word (the outcome table) and its audit word.
 WORD_EXIT = {"removed": 0, "absent": 0, "unmapped": 0, "queued": 75, "held": 77,
