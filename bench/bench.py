@@ -2,13 +2,15 @@
 """pam-planetscale benchmarks. Run through bench/run.sh BUILD_DIR (`make bench`).
 
     python3 bench/bench.py --build BUILD_DIR [--quick]
-        [--only login,removal,drain,memory,confirm,fleet]
+        [--only login,removal,drain,memory,confirm,fleet,reconcile]
 
 Sections: 1 the PAM account path (login), 2 one removal against a curl hook
 (removal), 3 draining the queue with `retry` (drain), 4 the module's memory
 (memory, bench/memory.sh), 5 the request cost of confirming a 404 (confirm),
 6 a fleet of 1,000 hosts against the organization's limit (fleet,
-bench/fleet.py).
+bench/fleet.py);
+7 `reconcile` over 10,000 mapped logins and members (reconcile; needs root
+or user namespaces for the test NSS module).
 bench/RESULTS.md states each target and the figures of the last full run.
 
 Every figure is printed beside its baseline, measured in the same run, with
@@ -1285,6 +1287,136 @@ def confirm_report(out, rates, reps, mismatch):
            "%d differences: %s" % (len(mismatch), mismatch[0]))
 
 
+# ==================================================================== 7. reconcile
+
+def bench_reconcile(build, work, quick):
+    """`reconcile` over N mapped logins and N members (N = 10,000; 2,000
+    with --quick), the accounts answered by the test NSS module in a private
+    mount namespace (tests/integration/nss.py), the member list by the
+    simulator at the default api.rate_limit (10/s: what the organization's
+    600 requests a minute allow one host)."""
+    sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
+    import nss  # noqa: E402
+    say("\n=== 7. reconcile over N mapped logins and N members ===")
+    os.environ.setdefault("PS_NSS_PSTEST_DIR", os.path.join(build, "tests", "nss", ".libs"))
+    why = nss.pstest_unavailable()
+    if why:
+        say("skipped: " + why)
+        target("7 reconcile benchmark ran", None, "skipped: " + why)
+        return None
+    cmd = os.path.join(build, "planetscale-deprovision")
+    n = 2000 if quick else 10000
+    gone = 5
+    rate = 10
+    d = os.path.join(work, "reconcile")
+    os.makedirs(d)
+    os.chmod(d, 0o700)
+    results = {}
+    with pslib.Simulator(members={"acme": [{"id": "adm0acme", "role": "admin"}]}) as sim:
+        gen = sim.generate_members("acme", n)
+        ids = ["gen%05d" % i for i in range(1, n + 1)]
+        assert gen["first_id"] == ids[0] and gen["last_id"] == ids[-1], gen
+        users = [{"login": "u%05d" % i, "id": uid} for i, uid in enumerate(ids)]
+        members = n + 1
+        pages = (members + 99) // 100
+        passwd = os.path.join(d, "passwd")
+
+        def run(name, present, args, confirm_runs=1, extra=""):
+            qdir = os.path.join(d, "q-" + name)
+            cfg = pslib.write_config(d, name=name + ".conf", sim=sim, users=users, queue_dir=qdir,
+                                     rate_limit=rate, timeout=30,
+                                     extra="reconcile = { confirm_runs = %d; };\n%s"
+                                     % (confirm_runs, extra))
+            nss.write_passwd(passwd, present)
+            ns = nss.Namespace(d, passwd)
+            env = dict(os.environ)
+            env.update({k: v for k, v in ns.env.items() if v is not None})
+            sim.reset()
+            # text output, as the timer runs it
+            rc, wall, cpu, rss, out = run_wait4(
+                ns.prefix() + [cmd, "--config", cfg, "reconcile"] + args, env=env,
+                stdout=subprocess.PIPE)
+            recs = sim.requests()
+            lists = [r for r in recs if r["method"] == "GET" and "/members?" in r["target"]]
+            span = recs[-1]["t_start"] - recs[0]["t_start"] if len(recs) > 1 else 0.0
+            r = {"rc": rc, "wall": wall, "cpu": cpu, "rss": rss, "requests": len(recs),
+                 "lists": len(lists), "deletes": sum(1 for x in recs if x["method"] == "DELETE"),
+                 "removed": sum(1 for x in recs if x["method"] == "DELETE" and
+                                x.get("status") == 204),
+                 "other": len(recs) - len(lists), "span": span, "cfg": cfg,
+                 "summary": (out or "").strip().splitlines()[-1:] or [""]}
+            say("%-34s rc=%d  %.2f s wall, %.2f s CPU, %d KB peak RSS; %d requests (%d list "
+                "pages, %d others, %d DELETE)"
+                % (name, rc, wall, cpu, rss, r["requests"], r["lists"], r["other"], r["deletes"]))
+            return r
+
+        logins = [u["login"] for u in users]
+        results["plan"] = run("plan, all present", logins, [])
+        results["apply"] = run("--apply, %d of them gone" % gone, logins[gone:], ["--apply"])
+        results["cap"] = run("--apply, every account gone", [], ["--apply"])
+        results["wait"] = run("--apply, %d gone, first run of 2" % gone, logins[gone:],
+                              ["--apply"], confirm_runs=2)
+        # baselines: the same map, libcurl and TLS with one request (check
+        # --online: the configuration, one probe of the member list), and the
+        # pacing floor of the member list at api.rate_limit
+        lk = results["plan"]["cfg"]
+        sim.reset()
+        brc, bwall, bcpu, brss, _ = run_wait4([cmd, "--config", lk, "check", "--online"])
+        say("baseline: `check --online` with the same %d-user map: rc=%d, %.2f s wall, %.2f s "
+            "CPU, %d KB peak RSS, %d request(s)" % (n, brc, bwall, bcpu, brss,
+                                                    len(sim.requests())))
+    # the client sends at most api.rate_limit requests in any second: the
+    # last of P pages leaves no sooner than (P - 1) / rate after the first
+    floor = (pages - 1) / float(rate)
+    rows = []
+    for key, label in (("plan", "plan (no --apply), all present"),
+                       ("apply", "--apply, %d gone (confirm_runs = 1)" % gone),
+                       ("wait", "--apply, %d gone, first of confirm_runs = 2" % gone),
+                       ("cap", "--apply, all %d gone: cap" % n)):
+        r = results[key]
+        removed = r["removed"]
+        rows += [
+            ["%s: requests" % label, "%d" % r["requests"],
+             "%d (%d pages + 2 x %d removed)" % (pages + 2 * removed, pages, removed),
+             "%.3f" % ratio(r["requests"], pages + 2 * removed)],
+            ["  vs one request per login", "%d" % r["requests"], "%d" % n,
+             "%.4f" % ratio(r["requests"], n)],
+            ["  wall s", "%.2f" % r["wall"], "%.2f (pacing floor)" % floor,
+             "%.3f" % ratio(r["wall"], floor)],
+            ["  CPU s", "%.2f" % r["cpu"], "%.2f (check --online)" % bcpu,
+             "%.2f" % ratio(r["cpu"], bcpu)],
+            ["  peak RSS KB", "%d" % r["rss"], "%d (check --online)" % brss,
+             "%.3f" % ratio(r["rss"], brss)],
+            ["  exit status", "%d" % r["rc"], "-", "-"],
+        ]
+    table("reconcile, %d mapped logins, %d members (%d pages of 100) at api.rate_limit = %d/s "
+          "(requests counted at the simulator)" % (n, members, pages, rate),
+          ["figure", "reconcile", "baseline", "ratio"], rows)
+    ok = all(results[k]["requests"] == pages + 2 * results[k]["removed"] and
+             results[k]["other"] == 2 * results[k]["removed"] for k in results)
+    target("7a reconcile, %d logins and %d members: the requests are the list pages plus the "
+           "removals, nothing per login" % (n, members), ok,
+           "; ".join("%s %d = %d pages + %d" % (k, results[k]["requests"], results[k]["lists"],
+                                                results[k]["other"]) for k in results))
+    exp = {"plan": (0, 0), "apply": (0, gone), "wait": (0, 0), "cap": (77, 0)}
+    target("7b reconcile acts as the rules say at this size: %d removed with confirm_runs = 1, "
+           "none at the first of 2 runs, none when every account is gone (exit 77)" % gone,
+           all((results[k]["rc"], results[k]["removed"]) == v for k, v in exp.items()),
+           "; ".join("%s rc %d, %d removed" % (k, results[k]["rc"], results[k]["removed"])
+                     for k in results))
+    worst = max(results[k]["wall"] - floor for k in ("plan", "wait", "cap"))
+    target("7c reconcile's own time beyond the member list's pacing floor (%.1f s) under 2 s "
+           "for %d logins" % (floor, n), worst < 2.0,
+           "at most +%.2f s (plan %.2f s, apply %.2f s with %d removals)"
+           % (worst, results["plan"]["wall"], results["apply"]["wall"], gone))
+    peak = max(results[k]["rss"] for k in results)
+    target("7d reconcile's peak RSS for %d logins and %d members under 64 MB (a timer job on "
+           "a small host)" % (n, members), peak < 64 * 1024,
+           "%d KB at most (%s); check --online with the same map: %d KB"
+           % (peak, ", ".join("%s %d" % (k, results[k]["rss"]) for k in results), brss))
+    return results
+
+
 # ==================================================================== main
 
 # ---------------------------------------------------------------- fleet
@@ -1350,7 +1482,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", required=True)
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--only", default="login,removal,drain,memory,confirm,fleet")
+    ap.add_argument("--only", default="login,removal,drain,memory,confirm,fleet,reconcile")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     global SPAWN
@@ -1369,7 +1501,8 @@ def main():
     try:
         for part, fn in (("login", bench_login), ("removal", bench_removal),
                          ("drain", bench_drain), ("memory", bench_memory),
-                         ("confirm", bench_confirm), ("fleet", bench_fleet)):
+                         ("confirm", bench_confirm), ("fleet", bench_fleet),
+                         ("reconcile", bench_reconcile)):
             if part in a.only.split(","):
                 t = time.time()
                 try:

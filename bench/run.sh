@@ -1,10 +1,11 @@
 #!/bin/sh
-# bench/run.sh BUILD_DIR [--quick] [--only login,removal,drain,memory,confirm,fleet]
+# bench/run.sh BUILD_DIR [--quick] [--only login,removal,drain,memory,confirm,fleet,reconcile]
 #
 # The pam-planetscale benchmark suite (`make bench`; not part of `make check`).
-# Builds bench/login_driver into BUILD_DIR/bench/, then runs the six
+# Builds bench/login_driver into BUILD_DIR/bench/, then runs the seven
 # benchmarks (login path, one removal, draining, memory, confirming a 404, a
-# fleet of 1,000 hosts: bench/fleet.py) and prints every figure beside its
+# fleet of 1,000 hosts: bench/fleet.py, reconcile over 10,000 logins and
+# members) and prints every figure beside its
 # baseline with the ratio, then a "targets:" section.
 # Needs: gcc, libpam0g-dev, libpam-wrapper, libnss-wrapper, valgrind, strace,
 # curl, python3, openssl (for tests/gen_ca.sh), readelf; perf for the page

@@ -35,7 +35,8 @@ def pstest_dir():
 def unshare_argv():
     """unshare as root; otherwise in a user namespace of its own (-r), where
     the kernel allows unprivileged ones."""
-    return ["unshare", "-m", "--propagation", "private"] + ([] if os.geteuid() == 0 else ["-r"])
+    return [shutil.which("unshare") or "unshare", "-m", "--propagation", "private"] + \
+        ([] if os.geteuid() == 0 else ["-r"])
 
 
 _unavailable = []
