@@ -250,15 +250,16 @@ static void test_cap(void **state)
 
 static void test_state_roundtrip(void **state)
 {
-    ps_rc_entry_t e[2] = { entry("alice", "a1", 1, T0, T0), entry("bob.x", "b-1", 3, T0 - 5, T0) };
-    ps_rc_state_t st = { e, 2, T0 }, back;
+    ps_rc_entry_t e[3] = { entry("alice", "a1", 1, T0, T0), entry("bob.x", "b-1", 3, T0 - 5, T0),
+                           entry("q\"u\xc3\xa9", "c1", 100, 1, T0) };
+    ps_rc_state_t st = { e, 3, T0 }, back;
     char err[256];
     char *text = ps_rc_state_format(&st);
 
     (void)state;
     assert_non_null(text);
     assert_int_equal(ps_rc_state_parse(text, strlen(text), &back, err, sizeof(err)), 0);
-    assert_int_equal(back.n, 2);
+    assert_int_equal(back.n, 3);
     assert_int_equal(back.last_run, T0);
     assert_memory_equal(back.v, e, sizeof(e));
     ps_rc_state_free(&back);
