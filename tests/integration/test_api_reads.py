@@ -85,8 +85,10 @@ class ApiReadsTest(SimTestCase):
         # paced like every request: at most floor(2.5 * 0.98) = 2 in any
         # second, so the third page waits until a second after the first
         self.assertGreaterEqual(elapsed, 0.98)
+        # at the simulator a little less: when each request is seen there
+        # varies with the machine's load (valgrind)
         starts = [r["t_start"] for r in reqs]
-        self.assertGreaterEqual(starts[2] - starts[0], 0.98, starts)
+        self.assertGreaterEqual(starts[2] - starts[0], 0.9, starts)
 
     def test_per_page_is_capped_at_100(self):
         out = self.drive("list", "big", "", "500")

@@ -293,7 +293,8 @@ class HookSenderTest(SimTestCase):
         if not os.access(pslib.command_path(), os.X_OK):
             self.skipTest("command not built")
         sock = os.path.join(self.dir, "s.sock")
-        cfg = self.config(timeout=30, extra="hook_deadline = 2;\n"
+        wait = 2 * SLOW
+        cfg = self.config(timeout=30, extra="hook_deadline = %d;\n" % wait +
                           "sender = { socket = %s; idle_timeout = 60; };\n"
                           % pslib.cfg_value(sock))
         p = self.start_sender(cfg)
@@ -304,13 +305,13 @@ class HookSenderTest(SimTestCase):
         by_sender = [l for l in self.audit("removed") if "[%d]: " % p.pid in l]
         if os.environ.get("PS_SYSLOG_SHIM"):
             self.assertEqual(len(by_sender), 1, self.syslog_lines())
-        # the API hangs: the hook still returns after its 2 s, queued
+        # the API hangs: the hook still returns after its wait, queued
         self.sim.set_faults([HANG])
         t0 = time.monotonic()
         rc, out, err = self.run_cmd(["remove", "--hook", "bob"], cfg)
         took = time.monotonic() - t0
         self.assertEqual(rc, 75, err)
-        self.assertLess(took, 2 + MARGIN, "the hook's wait holds through the sender")
+        self.assertLess(took, wait + MARGIN, "the hook's wait holds through the sender")
         self.assertTrue(os.path.exists(os.path.join(self.dir, "queue", NOTE)))
         self.assertIn("x9z8", [e["id"] for e in self.queue_json(cfg)])
 
