@@ -510,8 +510,11 @@ static void hold_record(ps_ctx_t *ctx, int dfd, const char *dir, const ps_unreso
 
 /* Is the account in the state it was in when the login was recorded?
  * 0 yes; 1 no (held, why); -1 cannot tell now (NSS error: left for later);
- * 2 an only_expired record whose account is no longer expired. */
-static int account_unchanged(const ps_unresolved_t *u, char *why, size_t whylen)
+ * 2 an only_expired record whose account is no longer expired; 3 one whose
+ * expiry is not yet `grace` days past (the configuration's
+ * expired_grace_days, which the helper could not read when it recorded the
+ * login): left for a later retry, why says until when. */
+static int account_unchanged(const ps_unresolved_t *u, long grace, char *why, size_t whylen)
 {
     long long uid, expire;
     int now = ps_account_state(u->login, &uid);
@@ -538,6 +541,13 @@ static int account_unchanged(const ps_unresolved_t *u, char *why, size_t whylen)
             return -1;
         if(!ps_shadow_expired((long)expire, time(NULL)))
             return 2;
+        if(!ps_shadow_due((long)expire, grace, time(NULL))) {
+            snprintf(why, whylen,
+                     "expired on day %lld (days since 1970), sent once expired_grace_days = %ld "
+                     "days are past, from day %lld",
+                     expire, grace, expire + grace);
+            return 3;
+        }
     }
     return 0;
 }
@@ -575,7 +585,7 @@ static int resolve_one(ps_ctx_t *ctx, int dfd, const char *dir, const ps_unresol
         drop_record(dfd, u->name);
         return 0;
     }
-    rc = account_unchanged(u, why, sizeof(why));
+    rc = account_unchanged(u, ctx->cfg->expired_grace_days, why, sizeof(why));
     if(rc < 0) {
         ps_logf(ctx->log, LOG_ERR,
                 "%s: recorded at %s; the account database does not answer now: left for the "
@@ -587,6 +597,13 @@ static int resolve_one(ps_ctx_t *ctx, int dfd, const char *dir, const ps_unresol
     if(rc == 1) {
         hold_record(ctx, dfd, dir, u, why, st);
         return 0;
+    }
+    if(rc == 3) {
+        ps_logf(ctx->log, LOG_INFO,
+                "%s: recorded by only_expired at %s; %s: left for a later retry", elogin, when,
+                why);
+        st->left++;
+        return 1;
     }
     if(rc == 2) {
         ps_audit(ctx->log, LOG_NOTICE, "cancelled", trigger, u->login, NULL, NULL, -1, -1, 0,

@@ -389,6 +389,29 @@ class UnresolvedRecheckTest(HeldTestCase):
         self.assertEqual(len(self.audit("cancelled")), 1)
         self.assertEqual(self.queue_json(self.config()), [])
 
+    def test_only_expired_record_waits_for_the_configurations_grace(self):
+        # recorded 10 days after the expiry (the default 7 made it due while
+        # the configuration did not load); the configuration, once it loads,
+        # says 14: not sent before the 14th day
+        today = int(time.time() // 86400)
+        self.set_accounts({"alice": 3000}, expire={"alice": today - 10})
+        rc, out, err = self.run_cmd(["pam-helper", "--mode", "expired", "--service", "sshd",
+                                     "--config", self.broken(), "--", "alice"])
+        self.assertEqual(out, "recorded\n", err)
+        cfg = self.config(extra="expired_grace_days = 14;\n")
+        rc, out, err = self.run_cmd(["--json", "retry"], cfg)
+        self.assertEqual(rc, 75, out + err)
+        self.assertEqual(json.loads(out)["unresolved"]["left"], 1)
+        self.assertEqual(self.sim.requests(), [])
+        self.assertTrue(any("expired_grace_days = 14" in l and "left for a later retry" in l
+                            for l in self.syslog_lines()), self.syslog_lines())
+        self.assertEqual(len(os.listdir(os.path.join(self.dir, "unresolved"))), 1)
+        # four days later it is due
+        self.set_accounts({"alice": 3000}, expire={"alice": today - 14})
+        rc, out, err = self.run_cmd(["retry"], cfg)
+        self.assertEqual(rc, 0, out + err)
+        self.assertNotIn("d4xkq1abc", self.sim.members_of("acme"))
+
     def test_a_foreign_file_under_the_records_name_does_not_hide_it(self):
         udir = os.path.join(self.dir, "unresolved")
         os.makedirs(udir, mode=0o700)
