@@ -539,8 +539,8 @@ def bench_removal(build, work, quick):
         # one queue, one API: the command sending itself (no sender), the
         # command handing over to a running sender, a sender started on
         # demand; each at the default api.rate_limit (10/s) and, as a
-        # diagnostic, at 1000/s, where the pace between a removal's GET and
-        # its DELETE is 1 ms instead of 102 ms
+        # diagnostic, at 1000/s (a removal's GET and DELETE fit in one
+        # pacing window at either rate)
         v = {}
         for name, sock, rate in (("command", "", None), ("command_fast", "", 1000),
                                  ("warm", "warm.sock", None), ("warm_fast", "fast.sock", 1000),
@@ -605,9 +605,11 @@ case $code in 204|404) exit 0 ;; *) echo "hook: HTTP $code" >&2; exit 1 ;; esac
                 w = v[name]
                 sim.reset()
                 if name.startswith("warm"):
-                    # one removal, not a burst: the sender paces requests at
-                    # api.rate_limit, so start after its slot is free again
-                    time.sleep(max(0.0, w["last"] + 1.2 / w["rate"] - time.monotonic()))
+                    # one removal, not a burst: the sender sends at most
+                    # floor(0.98 api.rate_limit) requests in any second, so
+                    # start once the previous removal's requests have left
+                    # its one-second window
+                    time.sleep(max(0.0, w["last"] + 1.05 - time.monotonic()))
                 rc, wall, cpu, rss, _ = run_wait4(w["argv"], env=env)
                 scpu = 0.0
                 if name.startswith("warm"):
@@ -693,7 +695,7 @@ def bench_removal_report(res, warm_info, runs, cmd, cfg, d, sim, argv_cmd, argv_
     table("One removal of a member that is there, median of %d interleaved runs each (cold: "
           "%d runs); wall and CPU of the removing process tree (wait4), plus the sender's CPU "
           "for that removal; 'between' = the time between the GET's answer and the DELETE's "
-          "arrival at the simulator (the pace: 1/(0.98 api.rate_limit))"
+          "arrival at the simulator (both fit in one pacing window)"
           % (runs, len(res["cold"])),
           ["variant", "requests", "wall ms", "between ms", "CPU ms", "sender CPU ms",
            "total CPU ms", "peak RSS KB", "wall ratio", "CPU ratio"], rows)
@@ -821,12 +823,13 @@ def fnv_key(login, org, uid):
     return "%016x" % h
 
 
-def request_rate(recs, pace):
+def request_rate(recs, rate):
     """Requests/s at the simulator from its request log (arrival times): the
-    mean over the run, the most in any 1 s window, the count by kind, the
-    rate of the median interval between two arrivals, and the time lost in
-    intervals longer than twice the pace (stalls: the machine's other load,
-    a slow fsync)."""
+    mean over the run, the most in any 1 s window, the count by kind, and,
+    the pacer sending up to its window and then waiting, the requests in
+    each whole second from the first arrival: their median, and how many of
+    those seconds held fewer than 95% of the rate (stalls: the machine's
+    other load, a slow fsync)."""
     ts = sorted(r["t_start"] for r in recs)
     peak, j = 0, 0
     for i, t in enumerate(ts):
@@ -845,12 +848,16 @@ def request_rate(recs, pace):
         gaps.setdefault("%s -> %s" % (a["method"], b["method"]), []).append(
             b["t_start"] - a["t_start"])
     span = ts[-1] - ts[0] if len(ts) > 1 else 0
-    iv = [b - a for a, b in zip(ts, ts[1:])] or [0.0]
-    slow = [g for g in iv if g > 2 * pace]
+    whole = int(span)                   # the last, partial second is left out
+    per_s = [0] * whole
+    for t in ts:
+        k = int(t - ts[0])
+        if k < whole:
+            per_s[k] += 1
     return {"requests": len(ts), "req_s": (len(ts) - 1) / span if span else 0.0,
             "peak_1s": peak, "kinds": kinds, "span": span,
-            "median_s": 1.0 / statistics.median(iv) if statistics.median(iv) else 0.0,
-            "slow": len(slow), "slow_lost": sum(g - pace for g in slow),
+            "median_per_s": statistics.median(per_s) if per_s else 0,
+            "seconds": whole, "slow": len([c for c in per_s if c < 0.95 * rate]),
             "gaps": {k: (len(v), statistics.median(v), sum(v)) for k, v in gaps.items()}}
 
 
@@ -910,7 +917,7 @@ def bench_drain(build, work, quick):
                  "entries_s": n / wall, "r429": st["rate_limited"],
                  "conns": st["connections"], "tls": st["tls_handshakes"] - 1,
                  "left": left, "status": st["status_counts"]}
-            r.update(request_rate(recs, 1.0 / (0.98 * rate)))
+            r.update(request_rate(recs, rate))
             # the shell loop over the same entries (members re-added by reset)
             m = min(n, 200 if quick else 1000)
             lst = os.path.join(d, "loop%d.txt" % n)
@@ -938,8 +945,9 @@ done < "$1"
         say("drained %d: rc=%d, %.1f s, %d left in queue; %d requests at the simulator: %s"
             % (n, rc, wall, left, r["requests"],
                ", ".join("%s x%d" % kv for kv in sorted(r["kinds"].items()))))
-        say("  from one request's arrival to the next (pace 1/(0.98 R) = %.2f ms): %s"
-            % (1000 / (0.98 * r["rate"]),
+        say("  from one request's arrival to the next (up to floor(0.98 R) = %d back to back, "
+            "then the rest of the second): %s"
+            % (int(0.98 * r["rate"]),
                "; ".join("%s: median %.2f ms, %.1f s in all (%d)" % (k, v[1] * 1000, v[2], v[0])
                          for k, v in sorted(r["gaps"].items()))))
     rows = []
@@ -951,11 +959,10 @@ done < "$1"
              "%.1f" % r["req_s"], "%.1f (R)" % r["rate"], "%.3f" % (r["req_s"] / r["rate"])],
             ["  most requests in any 1 s at the API", "%d" % r["peak_1s"], "%d (R)" % r["rate"],
              "%.3f" % (r["peak_1s"] / r["rate"])],
-            ["  1 / median interval between requests at the API", "%.1f" % r["median_s"],
-             "%.1f (R)" % r["rate"], "%.3f" % (r["median_s"] / r["rate"])],
-            ["  intervals > 2x the pace / time lost in them", "%d / %.2f s" % (r["slow"],
-                                                                          r["slow_lost"]),
-             "of %d / %.1f s" % (r["requests"] - 1, r["span"]), "-"],
+            ["  median requests in a whole second at the API", "%g" % r["median_per_s"],
+             "%d (R)" % r["rate"], "%.3f" % (r["median_per_s"] / r["rate"])],
+            ["  seconds with fewer than 95% of R (stalls)", "%d" % r["slow"],
+             "of %d" % r["seconds"], "-"],
             ["  requests per entry (GET member + DELETE)", "%.2f" % (r["requests"] / n), "-",
              "-"],
             ["  entries/s (whole process: start-up, listing)", "%.1f" % r["entries_s"],
@@ -980,18 +987,19 @@ done < "$1"
             ["  vs curl loop: wall s (its entries)", "%.1f" % r["wall"], "%.1f" % L["wall"],
              "%.3f" % (r["wall"] / L["wall"])],
         ]
-    table("Draining (simulator rate limit = api.rate_limit = R requests in any 1 s; every "
-          "request is paced at 0.98 R; requests counted and timed at the simulator)",
+    table("Draining (simulator rate limit = api.rate_limit = R requests in any 1 s; the "
+          "client sends at most floor(0.98 R) requests in any second; requests counted and "
+          "timed at the simulator)",
           ["figure", "retry", "baseline", "ratio"], rows)
     for n, r in results.items():
         target("3a %d entries: requests/s at the API >= 95%% of %d/s, never above it in any "
                "1 s" % (n, r["rate"]),
                r["req_s"] >= 0.95 * r["rate"] and r["peak_1s"] <= r["rate"] and r["left"] == 0,
-               "%.1f/s = %.1f%%, at most %d in 1 s, %d left (median interval: %.1f/s = "
-               "%.1f%%; %.2f s lost in %d stalls); %.1f entries/s (%.2f requests each)"
+               "%.1f/s = %.1f%%, at most %d in 1 s, %d left (median %g in a second; %d of "
+               "%d seconds under 95%%); %.1f entries/s (%.2f requests each)"
                % (r["req_s"], 100 * r["req_s"] / r["rate"], r["peak_1s"], r["left"],
-                  r["median_s"], 100 * r["median_s"] / r["rate"], r["slow_lost"], r["slow"],
-                  r["entries_s"], r["requests"] / n))
+                  r["median_per_s"], r["slow"], r["seconds"], r["entries_s"],
+                  r["requests"] / n))
         target("3b %d entries: zero 429" % n, r["r429"] == 0, "%d" % r["r429"])
         target("3c %d entries: exactly 1 TLS handshake" % n, r["tls"] == 1 and r["conns"] == 1,
                "%d handshakes, %d API connections (curl loop: %d for %d entries)"
@@ -1067,19 +1075,17 @@ CONFIRM_CASES = [
 ]
 
 
-def bare_delete_replay(sim, uid, rate, proven):
+def bare_delete_replay(sim, uid, proven):
     """What the bare-DELETE protocol would need to confirm its answer,
-    replayed on one keep-alive connection at the pace of the command
-    (1/(0.98 rate) from one request's start to the next): DELETE; on 404 GET
-    the member (a member still listed: no write access, held); on 404 the
-    member-list probe, unless this process already proved the read."""
+    replayed on one keep-alive connection, back to back as the command's
+    pacer sends them (at most three requests: within one pacing window at
+    either rate): DELETE; on 404 GET the member (a member still listed: no
+    write access, held); on 404 the member-list probe, unless this process
+    already proved the read."""
     base = "/v1/organizations/acme/members"
     conn = sim.connect()
-    last = [0.0]
 
     def send(method, path):
-        time.sleep(max(0.0, last[0] + 1.0 / (0.98 * rate) - time.monotonic()))
-        last[0] = time.monotonic()
         return sim.call(method, path, conn=conn)[0]
 
     try:
@@ -1118,7 +1124,7 @@ def confirm_run(sim, cmd, case, cfg, qdir, rate):
         p = subprocess.run([cmd, "--config", cfg, "remove", logins[0]], capture_output=True)
         if p.returncode != 0:
             raise RuntimeError("sender case: remove %s: rc %d" % (logins[0], p.returncode))
-        time.sleep(1.5 / (0.98 * rate))     # its pacing slot free again
+        time.sleep(1.05)                    # its one-second pacing window free again
         skip = len(sim.requests())
         logins = logins[1:]
     elif key == "cached":
@@ -1133,12 +1139,13 @@ def confirm_run(sim, cmd, case, cfg, qdir, rate):
 def between_run(sim, argv, rate):
     """The member leaves (another host removed it) after our GET saw it and
     before our DELETE arrives: the bench removes it at the simulator as soon
-    as the GET has been answered. At 10/s the command's pace leaves 102 ms
-    for that; at a faster pace the simulator holds the DELETE BETWEEN_DELAY s,
-    which is then subtracted from the wall time and the span (the pace after
-    the DELETE is shorter than the hold, so no wait of the command's own is
-    hidden in it). A run the bench was too slow for (DELETE 204) is repeated."""
-    hold = 1.0 / (0.98 * rate) < 0.05
+    as the GET has been answered. The pacer lets a removal's GET and DELETE
+    go back to back, so the simulator holds the DELETE BETWEEN_DELAY s, which
+    is then subtracted from the wall time and the span (the three requests fit
+    in one pacing window at either rate, so no wait of the command's own is
+    hidden in it). A run the bench was too slow for (DELETE 204) is
+    repeated."""
+    hold = True
     for _ in range(5):
         sim.reset()
         sim.set_tokens([pslib.credential(id=sim.token_id, secret=sim.token)])
@@ -1220,7 +1227,7 @@ def bench_confirm(build, work, quick):
                     if case[3]:
                         sim.remove_members("acme", case[3])
                     uid = [u["id"] for u in CONFIRM_USERS if u["login"] == case[4][-1]][0]
-                    bare_delete_replay(sim, uid, rate, proven)
+                    bare_delete_replay(sim, uid, proven)
                     orecs = sim.requests()
                     if [describe(r) for r in orecs] != bare:
                         mismatch.append("%s @%d/s bare DELETE replay: %s (expected %s)"
