@@ -1257,9 +1257,8 @@ def confirm_report(out, rates, reps, mismatch):
           "probe GET .../members?per_page=1); span = first request's arrival to last answer "
           "at the simulator; wall = the whole `remove` process (both logins in the "
           "`remove carol dave` case; the sender case: the client); median of %d runs at "
-          "api.rate_limit = %d and %d; the 'between' case at %d/s has the %.1f s the "
-          "simulator held its DELETE taken off" % (reps, rates[0], rates[1], rates[1],
-                                                    BETWEEN_DELAY),
+          "api.rate_limit = %d and %d; the 'between' case has the %.1f s the simulator "
+          "held its DELETE taken off" % (reps, rates[0], rates[1], BETWEEN_DELAY),
           ["case", "requests", "sequence", "exit",
            "span ms @%d/s" % rates[0], "wall ms @%d/s" % rates[0],
            "span ms @%d/s" % rates[1], "wall ms @%d/s" % rates[1]], rows)
@@ -1281,7 +1280,8 @@ def confirm_report(out, rates, reps, mismatch):
     table("The same answers with the bare DELETE the product sent before: alone (a 404 "
           "taken on faith) and with what it would need to confirm them (DELETE 404, then GET "
           "the member, then the probe unless the read is already proven in the process), "
-          "replayed by the bench on one connection at the command's pace; span at the "
+          "replayed by the bench on one connection, back to back as the command's pacer sends "
+          "them; span at the "
           "simulator, median of %d" % reps,
           ["case", "look-then-delete requests", "bare DELETE", "bare DELETE confirmed",
            "its sequence", "span ms @%d/s" % rates[0], "span ms @%d/s" % rates[1]], rows)
