@@ -295,8 +295,11 @@ static int cmp_due(const void *a, const void *b)
  * first attempt later: in the order of their time, each sent when it comes,
  * as long as that is before the deadline (without one, this run waits for
  * all of them: at most api.spread seconds). The rest stay pending, counted
- * in st->waiting, with st->next_due the earliest. */
-static void drain_spread(drain_t *d, const ps_qref_t *list, size_t n)
+ * in st->waiting, with st->next_due the earliest. `later` marks the entries
+ * the first pass left because they were not due then: one of them may have
+ * come due while others were sent, and must not fall between the two
+ * passes (NULL, when it could not be allocated: those not due now). */
+static void drain_spread(drain_t *d, const ps_qref_t *list, const unsigned char *later, size_t n)
 {
     spread_ref_t *w;
     size_t nw = 0, i;
@@ -307,7 +310,8 @@ static void drain_spread(drain_t *d, const ps_qref_t *list, size_t n)
         return;
     }
     for(i = 0; i < n; i++) {
-        if(list[i].state != PS_Q_HELD && not_due(d, list[i].recorded, list[i].not_before)) {
+        if(later ? later[i]
+                 : list[i].state != PS_Q_HELD && not_due(d, list[i].recorded, list[i].not_before)) {
             w[nw].ref = &list[i];
             w[nw].due = due_at(d, list[i].recorded, list[i].not_before);
             nw++;
@@ -382,6 +386,7 @@ ps_status_t ps_drain(ps_ctx_t *ctx, int progress, ps_drain_stats_t *st)
 {
     char err[512];
     ps_qref_t *list = NULL;
+    unsigned char *later = NULL;
     size_t n = 0, i, todo = 0;
     invalid_arg_t ia = { ctx, st };
     drain_t d;
@@ -415,13 +420,17 @@ ps_status_t ps_drain(ps_ctx_t *ctx, int progress, ps_drain_stats_t *st)
     if(todo > 0 && start(&d) == 0) {
         int pass;
 
+        later = calloc(n, 1);
         /* pending entries that are due, then held ones */
         for(pass = 0; pass < 2; pass++) {
             for(i = 0; i < n; i++) {
                 if((list[i].state == PS_Q_HELD) != (pass == 1))
                     continue;
-                if(pass == 0 && not_due(&d, list[i].recorded, list[i].not_before))
+                if(pass == 0 && not_due(&d, list[i].recorded, list[i].not_before)) {
+                    if(later)
+                        later[i] = 1;
                     continue;
+                }
                 if(drain_ref(&d, &list[i]) == NEXT_STOP)
                     break;
             }
@@ -430,12 +439,13 @@ ps_status_t ps_drain(ps_ctx_t *ctx, int progress, ps_drain_stats_t *st)
         }
         /* then the first attempts that api.spread put later, at their time */
         if(!st->stopped)
-            drain_spread(&d, list, n);
+            drain_spread(&d, list, later, n);
         if(progress) {
             progress_line(&d);
             fputc('\n', stderr);
         }
     }
+    free(later);
     free(list);
 
     /* what the spool holds now decides the exit code */
