@@ -55,8 +55,14 @@ class SelfContainedTest(unittest.TestCase):
         self.assertEqual(bad, [], "\n".join(bad))
 
     def test_the_patterns_catch_what_they_should(self):
-        for text in ("see ../shared/design.md", "as issue 12 says", "in /work/main/build"):
-            self.assertTrue(any(rx.search(text) for rx, _ in PATTERNS), text)
+        # one sample for each pattern, in its order, assembled from pieces
+        # so that this file does not hold a reference of its own
+        samples = ["see ." + "./shared/notes.txt", "the design" + ".md file",
+                   "as " + "issue 7 says", "in /work" + "/main/build"]
+        self.assertEqual(len(samples), len(PATTERNS))
+        for (rx, what), text in zip(PATTERNS, samples):
+            self.assertTrue(rx.search(text), "%s: %r" % (what, text))
+        self.assertFalse(any(rx.search("see man/planetscale-deprovision.8") for rx, _ in PATTERNS))
 
 
 if __name__ == "__main__":
